@@ -1,0 +1,331 @@
+"""The exception hierarchy.
+
+Every error the SDK raises derives from :class:`FreepikError`, so ``except
+freepik_bg.FreepikError`` catches them all. HTTP errors carry the status code
+and the server's own message; nothing here ever holds the API key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "FreepikError",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "InvalidImageError",
+    "InvalidParam",
+    "InvalidRequestError",
+    "LinkExpiredError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RedirectError",
+    "SkippedError",
+]
+
+# Bodies are kept for debugging, but a misbehaving server could send megabytes.
+_MAX_BODY_CHARS = 2000
+
+
+class FreepikError(Exception):
+    """Base class of every error raised by freepik_bg.
+
+    ``attempts`` counts the requests made for the operation that failed, and
+    ``ambiguous_retries`` how many of those were retries after a failure that
+    the service may have billed (see the retry policy).
+
+    Example:
+        >>> try:
+        ...     ...  # await client.remove_background(url)
+        ... except FreepikError as exc:
+        ...     print(f"failed: {exc}")
+    """
+
+    attempts: int = 0
+    ambiguous_retries: int = 0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(FreepikError):
+    """The client is misconfigured, for example no API key was found."""
+
+
+class InvalidRequestError(FreepikError, ValueError):
+    """Input rejected locally, before any request was sent (no credit spent).
+
+    Example:
+        >>> try:
+        ...     validate_image_url("ftp://example.com/cat.jpg")
+        ... except InvalidRequestError as exc:
+        ...     print(exc)
+        image_url must be an http(s) URL, got scheme 'ftp'
+    """
+
+
+class SkippedError(FreepikError):
+    """An item was not attempted because the batch stopped first.
+
+    ``cause`` is the error that stopped the batch (for example an
+    :class:`AuthenticationError`), or ``None`` when the batch was cancelled.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class APIConnectionError(FreepikError):
+    """The service could not be reached, or the connection broke mid-request.
+
+    ``maybe_processed`` is True when the request may have reached the service
+    before the failure (a read timeout, a connection lost after sending): such
+    a POST may have been billed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        maybe_processed: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.maybe_processed = maybe_processed
+
+
+class APITimeoutError(APIConnectionError):
+    """A request timed out (connect, read, write or pool)."""
+
+
+class RedirectError(APIConnectionError):
+    """A result link redirected too many times, in a loop, or to a non-http(s) URL."""
+
+
+@attrs.frozen(slots=True)
+class InvalidParam:
+    """One entry of a 400 response's ``invalid_params``: which field and why."""
+
+    name: str
+    reason: str
+
+
+class APIStatusError(FreepikError):
+    """The service answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        message: the server's ``message`` field (or a short fallback).
+        body: the decoded JSON body, or the text when it was not JSON.
+        headers: the response headers.
+        request_id: the ``x-request-id`` header, when the server sent one.
+        retry_after: seconds the server asked us to wait (``Retry-After``), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: object = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status_code}: {message}")
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.request_id = self.headers.get("x-request-id")
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code}, message={self.message!r})"
+
+
+class BadRequestError(APIStatusError):
+    """400 or 422: the request was rejected; ``invalid_params`` says which fields and why.
+
+    A 400 ``Failed to download the image`` means the service could not fetch
+    ``image_url``. These are never retried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: object = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, body=body, headers=headers, retry_after=retry_after
+        )
+        self.invalid_params: tuple[InvalidParam, ...] = _parse_invalid_params(body)
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if not self.invalid_params:
+            return base
+        details = "; ".join(f"{p.name}: {p.reason}" for p in self.invalid_params)
+        return f"{base} ({details})"
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or invalid. A batch stops at once on this."""
+
+
+class InsufficientCreditsError(APIStatusError):
+    """402: the account has no credits left. A batch stops at once on this."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this endpoint. A batch stops at once on this."""
+
+
+class NotFoundError(APIStatusError):
+    """404 from the API endpoint itself (a wrong ``base_url``, usually)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the server's demand, in seconds, if any.
+
+    Retried after ``retry_after`` (or a backoff); a demand longer than the
+    policy's ``max_retry_after`` is raised at once instead.
+    """
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the service failed. 500, 502 and 504 may have been billed; 503 was not."""
+
+
+class APIResponseValidationError(FreepikError):
+    """A 2xx response whose body is not the documented JSON."""
+
+    def __init__(self, message: str, *, status_code: int = 200, body: object = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class LinkExpiredError(FreepikError):
+    """A result link is gone: it expired (5 minutes) or answered 403, 404 or 410.
+
+    The credit for it was spent; a batch re-submits the image once by default.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class InvalidImageError(FreepikError):
+    """Downloaded bytes are not a PNG or JPEG, are truncated, or exceed the size cap.
+
+    ``transient`` is False for failures a retry cannot fix (the size cap).
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def decode_body(response: httpx.Response) -> object:
+    """The JSON body if it parses, else the (truncated) text; never raises."""
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError):
+        try:
+            return response.text[:_MAX_BODY_CHARS]
+        except (UnicodeDecodeError, LookupError):  # pragma: no cover - odd charsets
+            return None
+
+
+def _message_from(body: object, status_code: int, reason: str) -> str:
+    candidates: list[Any] = []
+    if isinstance(body, Mapping):
+        candidates.append(body.get("message"))
+        problem = body.get("problem")
+        if isinstance(problem, Mapping):
+            candidates.append(problem.get("message"))
+            candidates.append(problem.get("detail"))
+        candidates.append(body.get("detail"))
+        candidates.append(body.get("error"))
+    elif isinstance(body, str) and body.strip() and len(body) <= 200:
+        candidates.append(body.strip())
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return reason or f"HTTP {status_code}"
+
+
+def _parse_invalid_params(body: object) -> tuple[InvalidParam, ...]:
+    if not isinstance(body, Mapping):
+        return ()
+    raw = body.get("invalid_params")
+    problem = body.get("problem")
+    if raw is None and isinstance(problem, Mapping):
+        raw = problem.get("invalid_params")
+    if not isinstance(raw, list):
+        return ()
+    params: list[InvalidParam] = []
+    for entry in raw:
+        if isinstance(entry, Mapping):
+            params.append(
+                InvalidParam(name=str(entry.get("name", "")), reason=str(entry.get("reason", "")))
+            )
+    return tuple(params)
+
+
+def status_error(
+    response: httpx.Response, body: object, *, retry_after: float | None = None
+) -> APIStatusError:
+    """Build the typed error for an error response whose body was already read."""
+    status = response.status_code
+    message = _message_from(body, status, response.reason_phrase)
+    headers = dict(response.headers)
+    cls = _STATUS_ERRORS.get(status)
+    if cls is None:
+        cls = InternalServerError if status >= 500 else APIStatusError
+    return cls(message, status_code=status, body=body, headers=headers, retry_after=retry_after)
+
+
+def describe_body(body: object) -> str:
+    """A short, single-line rendering of a body for error messages."""
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= 120 else text[:117] + "..."

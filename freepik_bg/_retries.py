@@ -1,0 +1,332 @@
+"""Retry policy: what is retried, how long to wait, and what may be billed twice.
+
+A POST that the service processed costs a credit even when its response is
+lost, so POST failures fall in three classes:
+
+* surely not processed (connect errors, 429, 503): always retried;
+* maybe processed (a read timeout or lost connection after the request was
+  sent, 500, 502, 504): retried unless ``retry_ambiguous=False``, and counted;
+* rejected (400, 401, 402, 403, 404, 422, ...): never retried.
+
+Downloads (GET) are free and idempotent: they are retried on any transient
+failure while the link lives.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Literal, TypeVar
+
+import anyio
+import attrs
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    FreepikError,
+    InvalidImageError,
+)
+
+__all__ = [
+    "Classification",
+    "RetryEvent",
+    "RetryHook",
+    "RetryPolicy",
+    "classify_download_error",
+    "classify_post_error",
+    "parse_retry_after",
+    "retry_call",
+    "set_testing",
+    "testing_enabled",
+]
+
+logger = logging.getLogger("freepik_bg")
+
+T = TypeVar("T")
+
+Operation = Literal["post", "download"]
+
+
+class Classification(enum.Enum):
+    """How a failure relates to billing and retrying."""
+
+    SAFE = "safe"
+    """Not processed by the service: retrying cannot bill twice."""
+    AMBIGUOUS = "ambiguous"
+    """Maybe processed (and billed): a retry may bill again."""
+    FATAL = "fatal"
+    """Never retried."""
+
+
+# 501 and 505 mean "this will never work"; the other 5xx may pass.
+_FATAL_5XX = frozenset({501, 505})
+_SAFE_STATUSES = frozenset({408, 425, 429, 503})
+
+
+def classify_post_error(exc: BaseException) -> Classification:
+    """Classify a failed POST by what it means for billing."""
+    if isinstance(exc, APIConnectionError):
+        return Classification.AMBIGUOUS if exc.maybe_processed else Classification.SAFE
+    if isinstance(exc, APIStatusError):
+        if exc.status_code in _SAFE_STATUSES:
+            return Classification.SAFE
+        if exc.status_code >= 500 and exc.status_code not in _FATAL_5XX:
+            return Classification.AMBIGUOUS
+    return Classification.FATAL
+
+
+def classify_download_error(exc: BaseException) -> Classification:
+    """Downloads are free: every transient failure is safe to retry."""
+    if isinstance(exc, APIConnectionError | InvalidImageError):
+        # A truncated or garbled body is usually a broken transfer. A body
+        # over the size cap will not shrink, though.
+        if isinstance(exc, InvalidImageError) and not exc.transient:
+            return Classification.FATAL
+        return Classification.SAFE
+    if isinstance(exc, APIStatusError) and (
+        exc.status_code in _SAFE_STATUSES or exc.status_code >= 500
+    ):
+        return Classification.SAFE
+    return Classification.FATAL
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``.
+
+    ``Retry-After`` may be a number of seconds or an HTTP date. Garbage,
+    negative or non-finite values count as absent.
+
+    Example:
+        >>> parse_retry_after({"retry-after": "3"})
+        3.0
+        >>> parse_retry_after({"retry-after-ms": "250"})
+        0.25
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            value = float(raw_ms) / 1000.0
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+@attrs.frozen(slots=True)
+class RetryPolicy:
+    """How failures are retried.
+
+    Attributes:
+        max_retries: retries after the first attempt (0 disables retrying).
+        retry_ambiguous: retry POST failures the service may have billed.
+        initial_backoff: the first backoff, doubled at each retry...
+        max_backoff: ...up to this.
+        jitter: a random extra of up to this many seconds, so that many
+            clients do not retry in lockstep.
+        max_retry_after: a ``Retry-After`` longer than this is not waited
+            for; the error is raised at once, carrying the demand.
+    """
+
+    max_retries: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    retry_ambiguous: bool = True
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+    jitter: float = 0.5
+    max_retry_after: float = 60.0
+
+
+@attrs.frozen(slots=True)
+class RetryEvent:
+    """Passed to ``on_retry`` hooks just before the SDK sleeps and retries.
+
+    Attributes:
+        operation: ``"post"`` or ``"download"``.
+        url: the image URL (for a POST) or the result link (for a download).
+        attempt: the attempt that just failed, from 1.
+        wait: seconds until the next attempt.
+        error: why it failed.
+        ambiguous: the failed POST may have been billed.
+    """
+
+    operation: Operation
+    url: str
+    attempt: int
+    wait: float
+    error: FreepikError
+    ambiguous: bool
+
+
+RetryHook = Callable[[RetryEvent], object]
+
+
+@attrs.define(slots=True)
+class _TestingState:
+    enabled: bool = False
+    attempts: int | None = None
+
+
+_TESTING = _TestingState()
+
+
+def set_testing(enabled: bool, *, attempts: int | None = None) -> None:
+    """Turn backoff off (for your test suite), like ``stamina.set_testing``.
+
+    With testing on, every retry happens at once, ``Retry-After`` included,
+    and ``attempts``, when given, caps the attempts per operation.
+
+    Example:
+        >>> import freepik_bg
+        >>> freepik_bg.set_testing(True)
+        >>> freepik_bg.set_testing(False)
+    """
+    _TESTING.enabled = enabled
+    _TESTING.attempts = attempts if enabled else None
+
+
+def testing_enabled() -> bool:
+    """Whether :func:`set_testing` turned backoff off."""
+    return _TESTING.enabled
+
+
+def _retry_after_of(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, APIStatusError) else None
+
+
+class _Wait:
+    """Honour Retry-After when the server sends it, else back off exponentially."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+
+    def __call__(self, state: RetryCallState) -> float:
+        if _TESTING.enabled:
+            return 0.0
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = _retry_after_of(exc) if exc is not None else None
+        if retry_after is not None:
+            return retry_after
+        policy = self._policy
+        exponent = min(state.attempt_number - 1, 62)
+        backoff = policy.initial_backoff * 2.0**exponent
+        jitter = random.uniform(0, policy.jitter)  # noqa: S311 - not for cryptography
+        return min(policy.max_backoff, backoff + jitter)
+
+
+async def retry_call(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    operation: Operation,
+    url: str,
+    policy: RetryPolicy,
+    hooks: Sequence[RetryHook] = (),
+    deadline: float | None = None,
+    before_attempt: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[T, int, int]:
+    """Call ``fn`` under ``policy``; return (result, attempts, ambiguous retries).
+
+    ``deadline`` (``time.time()`` seconds) stops retrying once the next try
+    would start after it, which is how downloads stop at link expiry.
+    ``before_attempt`` runs before every attempt (a shared rate limiter).
+    On failure the raised :class:`FreepikError` carries ``attempts`` and
+    ``ambiguous_retries``.
+    """
+    classify = classify_post_error if operation == "post" else classify_download_error
+    ambiguous = 0
+    max_attempts = policy.max_retries + 1
+    if _TESTING.attempts is not None:
+        max_attempts = min(max_attempts, _TESTING.attempts)
+
+    def should_retry(exc: BaseException) -> bool:
+        kind = classify(exc)
+        if kind is Classification.FATAL:
+            return False
+        if kind is Classification.AMBIGUOUS and not policy.retry_ambiguous:
+            return False
+        retry_after = _retry_after_of(exc)
+        return retry_after is None or retry_after <= policy.max_retry_after
+
+    def stop(state: RetryCallState) -> bool:
+        if stop_after_attempt(max_attempts)(state):
+            return True
+        return deadline is not None and time.time() + state.upcoming_sleep >= deadline
+
+    def before_sleep(state: RetryCallState) -> None:
+        nonlocal ambiguous
+        exc = state.outcome.exception() if state.outcome else None
+        assert isinstance(exc, FreepikError)
+        is_ambiguous = operation == "post" and classify(exc) is Classification.AMBIGUOUS
+        if is_ambiguous:
+            ambiguous += 1
+        event = RetryEvent(
+            operation=operation,
+            url=url,
+            attempt=state.attempt_number,
+            wait=state.upcoming_sleep,
+            error=exc,
+            ambiguous=is_ambiguous,
+        )
+        logger.warning(
+            "%s %s failed (attempt %d%s): %s; retrying in %.2f s",
+            operation.upper(),
+            url,
+            state.attempt_number,
+            ", may have been billed" if is_ambiguous else "",
+            exc,
+            state.upcoming_sleep,
+        )
+        for hook in hooks:
+            hook(event)
+
+    retrying = AsyncRetrying(
+        sleep=anyio.sleep,
+        stop=stop,
+        wait=_Wait(policy),
+        retry=retry_if_exception(should_retry),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    attempts = 0
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                if before_attempt is not None:
+                    await before_attempt()
+                result = await fn()
+    except FreepikError as exc:
+        exc.attempts = attempts
+        exc.ambiguous_retries = ambiguous
+        raise
+    return result, attempts, ambiguous
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)

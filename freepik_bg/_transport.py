@@ -1,0 +1,120 @@
+"""HTTP plumbing: who gets the API key, redirects, and httpx error translation.
+
+httpx forwards custom headers across cross-origin redirects and an
+``httpx.Auth`` cannot strip them, so the key is never a default header.
+Instead every request asks :class:`ApiKeyAuth` for its headers, which carry
+the key only when the URL's origin (scheme, host, port) is the API's, and
+redirects are followed here, hop by hop, with that question asked again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from ._config import Origin, origin_of
+from ._errors import APIConnectionError, APITimeoutError, RedirectError
+
+__all__ = ["API_KEY_HEADER", "ApiKeyAuth", "open_stream", "translate_transport_error"]
+
+API_KEY_HEADER = "x-freepik-api-key"
+MAX_REDIRECTS = 5
+
+# Failures that happen before the request can have reached the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+class ApiKeyAuth:
+    """Holds the API key and hands it out only to the API origin.
+
+    Its ``repr`` shows a short fingerprint, never the key.
+    """
+
+    __slots__ = ("__key", "_origin")
+
+    def __init__(self, api_key: str, api_url: httpx.URL) -> None:
+        self.__key = api_key
+        self._origin: Origin = origin_of(api_url)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, non-reversible tag to tell keys apart in logs."""
+        return hashlib.sha256(self.__key.encode()).hexdigest()[:8]
+
+    def allows(self, url: httpx.URL) -> bool:
+        """Whether ``url`` is on the API origin."""
+        return origin_of(url) == self._origin
+
+    def headers_for(self, url: httpx.URL) -> dict[str, str]:
+        """The key header when ``url`` is on the API origin, else nothing."""
+        return {API_KEY_HEADER: self.__key} if self.allows(url) else {}
+
+    def __repr__(self) -> str:
+        return f"ApiKeyAuth(key=<redacted sha256:{self.fingerprint}>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("ApiKeyAuth cannot be pickled")
+
+
+def translate_transport_error(exc: httpx.HTTPError, *, what: str) -> APIConnectionError:
+    """Map an httpx transport error to ours, recording whether it may have been processed."""
+    maybe_processed = not isinstance(exc, _NOT_SENT)
+    detail = str(exc) or type(exc).__name__
+    request: httpx.Request | None
+    try:
+        request = exc.request
+    except RuntimeError:
+        request = None
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"{what} timed out ({type(exc).__name__}): {detail}",
+            request=request,
+            maybe_processed=maybe_processed,
+        )
+    return APIConnectionError(
+        f"{what} failed ({type(exc).__name__}): {detail}",
+        request=request,
+        maybe_processed=maybe_processed,
+    )
+
+
+@asynccontextmanager
+async def open_stream(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    auth: ApiKeyAuth,
+    max_redirects: int = MAX_REDIRECTS,
+) -> AsyncIterator[httpx.Response]:
+    """GET ``url`` as a stream, following redirects ourselves so the key stays home.
+
+    Yields the final (non-redirect) response; it is closed on exit.
+    """
+    current = httpx.URL(url)
+    seen = {str(current)}
+    for _ in range(max_redirects + 1):
+        request = http.build_request("GET", current, headers=auth.headers_for(current))
+        response = await http.send(request, stream=True, follow_redirects=False)
+        if not (response.is_redirect and "location" in response.headers):
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        await response.aclose()
+        try:
+            target = response.url.join(response.headers["location"])
+        except httpx.InvalidURL as exc:
+            raise RedirectError(f"invalid redirect location from {current}: {exc}") from exc
+        if target.scheme not in ("http", "https"):
+            raise RedirectError(f"refusing redirect to a {target.scheme!r} URL")
+        if str(target) in seen:
+            raise RedirectError(f"redirect loop at {target}")
+        seen.add(str(target))
+        current = target
+    raise RedirectError(f"more than {max_redirects} redirects from {url}")

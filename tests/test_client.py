@@ -1,0 +1,620 @@
+"""Unit tests of AsyncClient against a mocked transport (respx)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+import freepik_bg
+from freepik_bg import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncClient,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    Cutout,
+    InsufficientCreditsError,
+    InternalServerError,
+    InvalidImageError,
+    InvalidRequestError,
+    LinkExpiredError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RedirectError,
+)
+from freepik_bg._retries import Classification, classify_post_error
+
+from .conftest import API, ENDPOINT, KEY, PNG, links
+
+pytestmark = pytest.mark.anyio
+
+
+def client(**kwargs: object) -> AsyncClient:
+    return AsyncClient(KEY, base_url=API, **kwargs)  # type: ignore[arg-type]
+
+
+def fresh_cutout(base: str = API) -> Cutout:
+    return Cutout.from_response(links(base), image_url="https://img.test/a.jpg")
+
+
+# -- configuration -----------------------------------------------------------
+
+
+async def test_missing_key_names_the_env_var() -> None:
+    with pytest.raises(ConfigurationError, match="FREEPIK_API_KEY"):
+        AsyncClient()
+
+
+async def test_key_and_base_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setenv("FREEPIK_BASE_URL", "http://127.0.0.1:9/")
+    async with AsyncClient() as c:
+        assert str(c.base_url) == "http://127.0.0.1:9"
+        assert c.retry_policy.max_retries == 5
+
+
+async def test_default_base_url_is_production() -> None:
+    async with AsyncClient(KEY) as c:
+        assert str(c.base_url) == "https://api.freepik.com"
+
+
+async def test_user_http_client_is_not_closed() -> None:
+    http = httpx.AsyncClient()
+    async with AsyncClient(KEY, http_client=http) as c:
+        assert c.http_client is http
+    assert not http.is_closed
+    await http.aclose()
+
+
+async def test_owned_pool_has_no_pool_timeout() -> None:
+    async with client(max_connections=3, timeout=5) as c:
+        assert c.http_client.timeout.pool is None
+        assert c.http_client.timeout.read == 5
+
+
+# -- the happy path ------------------------------------------------------------
+
+
+@respx.mock(assert_all_called=True)
+async def test_remove_background_posts_form_with_key(respx_mock: respx.MockRouter) -> None:
+    route = respx_mock.post(ENDPOINT).respond(200, json={**links(), "extra": {"x": 1}})
+    async with client() as c:
+        cutout = await c.remove_background("https://img.test/a.jpg")
+    request = route.calls.last.request
+    assert request.headers["x-freepik-api-key"] == KEY
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.content == b"image_url=https%3A%2F%2Fimg.test%2Fa.jpg"
+    assert cutout.high_resolution == links()["high_resolution"]
+    assert cutout.image_url == "https://img.test/a.jpg"
+    assert cutout.received_at.tzinfo is timezone.utc
+    assert cutout.expires_at - cutout.received_at == timedelta(minutes=5)
+    assert (cutout.attempts, cutout.ambiguous_retries) == (1, 0)
+
+
+@respx.mock
+async def test_download_returns_bytes(respx_mock: respx.MockRouter) -> None:
+    respx_mock.get(links()["high_resolution"]).respond(200, content=PNG)
+    respx_mock.get(links()["preview"]).respond(200, content=PNG[:-12] + PNG[-12:])
+    async with client() as c:
+        assert await c.download(fresh_cutout()) == PNG
+        assert await c.download(fresh_cutout(), size="preview") == PNG
+
+
+@respx.mock
+async def test_download_to_is_atomic_and_complete(
+    respx_mock: respx.MockRouter, tmp_path: Path
+) -> None:
+    respx_mock.get(links()["high_resolution"]).respond(200, content=PNG)
+    async with client() as c:
+        path = await c.download_to(fresh_cutout(), tmp_path / "sub" / "a.png")
+    assert path.read_bytes() == PNG
+    assert os.listdir(path.parent) == ["a.png"]
+
+
+# -- status to error -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "message"),
+    [
+        (400, {"message": "Failed to download the image"}, BadRequestError, "Failed to download"),
+        (422, {"message": "Unprocessable"}, BadRequestError, "Unprocessable"),
+        (401, {"message": "Invalid API key"}, AuthenticationError, "Invalid API key"),
+        (402, {"message": "No credits"}, InsufficientCreditsError, "No credits"),
+        (403, {"message": "Forbidden"}, PermissionDeniedError, "Forbidden"),
+        (404, {"message": "Not found"}, NotFoundError, "Not found"),
+        (429, {"message": "Too many"}, RateLimitError, "Too many"),
+        (500, {"message": "Internal Server Error"}, InternalServerError, "Internal Server"),
+        (502, "<html>bad gateway</html>", InternalServerError, "bad gateway"),
+        (503, {"message": "Service Unavailable"}, InternalServerError, "Service Unavailable"),
+        (504, {}, InternalServerError, "Gateway Timeout"),
+        (409, {"message": "Conflict"}, APIStatusError, "Conflict"),
+    ],
+)
+@respx.mock
+async def test_status_maps_to_error(
+    respx_mock: respx.MockRouter, status: int, body: object, error: type, message: str
+) -> None:
+    kwargs = {"json": body} if isinstance(body, dict) else {"text": body}
+    respx_mock.post(ENDPOINT).respond(status, **kwargs)  # type: ignore[arg-type]
+    async with client(max_retries=0) as c:
+        with pytest.raises(error) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    exc = info.value
+    assert type(exc) is error
+    assert exc.status_code == status
+    assert message in str(exc)
+    assert str(status) in str(exc)
+    assert KEY not in str(exc)
+    assert KEY not in repr(exc)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+@respx.mock
+async def test_invalid_params_flat_or_wrapped(respx_mock: respx.MockRouter, wrapped: bool) -> None:
+    detail = {
+        "message": "Your request has invalid parameters",
+        "invalid_params": [{"name": "image_url", "reason": "must be a valid URL"}],
+    }
+    respx_mock.post(ENDPOINT).respond(400, json={"problem": detail} if wrapped else detail)
+    async with client() as c:
+        with pytest.raises(BadRequestError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    assert info.value.invalid_params == (
+        freepik_bg.InvalidParam(name="image_url", reason="must be a valid URL"),
+    )
+    assert "image_url: must be a valid URL" in str(info.value)
+    assert "invalid parameters" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"original": "x"}', b'{"original": 1, "preview": null}', b""],
+)
+@respx.mock
+async def test_bad_200_body_is_a_freepik_error(respx_mock: respx.MockRouter, body: bytes) -> None:
+    route = respx_mock.post(ENDPOINT).respond(200, content=body)
+    async with client() as c:
+        with pytest.raises(APIResponseValidationError):
+            await c.remove_background("https://img.test/a.jpg")
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_data_wrapped_and_url_only_bodies_parse(respx_mock: respx.MockRouter) -> None:
+    body = links()
+    del body["high_resolution"]
+    respx_mock.post(ENDPOINT).respond(200, json={"data": body})
+    async with client() as c:
+        cutout = await c.remove_background("https://img.test/a.jpg")
+    assert cutout.high_resolution == cutout.url == links()["url"]
+
+
+# -- retries and billing ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "retried"),
+    [
+        (httpx.Response(429, json={"message": "slow down"}), True),
+        (httpx.Response(503, json={"message": "Service Unavailable"}), True),
+        (httpx.ConnectError("refused"), True),
+        (httpx.Response(500, json={"message": "Internal Server Error"}), True),
+        (httpx.Response(502), True),
+        (httpx.Response(504), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("peer closed"), True),
+        (httpx.Response(400, json={"message": "bad"}), False),
+        (httpx.Response(401, json={"message": "Invalid API key"}), False),
+        (httpx.Response(402), False),
+        (httpx.Response(403), False),
+        (httpx.Response(404), False),
+        (httpx.Response(422), False),
+    ],
+)
+@respx.mock
+async def test_retry_classification_counts_requests(
+    respx_mock: respx.MockRouter, failure: object, retried: bool
+) -> None:
+    route = respx_mock.post(ENDPOINT).mock(side_effect=[failure, httpx.Response(200, json=links())])
+    async with client() as c:
+        if retried:
+            cutout = await c.remove_background("https://img.test/a.jpg")
+            assert cutout.attempts == 2
+        else:
+            with pytest.raises(APIStatusError) as info:
+                await c.remove_background("https://img.test/a.jpg")
+            assert info.value.attempts == 1
+    assert route.call_count == (2 if retried else 1)
+
+
+@pytest.mark.parametrize(
+    ("failure", "ambiguous"),
+    [
+        (httpx.Response(500), True),
+        (httpx.Response(502), True),
+        (httpx.Response(504), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.ReadError("reset"), True),
+        (httpx.RemoteProtocolError("peer closed"), True),
+        (httpx.Response(503), False),
+        (httpx.Response(429), False),
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow connect"), False),
+    ],
+)
+@respx.mock
+async def test_ambiguous_retries_counted_and_can_be_disabled(
+    respx_mock: respx.MockRouter, failure: object, ambiguous: bool
+) -> None:
+    route = respx_mock.post(ENDPOINT).mock(
+        side_effect=[failure, failure, httpx.Response(200, json=links())]
+    )
+    async with client() as c:
+        cutout = await c.remove_background("https://img.test/a.jpg")
+    assert (cutout.attempts, cutout.ambiguous_retries) == (3, 2 if ambiguous else 0)
+
+    route.reset()
+    route.side_effect = [failure, httpx.Response(200, json=links())]
+    async with client(retry_ambiguous=False) as c:
+        if ambiguous:
+            with pytest.raises(freepik_bg.FreepikError) as info:
+                await c.remove_background("https://img.test/a.jpg")
+            assert info.value.attempts == 1
+        else:
+            assert (await c.remove_background("https://img.test/a.jpg")).attempts == 2
+    assert route.call_count == (1 if ambiguous else 2)
+
+
+@respx.mock
+async def test_max_retries_bounds_posts(respx_mock: respx.MockRouter) -> None:
+    route = respx_mock.post(ENDPOINT).respond(500)
+    async with client(max_retries=3) as c:
+        with pytest.raises(InternalServerError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    assert route.call_count == 4
+    assert (info.value.attempts, info.value.ambiguous_retries) == (4, 3)
+
+    route.reset()
+    async with client(max_retries=0) as c:
+        with pytest.raises(InternalServerError):
+            await c.remove_background("https://img.test/a.jpg")
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_timeouts_and_connection_errors_are_typed(respx_mock: respx.MockRouter) -> None:
+    respx_mock.post(ENDPOINT).mock(side_effect=httpx.ReadTimeout("slow"))
+    async with client(max_retries=1) as c:
+        with pytest.raises(APITimeoutError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    assert isinstance(info.value, APIConnectionError)
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+    assert info.value.maybe_processed
+    assert info.value.attempts == 2
+
+
+@respx.mock
+async def test_on_retry_hook_sees_events(respx_mock: respx.MockRouter) -> None:
+    respx_mock.post(ENDPOINT).mock(
+        side_effect=[httpx.Response(502), httpx.Response(200, json=links())]
+    )
+    events: list[freepik_bg.RetryEvent] = []
+    async with client(on_retry=events.append) as c:
+        await c.remove_background("https://img.test/a.jpg")
+    assert len(events) == 1
+    assert events[0].operation == "post"
+    assert events[0].ambiguous
+    assert events[0].attempt == 1
+    assert isinstance(events[0].error, InternalServerError)
+
+
+# -- Retry-After ------------------------------------------------------------------
+
+
+def test_parse_retry_after_forms() -> None:
+    parse = freepik_bg.parse_retry_after
+    assert parse({}) is None
+    assert parse({"Retry-After": "7"}) == 7.0
+    assert parse({"retry-after": " 1.5 "}) == 1.5
+    assert parse({"retry-after-ms": "250"}) == 0.25
+    assert parse({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse({"retry-after-ms": "nope", "retry-after": "9"}) == 9.0
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    date = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse({"retry-after": date}, now=now.timestamp()) == pytest.approx(30)
+    past = format_datetime(now - timedelta(seconds=30), usegmt=True)
+    assert parse({"retry-after": past}, now=now.timestamp()) == 0.0
+    for absurd in ["-5", "nan", "inf", "soon", "", "1e999"]:
+        assert parse({"retry-after": absurd}) is None, absurd
+    assert parse({"retry-after": "86400"}) == 86400.0
+
+
+@pytest.mark.real_backoff
+@respx.mock
+async def test_retry_after_is_honoured(respx_mock: respx.MockRouter) -> None:
+    import anyio
+
+    route = respx_mock.post(ENDPOINT).mock(
+        side_effect=[
+            httpx.Response(429, headers={"retry-after-ms": "200"}),
+            httpx.Response(200, json=links()),
+        ]
+    )
+    events: list[freepik_bg.RetryEvent] = []
+    async with client(on_retry=events.append) as c:
+        start = anyio.current_time()
+        await c.remove_background("https://img.test/a.jpg")
+        elapsed = anyio.current_time() - start
+    assert route.call_count == 2
+    assert events[0].wait == pytest.approx(0.2)
+    assert elapsed >= 0.2
+
+
+@pytest.mark.real_backoff
+@respx.mock
+async def test_absurd_retry_after_gives_up_at_once(respx_mock: respx.MockRouter) -> None:
+    route = respx_mock.post(ENDPOINT).respond(429, headers={"retry-after": "3600"})
+    async with client() as c:
+        with pytest.raises(RateLimitError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    assert route.call_count == 1
+    assert info.value.retry_after == 3600.0
+
+
+@pytest.mark.real_backoff
+def test_backoff_grows_and_is_capped() -> None:
+    from tenacity import RetryCallState
+
+    from freepik_bg._retries import RetryPolicy, _Wait
+
+    wait = _Wait(RetryPolicy())
+    waits = []
+    for attempt in range(1, 10):
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        state.outcome = None
+        waits.append(wait(state))
+    assert 0.5 <= waits[0] <= 1.0
+    assert 1.0 <= waits[1] <= 1.5
+    assert all(w <= 8.0 for w in waits)
+    assert waits[-1] >= 7.5
+
+
+def test_classification_table() -> None:
+    assert classify_post_error(RateLimitError("x", status_code=429)) is Classification.SAFE
+    assert classify_post_error(InternalServerError("x", status_code=501)) is Classification.FATAL
+    assert (
+        classify_post_error(APIConnectionError("x", maybe_processed=False)) is Classification.SAFE
+    )
+    assert classify_post_error(ValueError()) is Classification.FATAL
+
+
+# -- input validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "not a url",
+        "/relative/path.jpg",
+        "example.com/a.jpg",
+        "ftp://example.com/a.jpg",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://",
+        "https://exa mple.com/a.jpg",
+        "https://example.com/" + "a" * 10_000,
+        "https://example.com:99999999/a.jpg",
+        None,
+        42,
+    ],
+)
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+async def test_bad_input_never_reaches_the_network(
+    respx_mock: respx.MockRouter, bad: object
+) -> None:
+    route = respx_mock.route()
+    async with client() as c:
+        with pytest.raises(InvalidRequestError):
+            await c.remove_background(bad)  # type: ignore[arg-type]
+    assert route.call_count == 0
+
+
+# -- downloads ---------------------------------------------------------------------
+
+
+class _Truncating(httpx.AsyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data[:20]
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+@respx.mock
+async def test_truncated_body_leaves_no_file(respx_mock: respx.MockRouter, tmp_path: Path) -> None:
+    route = respx_mock.get(links()["high_resolution"]).mock(
+        side_effect=lambda request: httpx.Response(
+            200, headers={"content-length": str(len(PNG))}, stream=_Truncating(PNG)
+        )
+    )
+    async with client(max_retries=2) as c:
+        with pytest.raises(APIConnectionError):
+            await c.download_to(fresh_cutout(), tmp_path / "a.png")
+    assert route.call_count == 3
+    assert os.listdir(tmp_path) == []
+
+
+@respx.mock
+async def test_short_body_without_error_is_detected(
+    respx_mock: respx.MockRouter, tmp_path: Path
+) -> None:
+    # No Content-Length and a clean close: only the PNG trailer check can tell.
+    respx_mock.get(links()["high_resolution"]).respond(200, content=PNG[:-12])
+    async with client(max_retries=1) as c:
+        with pytest.raises(InvalidImageError, match="truncated"):
+            await c.download_to(fresh_cutout(), tmp_path / "a.png")
+    assert os.listdir(tmp_path) == []
+
+
+@respx.mock
+async def test_transient_download_failure_is_retried(
+    respx_mock: respx.MockRouter, tmp_path: Path
+) -> None:
+    route = respx_mock.get(links()["high_resolution"]).mock(
+        side_effect=[
+            httpx.Response(200, stream=_Truncating(PNG)),
+            httpx.Response(503),
+            httpx.Response(200, content=PNG),
+        ]
+    )
+    async with client() as c:
+        path = await c.download_to(fresh_cutout(), tmp_path / "a.png")
+    assert route.call_count == 3
+    assert path.read_bytes() == PNG
+    assert os.listdir(tmp_path) == ["a.png"]
+
+
+@pytest.mark.parametrize("body", [b"<html>oops</html>", b"GIF89a" + b"\0" * 50, b"", b"\x89PN"])
+@respx.mock
+async def test_non_image_body_is_rejected(
+    respx_mock: respx.MockRouter, tmp_path: Path, body: bytes
+) -> None:
+    respx_mock.get(links()["high_resolution"]).respond(200, content=body)
+    async with client(max_retries=0) as c:
+        with pytest.raises(InvalidImageError):
+            await c.download_to(fresh_cutout(), tmp_path / "a.png")
+    assert os.listdir(tmp_path) == []
+
+
+@respx.mock
+async def test_size_cap_aborts_without_retry(respx_mock: respx.MockRouter, tmp_path: Path) -> None:
+    route = respx_mock.get(links()["high_resolution"]).respond(
+        200, headers={"content-length": str(10 * 1024**3)}, stream=_Truncating(PNG)
+    )
+    async with client() as c:
+        with pytest.raises(InvalidImageError, match="cap"):
+            await c.download_to(fresh_cutout(), tmp_path / "a.png")
+    assert route.call_count == 1
+
+    big = PNG[:-12] + b"\0" * 5000 + PNG[-12:]
+    respx_mock.get(links()["preview"]).respond(200, content=big)
+    async with client(max_download_bytes=1000) as c:
+        with pytest.raises(InvalidImageError, match="cap"):
+            await c.download(fresh_cutout(), size="preview")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+@respx.mock
+async def test_gone_link_raises_link_expired(respx_mock: respx.MockRouter, status: int) -> None:
+    route = respx_mock.get(links()["high_resolution"]).respond(status)
+    async with client() as c:
+        with pytest.raises(LinkExpiredError) as info:
+            await c.download(fresh_cutout())
+    assert info.value.status_code == status
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_download_retries_stop_at_expiry(respx_mock: respx.MockRouter) -> None:
+    route = respx_mock.get(links()["high_resolution"]).respond(503)
+    stale = Cutout.from_response(
+        links(),
+        image_url="https://img.test/a.jpg",
+        received_at=datetime.now(timezone.utc) - timedelta(minutes=6),
+    )
+    async with client() as c:
+        with pytest.raises(InternalServerError):
+            await c.download(stale)
+    assert route.call_count == 1
+
+
+# -- key safety -------------------------------------------------------------------
+
+
+@respx.mock
+async def test_key_only_sent_to_api_origin_across_redirects(
+    respx_mock: respx.MockRouter,
+) -> None:
+    storage = "https://storage.test/bucket/high.png"
+    api_hop = respx_mock.get(links()["high_resolution"]).respond(
+        302, headers={"location": "https://api.test/v1/ai/beta/images/moved/high.png"}
+    )
+    moved = respx_mock.get("https://api.test/v1/ai/beta/images/moved/high.png").respond(
+        307, headers={"location": storage}
+    )
+    final = respx_mock.get(storage).respond(200, content=PNG)
+    async with client() as c:
+        assert await c.download(fresh_cutout()) == PNG
+    assert api_hop.calls.last.request.headers["x-freepik-api-key"] == KEY
+    assert moved.calls.last.request.headers["x-freepik-api-key"] == KEY
+    assert "x-freepik-api-key" not in final.calls.last.request.headers
+
+
+@pytest.mark.parametrize(
+    "other",
+    ["http://api.test/x.png", "https://api.test:8443/x.png", "https://evil.api.test/x.png"],
+)
+@respx.mock
+async def test_key_not_sent_to_other_scheme_port_or_host(
+    respx_mock: respx.MockRouter, other: str
+) -> None:
+    route = respx_mock.get(other).respond(200, content=PNG)
+    cutout = Cutout.from_response(dict.fromkeys(links(), other), image_url="https://img.test/a.jpg")
+    async with client() as c:
+        await c.download(cutout)
+    assert "x-freepik-api-key" not in route.calls.last.request.headers
+
+
+@respx.mock
+async def test_redirect_loop_and_bad_scheme(respx_mock: respx.MockRouter) -> None:
+    respx_mock.get("https://storage.test/a").respond(302, headers={"location": "/b"})
+    respx_mock.get("https://storage.test/b").respond(302, headers={"location": "/a"})
+    respx_mock.get("https://storage.test/c").respond(302, headers={"location": "file:///x"})
+    async with client(max_retries=0) as c:
+        for start, match in [("a", "loop"), ("c", "file")]:
+            url = f"https://storage.test/{start}"
+            cutout = Cutout.from_response(dict.fromkeys(links(), url), image_url=url)
+            with pytest.raises(RedirectError, match=match):
+                await c.download(cutout)
+
+
+@respx.mock
+async def test_key_never_logged_or_shown(
+    respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    respx_mock.post(ENDPOINT).mock(
+        side_effect=[
+            httpx.Response(500, json={"message": "Internal Server Error"}),
+            httpx.ReadTimeout("slow"),
+            httpx.Response(401, json={"message": "Invalid API key"}),
+        ]
+    )
+    async with client() as c:
+        assert KEY not in repr(c)
+        assert KEY not in str(c)
+        with pytest.raises(AuthenticationError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    exc = info.value
+    seen = [repr(exc), str(exc), repr(exc.__cause__), str(exc.headers), str(exc.body)]
+    seen += [r.getMessage() for r in caplog.records] + [str(r.args) for r in caplog.records]
+    assert caplog.records, "retries should have been logged"
+    assert not [text for text in seen if KEY in text]
