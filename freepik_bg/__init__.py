@@ -8,6 +8,7 @@ Example:
     ...         await client.download_to(cutout, "shoe.png")
 """
 
+from ._batch import BatchResults, BatchStats, ProgressEvent, ProgressHook, ProgressKind
 from ._client import AsyncClient, ImageStream, __version__
 from ._config import DEFAULT_BASE_URL, validate_image_url
 from ._errors import (
@@ -31,6 +32,7 @@ from ._errors import (
     RedirectError,
     SkippedError,
 )
+from ._journal import Journal
 from ._models import LINK_TTL, SIZES, BatchReport, Cutout, ItemResult, Size
 from ._retries import Classification, RetryEvent, RetryPolicy, parse_retry_after, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
@@ -47,6 +49,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchReport",
+    "BatchResults",
+    "BatchStats",
     "Classification",
     "ConfigurationError",
     "Cutout",
@@ -59,10 +63,14 @@ __all__ = [
     "InvalidParam",
     "InvalidRequestError",
     "ItemResult",
+    "Journal",
     "LinkExpiredError",
     "MemorySink",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProgressEvent",
+    "ProgressHook",
+    "ProgressKind",
     "RateLimitError",
     "RedirectError",
     "RetryEvent",

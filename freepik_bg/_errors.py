@@ -64,6 +64,18 @@ class FreepikError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which the default pickling
+        # (and copy) cannot replay; rebuild from the instance state instead.
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[FreepikError], args: tuple[Any, ...], state: dict[str, Any]) -> FreepikError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigurationError(FreepikError):
     """The client is misconfigured, for example no API key was found."""

@@ -316,9 +316,9 @@ async def retry_call(
     try:
         async for attempt in retrying:
             with attempt:
-                attempts += 1
                 if before_attempt is not None:
                     await before_attempt()
+                attempts += 1
                 result = await fn()
     except FreepikError as exc:
         exc.attempts = attempts

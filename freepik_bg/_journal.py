@@ -1,0 +1,186 @@
+"""An append-only JSON-lines journal that makes long batches resumable.
+
+Each line is one event:
+
+* ``posted``: the service answered with links (written before the download,
+  so a crash between the two does not lose what was paid for: a rerun within
+  the links' lifetime downloads them without a new POST);
+* ``done``: the item is stored (``output`` says where);
+* ``failed``: the item failed (``error`` says why); a rerun tries it again.
+
+Lines are written whole and flushed one by one; a torn last line (from a
+crash mid-write) is ignored on load. The journal holds URLs, results and
+error messages, never the API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from ._errors import APIStatusError, FreepikError
+from ._models import Cutout, ItemResult
+
+__all__ = ["Journal"]
+
+logger = logging.getLogger("freepik_bg")
+
+_VERSION = 1
+
+
+def _key(url: str) -> bytes:
+    # 16-byte digests keep a million-entry resume set small.
+    return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _error_record(error: FreepikError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    record: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    if isinstance(error, APIStatusError):
+        record["status_code"] = error.status_code
+    return record
+
+
+class Journal:
+    """Records finished items and tells a rerun which ones to skip.
+
+    Example:
+        >>> journal = Journal("run.jsonl")  # doctest: +SKIP
+        >>> journal.is_done("https://example.com/a.jpg")  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._done: set[bytes] = set()
+        self._failed: set[bytes] = set()
+        self._posted: dict[bytes, Cutout] = {}
+        self.torn_lines = 0
+        self._fh: IO[str] | None = None
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                    event = record["event"]
+                    url = record["url"]
+                except (ValueError, KeyError, TypeError):
+                    self.torn_lines += 1
+                    continue
+                key = _key(str(url))
+                if event == "done":
+                    self._done.add(key)
+                    self._failed.discard(key)
+                    self._posted.pop(key, None)
+                elif event == "failed":
+                    # Links paid for stay usable after a failed download.
+                    self._failed.add(key)
+                elif event == "posted":
+                    cutout = self._cutout_from(record)
+                    if cutout is not None:
+                        self._posted[key] = cutout
+        if self.torn_lines:
+            logger.warning("journal %s: ignored %d unreadable line(s)", self.path, self.torn_lines)
+
+    @staticmethod
+    def _cutout_from(record: dict[str, Any]) -> Cutout | None:
+        try:
+            links = record["links"]
+            received = datetime.fromisoformat(record["received_at"])
+            return Cutout.from_response(links, image_url=record["url"], received_at=received)
+        except (KeyError, TypeError, ValueError, FreepikError):
+            return None
+
+    @property
+    def completed(self) -> int:
+        """How many distinct URLs are done."""
+        return len(self._done)
+
+    def is_done(self, url: str) -> bool:
+        """Whether ``url`` was completed by an earlier run."""
+        return _key(url) in self._done
+
+    def pending_cutout(self, url: str) -> Cutout | None:
+        """Links paid for but not downloaded, if they are still alive."""
+        cutout = self._posted.get(_key(url))
+        if cutout is None or cutout.seconds_left() <= 5:
+            return None
+        return cutout
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A crash mid-write leaves a torn last line: start on a fresh one.
+            needs_newline = False
+            if self.path.exists() and self.path.stat().st_size > 0:
+                with self.path.open("rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    needs_newline = fh.read(1) != b"\n"
+            self._fh = self.path.open("a", encoding="utf-8")
+            if needs_newline:
+                self._fh.write("\n")
+        record = {"v": _VERSION, "ts": datetime.now(timezone.utc).isoformat(), **record}
+        # One write call per line, then flush: a line is all there or torn, never mixed.
+        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._fh.flush()
+
+    def record_posted(self, index: int, cutout: Cutout) -> None:
+        """Note that ``cutout`` was paid for, before downloading it."""
+        self._posted[_key(cutout.image_url)] = cutout
+        self._write(
+            {
+                "event": "posted",
+                "index": index,
+                "url": cutout.image_url,
+                "received_at": cutout.received_at.isoformat(),
+                "links": {
+                    "original": cutout.original,
+                    "high_resolution": cutout.high_resolution,
+                    "preview": cutout.preview,
+                    "url": cutout.url,
+                },
+            }
+        )
+
+    def record(self, result: ItemResult) -> None:
+        """Append a finished item (skipped ones are not written again)."""
+        if result.skipped:
+            return
+        key = _key(result.image_url)
+        if result.ok:
+            self._posted.pop(key, None)
+            self._done.add(key)
+            self._failed.discard(key)
+        else:
+            self._failed.add(key)
+        self._write(
+            {
+                "event": "done" if result.ok else "failed",
+                "index": result.index,
+                "url": result.image_url,
+                "output": result.path,
+                "error": _error_record(result.error),
+                "attempts": result.attempts,
+                "ambiguous_retries": result.ambiguous_retries,
+                "resubmits": result.resubmits,
+            }
+        )
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r}, completed={self.completed})"

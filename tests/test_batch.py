@@ -1,0 +1,340 @@
+"""The batch runner against a mocked transport (respx), on asyncio and trio."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import respx
+
+import freepik_bg
+from freepik_bg import (
+    AsyncClient,
+    AuthenticationError,
+    InvalidRequestError,
+    ItemResult,
+    MemorySink,
+    output_name,
+)
+from freepik_bg._ratelimit import AdaptiveConcurrency, RateGate
+
+from .conftest import API, ENDPOINT, KEY, PNG, links
+
+pytestmark = pytest.mark.anyio
+
+
+def urls(n: int) -> list[str]:
+    return [f"https://img.test/photo-{i}.jpg" for i in range(n)]
+
+
+class FakeService:
+    """Answers POSTs with per-URL links and serves PNGs, counting what it sees."""
+
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.posts: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.post_times: list[float] = []
+        self.fail: dict[str, httpx.Response] = {}
+        # Hold POSTs until this many are in flight at once, to prove overlap.
+        self.hold_until = 0
+        self.released: anyio.Event | None = None
+        self.post_route = router.post(ENDPOINT).mock(side_effect=self.on_post)
+        self.get_route = router.get(url__startswith=f"{API}/files/").mock(
+            side_effect=lambda request: httpx.Response(200, content=PNG)
+        )
+
+    async def on_post(self, request: httpx.Request) -> httpx.Response:
+        image_url = dict(httpx.QueryParams(request.content.decode()))["image_url"]
+        self.posts.append(image_url)
+        self.post_times.append(anyio.current_time())
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.hold_until:
+                if self.released is None:
+                    self.released = anyio.Event()
+                if self.in_flight >= self.hold_until:
+                    self.released.set()
+                with anyio.fail_after(5):
+                    await self.released.wait()
+            await anyio.lowlevel.checkpoint()
+        finally:
+            self.in_flight -= 1
+        if image_url in self.fail:
+            return self.fail[image_url]
+        token = image_url.rsplit("/", 1)[-1]
+        return httpx.Response(
+            200, json={name: f"{API}/files/{token}/{name}.png" for name in links()}
+        )
+
+
+@pytest.fixture
+def service() -> Iterator[FakeService]:
+    with respx.mock(assert_all_called=False) as router:
+        yield FakeService(router)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(KEY, base_url=API) as c:
+        yield c
+
+
+async def test_run_batch_to_directory(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    report = await client.run_batch(urls(20), tmp_path, rate=None)
+    assert len(report.succeeded) == 20
+    assert report.ok
+    assert report.posts == 20
+    for item in report.succeeded:
+        assert item.path == str(tmp_path / output_name(item.image_url))
+        assert Path(item.path).read_bytes() == PNG
+        assert item.attempts == 1
+        assert item.queued_at is not None
+        assert item.posted_at is not None
+        assert item.downloaded_at is not None
+        assert item.queued_at <= item.posted_at <= item.downloaded_at
+    assert sorted(os.listdir(tmp_path)) == sorted(output_name(u) for u in urls(20))
+    assert sorted(i.index for i in report.succeeded) == list(range(20))
+
+
+async def test_concurrency_bound_as_server_sees_it(
+    service: FakeService, client: AsyncClient
+) -> None:
+    service.hold_until = 6
+    report = await client.run_batch(urls(40), MemorySink(), concurrency=6, rate=None)
+    assert len(report.succeeded) == 40
+    assert service.max_in_flight == 6
+
+
+async def test_lazy_input_endless_generator(service: FakeService, client: AsyncClient) -> None:
+    pulled = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield f"https://img.test/{pulled}.jpg"
+
+    received: list[ItemResult] = []
+    async with client.batch(endless(), MemorySink(), concurrency=4, rate=None) as results:
+        async for item in results:
+            received.append(item)
+            if len(received) == 10:
+                break
+    assert all(item.ok for item in received)
+    # Never more than the in-flight items plus the result buffer ahead of the consumer.
+    assert pulled <= 10 + 4 + 4 + 1
+
+
+async def test_async_iterable_input(service: FakeService, client: AsyncClient) -> None:
+    async def source() -> AsyncIterator[str]:
+        for url in urls(5):
+            yield url
+
+    report = await client.run_batch(source(), MemorySink(), rate=None)
+    assert len(report.succeeded) == 5
+
+
+async def test_bad_items_do_not_stop_the_batch(service: FakeService, client: AsyncClient) -> None:
+    items: list[object] = ["ftp://x/a.jpg", *urls(3), "", None, "not a url"]
+    service.fail[urls(3)[1]] = httpx.Response(400, json={"message": "Failed to download the image"})
+    report = await client.run_batch(items, MemorySink(), rate=None)  # type: ignore[arg-type]
+    assert len(report.succeeded) == 2
+    assert len(report.failed) == 5
+    errors = {r.index: r.error for r in report.failed}
+    assert isinstance(errors[0], InvalidRequestError)
+    assert isinstance(errors[2], freepik_bg.BadRequestError)
+    assert isinstance(errors[5], InvalidRequestError)
+    assert len(service.posts) == 3
+
+
+async def test_stop_on_401_sends_nothing_more(service: FakeService, client: AsyncClient) -> None:
+    for url in urls(50):
+        service.fail[url] = httpx.Response(401, json={"message": "Invalid API key"})
+    report = await client.run_batch(urls(50), MemorySink(), concurrency=4, rate=None)
+    assert len(report.failed) == 50
+    assert all(isinstance(r.error, AuthenticationError) for r in report.failed)
+    assert len(service.posts) <= 4
+    assert "Invalid API key" in str(report.failed[-1].error)
+
+
+async def test_fail_fast(service: FakeService, client: AsyncClient) -> None:
+    service.fail[urls(30)[0]] = httpx.Response(400, json={"message": "bad"})
+    report = await client.run_batch(
+        urls(30), MemorySink(), concurrency=1, rate=None, fail_fast=True
+    )
+    assert len(report.failed) == 30
+    assert len(service.posts) == 1
+
+
+async def test_skip_existing_without_a_credit(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    done = urls(4)[:2]
+    for url in done:
+        (tmp_path / output_name(url)).write_bytes(b"old")
+    report = await client.run_batch(urls(4), tmp_path, rate=None)
+    assert {r.image_url for r in report.skipped} == set(done)
+    assert len(report.succeeded) == 2
+    assert sorted(service.posts) == sorted(urls(4)[2:])
+    assert (tmp_path / output_name(done[0])).read_bytes() == b"old"
+
+    report = await client.run_batch(urls(4), tmp_path, rate=None, overwrite=True)
+    assert len(report.succeeded) == 4
+    assert (tmp_path / output_name(done[0])).read_bytes() == PNG
+
+
+async def test_journal_resume_posts_only_unfinished(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    bad = urls(10)[3]
+    service.fail[bad] = httpx.Response(400, json={"message": "Failed to download the image"})
+    first = await client.run_batch(urls(10), MemorySink(), rate=None, journal=journal)
+    assert (len(first.succeeded), len(first.failed)) == (9, 1)
+
+    del service.fail[bad]
+    service.posts.clear()
+    second = await client.run_batch(urls(10), MemorySink(), rate=None, journal=journal)
+    assert service.posts == [bad]
+    assert len(second.skipped) == 9
+    assert len(second.succeeded) == 1
+
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert {r["event"] for r in records} == {"posted", "done", "failed"}
+    assert all(KEY not in line for line in journal.read_text().splitlines())
+
+
+async def test_journal_downloads_paid_links_without_posting(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    url = urls(1)[0]
+    service.get_route.side_effect = [httpx.Response(503)] * 10
+    report = await client.run_batch([url], MemorySink(), rate=None, journal=journal)
+    assert len(report.failed) == 1
+    assert len(service.posts) == 1
+
+    # The links are still alive: the rerun fetches them, spending no credit.
+    service.get_route.side_effect = lambda request: httpx.Response(200, content=PNG)
+    service.posts.clear()
+    # A crash mid-write leaves a torn last line; it must be ignored.
+    with journal.open("a") as fh:
+        fh.write('{"v":1,"event":"done","url":"https://img.test/pho')
+    report = await client.run_batch([url], MemorySink(), rate=None, journal=journal)
+    assert len(report.succeeded) == 1
+    assert service.posts == []
+    assert report.succeeded[0].attempts == 0
+    lines = journal.read_text().splitlines()
+    assert json.loads(lines[-1])["event"] == "done"
+
+
+async def test_expired_link_is_resubmitted_once(service: FakeService, client: AsyncClient) -> None:
+    service.get_route.side_effect = [httpx.Response(404), httpx.Response(200, content=PNG)]
+    report = await client.run_batch(urls(1), MemorySink(), rate=None)
+    assert report.succeeded[0].resubmits == 1
+    assert report.succeeded[0].attempts == 2
+    assert len(service.posts) == 2
+
+    service.get_route.side_effect = lambda request: httpx.Response(410)
+    report = await client.run_batch(urls(1), MemorySink(), rate=None, resubmit_expired=0)
+    assert isinstance(report.failed[0].error, freepik_bg.LinkExpiredError)
+
+
+async def test_breaking_out_cancels_cleanly(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    out = tmp_path / "out"
+    async with client.batch(urls(200), out, concurrency=8, rate=None, journal=journal) as results:
+        async for _ in results:
+            break
+    assert not [name for name in os.listdir(out) if name.endswith(".part")]
+    for line in journal.read_text().splitlines():
+        json.loads(line)
+    assert len(service.posts) < 200
+
+
+async def test_progress_events(service: FakeService, client: AsyncClient) -> None:
+    events: list[freepik_bg.ProgressEvent] = []
+    service.fail[urls(3)[0]] = httpx.Response(400, json={"message": "bad"})
+    await client.run_batch(urls(3), MemorySink(), rate=None, progress=events.append)
+    kinds = [e.kind.value for e in events]
+    assert kinds.count("submitted") == 3
+    assert kinds.count("posted") == 2
+    assert kinds.count("downloaded") == 2
+    assert kinds.count("failed") == 1
+
+
+@pytest.mark.real_backoff
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_429_pauses_every_submission(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    throttled_at: list[float] = []
+    first = True
+
+    async def on_post(request: httpx.Request) -> httpx.Response:
+        nonlocal first
+        if first:
+            first = False
+            throttled_at.append(anyio.current_time())
+            return httpx.Response(429, headers={"retry-after-ms": "300"})
+        return await service.on_post(request)
+
+    service.post_route.side_effect = on_post
+    report = await client.run_batch(urls(10), MemorySink(), concurrency=1, rate=None)
+    assert len(report.succeeded) == 10
+    # Every later POST, from any task, waited out the pause.
+    assert min(service.post_times) >= throttled_at[0] + 0.29
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_default_rate_is_freepik_limit(service: FakeService, client: AsyncClient) -> None:
+    report = await client.run_batch(urls(60), MemorySink(), concurrency=64)
+    assert len(report.succeeded) == 60
+    times = sorted(service.post_times)
+    start = times[0]
+    # 50 at once, then 10 per second.
+    assert times[49] - start < 0.5
+    for i in range(50, 60):
+        assert times[i] - start >= (i - 49) * 0.1 - 0.01
+
+
+async def test_rate_gate_bounds_throughput() -> None:
+    gate = RateGate(rate=200, burst=5)
+    times = []
+    for _ in range(25):
+        await gate.wait()
+        times.append(anyio.current_time())
+    start = times[0]
+    for i, t in enumerate(times):
+        assert t - start >= max(0, i - 4) / 200 - 0.002
+
+
+async def test_adaptive_concurrency_aimd() -> None:
+    limit = AdaptiveConcurrency(16, cooldown=10)
+    limit.throttled()
+    limit.throttled()  # same burst of 429s: counted once
+    assert limit.limit == 8
+    for _ in range(8):
+        limit.succeeded()
+    assert limit.limit == 9
+    with pytest.raises(ValueError, match="concurrency"):
+        AdaptiveConcurrency(0)
+    with pytest.raises(ValueError, match="rate"):
+        RateGate(rate=0)
+
+
+async def test_single_string_is_rejected(client: AsyncClient) -> None:
+    with pytest.raises(TypeError, match="single string"):
+        async with client.batch("https://img.test/a.jpg", MemorySink()):  # type: ignore[arg-type]
+            pass
