@@ -36,6 +36,7 @@ from ._journal import Journal
 from ._models import LINK_TTL, SIZES, BatchReport, Cutout, ItemResult, Size
 from ._retries import Classification, RetryEvent, RetryPolicy, parse_retry_after, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
+from ._sync import remove_backgrounds
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -82,6 +83,7 @@ __all__ = [
     "__version__",
     "output_name",
     "parse_retry_after",
+    "remove_backgrounds",
     "set_testing",
     "validate_image_url",
 ]

@@ -336,6 +336,16 @@ def status_error(
     return cls(message, status_code=status, body=body, headers=headers, retry_after=retry_after)
 
 
+def error_record(error: FreepikError | None) -> dict[str, Any] | None:
+    """A JSON-ready summary of an error (type, message, status) for journals and reports."""
+    if error is None:
+        return None
+    record: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    if isinstance(error, APIStatusError):
+        record["status_code"] = error.status_code
+    return record
+
+
 def describe_body(body: object) -> str:
     """A short, single-line rendering of a body for error messages."""
     text = body if isinstance(body, str) else json.dumps(body, default=str)

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import APIStatusError, FreepikError
+from ._errors import FreepikError, error_record
 from ._models import Cutout, ItemResult
 
 __all__ = ["Journal"]
@@ -36,15 +36,6 @@ _VERSION = 1
 def _key(url: str) -> bytes:
     # 16-byte digests keep a million-entry resume set small.
     return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def _error_record(error: FreepikError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    record: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
-    if isinstance(error, APIStatusError):
-        record["status_code"] = error.status_code
-    return record
 
 
 class Journal:
@@ -169,7 +160,7 @@ class Journal:
                 "index": result.index,
                 "url": result.image_url,
                 "output": result.path,
-                "error": _error_record(result.error),
+                "error": error_record(result.error),
                 "attempts": result.attempts,
                 "ambiguous_retries": result.ambiguous_retries,
                 "resubmits": result.resubmits,

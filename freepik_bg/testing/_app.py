@@ -224,6 +224,8 @@ class _Exchange:
         }
         self.status = 0
         self.started = False
+        self.image_url: str | None = None
+        self.charged = False
         self._finishers: list[Callable[[], None]] = []
 
     def on_finish(self, callback: Callable[[], None]) -> None:
@@ -489,6 +491,8 @@ class EmulatorApp:
                     api_key_sent=key is not None,
                     api_key_sha256=key_digest(key) if key is not None else None,
                     at=self.clock.now(),
+                    image_url=ex.image_url,
+                    charged=ex.charged,
                 )
             )
 
@@ -546,7 +550,7 @@ class EmulatorApp:
         try:
             key = self._authenticate(ex, cfg)
             self._rate_limit(key, cfg)
-            image_url = await self._parse_form(ex, cfg)
+            image_url = ex.image_url = await self._parse_form(ex, cfg)
             delay = self.faults.uniform(*cfg.latency)
             await self._sleep(delay)
             job = await self._process(ex, image_url, cfg)
@@ -557,7 +561,7 @@ class EmulatorApp:
                 await ex.json(reject.status, reject.payload, reject.headers, fault=fault)
             return
         # Processed: billed, whatever happens to the answer from here on.
-        self.stats.charged()
+        self._charge(ex)
         if fault is not None and fault.replaces_response:
             await self._replace(ex, fault, cfg)
             return
@@ -570,6 +574,10 @@ class EmulatorApp:
             links = {k: v for k, v in links.items() if k not in fault.fields}
         self.stats.issued(len(links))
         await ex.json(200, links, fault=fault)
+
+    def _charge(self, ex: _Exchange) -> None:
+        ex.charged = True
+        self.stats.charged()
 
     def _authenticate(self, ex: _Exchange, cfg: EmulatorConfig) -> str:
         key = ex.headers.get("x-freepik-api-key")

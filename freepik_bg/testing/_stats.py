@@ -26,6 +26,8 @@ class RequestRecord:
 
     ``endpoint`` is "post", "download" (any link GET), "sample", "admin" or "other";
     ``status`` is 0 when the connection was reset without a response.
+    For POSTs, ``image_url`` is the submitted URL (once the form parsed) and
+    ``charged`` says whether the emulator billed a credit for it.
 
     Example::
 
@@ -39,6 +41,8 @@ class RequestRecord:
     api_key_sent: bool
     api_key_sha256: str | None
     at: float
+    image_url: str | None = None
+    charged: bool = False
 
     def sent_key(self, key: str) -> bool:
         """Whether this request carried ``x-freepik-api-key: key``."""

@@ -1,0 +1,409 @@
+"""The ``freepik-bg`` command line.
+
+Exit codes: 0 when every item succeeded (or was already done), 1 when some
+failed, 2 for a usage or configuration error, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+import anyio
+
+from ._client import AsyncClient, __version__
+from ._config import API_KEY_ENV
+from ._errors import ConfigurationError, FreepikError, error_record
+from ._models import SIZES, ItemResult
+from ._progress import make_display
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_JOURNAL_NAME = ".freepik-bg-journal.jsonl"
+
+
+class UsageError(Exception):
+    """A problem the user fixes by changing the command or the environment."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _rate(text: str) -> float | None:
+    if text.lower() in ("none", "off", "0"):
+        return None
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number, or 'off'")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``freepik-bg``."""
+    parser = argparse.ArgumentParser(
+        prog="freepik-bg",
+        description="Remove image backgrounds in bulk with Freepik's API.",
+    )
+    parser.add_argument("--version", action="version", version=f"freepik-bg {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    remove = commands.add_parser(
+        "remove",
+        help="remove the backgrounds of a list of image URLs",
+        description=(
+            "Submit every URL in INPUT and store each cutout in the output directory. "
+            f"The API key comes from ${API_KEY_ENV} or --api-key-file. "
+            "Runs are resumable: rerun the same command after an interruption."
+        ),
+    )
+    remove.add_argument(
+        "input", metavar="INPUT", help="a text file of URLs (one per line), a CSV file, or -"
+    )
+    remove.add_argument("-o", "--output", required=True, type=Path, help="output directory")
+    remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
+    remove.add_argument(
+        "--concurrency", type=_positive_int, default=32, help="items in flight (default 32)"
+    )
+    remove.add_argument(
+        "--rate",
+        type=_rate,
+        default=10.0,
+        help="POSTs per second, or 'off' (default 10, Freepik's documented limit)",
+    )
+    remove.add_argument("--burst", type=_positive_int, default=50, help="burst size (default 50)")
+    remove.add_argument("--size", choices=SIZES, default="high_resolution")
+    remove.add_argument(
+        "--journal",
+        type=Path,
+        help=f"resume journal (default OUTPUT/{DEFAULT_JOURNAL_NAME})",
+    )
+    remove.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    remove.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    remove.add_argument("--base-url", help="API base URL (default $FREEPIK_BASE_URL or production)")
+    remove.add_argument("--timeout", type=_positive_float, help="per-request timeout in seconds")
+    remove.add_argument("--max-retries", type=_non_negative_int, help="retries per request")
+    remove.add_argument(
+        "--no-retry-ambiguous",
+        action="store_true",
+        help="never retry a POST that may have been billed",
+    )
+    remove.add_argument("--report", type=Path, help="write per-item results as JSON here")
+    remove.add_argument(
+        "--api-key-file",
+        type=Path,
+        help=f"read the API key from this file instead of ${API_KEY_ENV}",
+    )
+    remove.add_argument("-q", "--quiet", action="store_true", help="no per-item lines")
+    remove.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        default="auto",
+        help="progress display (default: a bar on a terminal, plain lines otherwise)",
+    )
+    remove.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the local Freepik emulator (for tests and demos)",
+        description="Serve a local emulator of the API on loopback; prints its base URL and key.",
+    )
+    try:
+        from .testing import add_arguments as add_emulator_arguments
+    except ImportError:  # pragma: no cover - the testing package always imports
+        pass
+    else:
+        add_emulator_arguments(emulator)
+
+    demo = commands.add_parser(
+        "demo", help="run a batch on the local emulator and show the cutouts"
+    )
+    demo.add_argument(
+        "-o", "--output", type=Path, default=Path("freepik-bg-demo"), help="where to write"
+    )
+    demo.add_argument("--concurrency", type=_positive_int, default=8)
+    return parser
+
+
+# -- input ---------------------------------------------------------------------
+
+
+def _lines(stream: TextIO) -> Iterator[str]:
+    for line in stream:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield text
+
+
+def _csv_column(stream: TextIO, column: str) -> Iterator[str]:
+    reader = csv.DictReader(stream)
+    if reader.fieldnames is None or column not in reader.fieldnames:
+        found = ", ".join(reader.fieldnames or []) or "no header"
+        raise UsageError(f"CSV has no column {column!r} (found: {found})")
+    for row in reader:
+        value = (row.get(column) or "").strip()
+        if value:
+            yield value
+
+
+def open_input(path: str, column: str | None, stack: ExitStack) -> Iterator[str]:
+    """A lazy iterator of URLs from a file or stdin."""
+    if path == "-":
+        stream: TextIO = sys.stdin
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise UsageError(f"input file not found: {path}")
+        if file.suffix.lower() == ".csv" and column is None:
+            raise UsageError(f"{path} looks like a CSV file: say which column with --column NAME")
+        try:
+            stream = stack.enter_context(file.open(encoding="utf-8-sig", newline=""))
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if column is not None:
+        iterator = _csv_column(stream, column)
+        # Read the header now, so a wrong column is a usage error before any request.
+        first = next(iterator, None)
+
+        def chained() -> Iterator[str]:
+            if first is not None:
+                yield first
+            yield from iterator
+
+        return chained()
+    return _lines(stream)
+
+
+def count_urls(path: str, column: str | None) -> int | None:
+    """How many URLs a file holds (a cheap streaming pass), for the ETA; None for stdin."""
+    if path == "-":
+        return None
+    with ExitStack() as stack:
+        try:
+            return sum(1 for _ in open_input(path, column, stack))
+        except (UsageError, OSError, UnicodeDecodeError, csv.Error):
+            return None
+
+
+def read_api_key(key_file: Path | None) -> str:
+    """The key from ``--api-key-file`` or the environment; never printed."""
+    if key_file is not None:
+        try:
+            key = key_file.read_text(encoding="utf-8").strip().splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read --api-key-file {key_file}: {exc.strerror}") from None
+        if not key or not key[0].strip():
+            raise UsageError(f"--api-key-file {key_file} is empty")
+        return key[0].strip()
+    key_env = os.environ.get(API_KEY_ENV, "").strip()
+    if not key_env:
+        raise UsageError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
+    return key_env
+
+
+# -- report --------------------------------------------------------------------
+
+
+def _item_record(item: ItemResult) -> dict[str, Any]:
+    return {
+        "index": item.index,
+        "url": item.image_url,
+        "status": item.status,
+        "output": item.path,
+        "error": error_record(item.error),
+        "attempts": item.attempts,
+        "ambiguous_retries": item.ambiguous_retries,
+        "resubmits": item.resubmits,
+    }
+
+
+class ReportWriter:
+    """Streams per-item JSON to a temp file, renamed into place at the end.
+
+    The report is ``{"items": [...], "summary": {...}}``; streaming keeps
+    memory flat for million-item runs.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        self._tmp = Path(tmp)
+        self._fh: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
+        self._fh.write('{"items": [\n')
+        self._first = True
+
+    def add(self, item: ItemResult) -> None:
+        if not self._first:
+            self._fh.write(",\n")
+        self._first = False
+        self._fh.write(json.dumps(_item_record(item), ensure_ascii=False))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self._fh.write('\n], "summary": ' + json.dumps(summary) + "}\n")
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        self._fh.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    return shlex.join(["freepik-bg", *argv])
+
+
+async def _run_remove(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    api_key = read_api_key(args.api_key_file)
+    journal = args.journal or args.output / DEFAULT_JOURNAL_NAME
+    with ExitStack() as stack:
+        urls = open_input(args.input, args.column, stack)
+        total = count_urls(args.input, args.column)
+        try:
+            client = AsyncClient(
+                api_key,
+                base_url=args.base_url,
+                timeout=args.timeout,
+                max_retries=args.max_retries,
+                retry_ambiguous=not args.no_retry_ambiguous,
+                max_connections=args.concurrency,
+            )
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
+        report = ReportWriter(args.report) if args.report else None
+        display = make_display(args.progress, quiet=args.quiet)
+        interrupted = False
+        counts = {"ok": 0, "failed": 0, "skipped": 0}
+        start = anyio.current_time()
+        try:
+            async with client, anyio.create_task_group() as tg:
+
+                async def watch_signals() -> None:
+                    nonlocal interrupted
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            interrupted = True
+                            display.interrupted()
+                            tg.cancel_scope.cancel()
+                            return
+
+                tg.start_soon(watch_signals)
+                async with client.batch(
+                    urls,
+                    args.output,
+                    concurrency=args.concurrency,
+                    rate=args.rate,
+                    burst=args.burst,
+                    size=args.size,
+                    journal=journal,
+                    overwrite=args.overwrite,
+                    fail_fast=args.fail_fast,
+                    progress=display.on_event,
+                ) as results:
+                    display.start(results.stats, total)
+                    async for item in results:
+                        counts[item.status] += 1
+                        display.item(item)
+                        if report is not None:
+                            report.add(item)
+                tg.cancel_scope.cancel()
+        finally:
+            display.stop()
+        elapsed = anyio.current_time() - start
+        summary = {**counts, "total": sum(counts.values()), "elapsed_seconds": round(elapsed, 3)}
+        summary["interrupted"] = interrupted
+        if report is not None:
+            report.finish(summary)
+        display.summary(counts, elapsed, output=str(args.output), journal=str(journal))
+        if interrupted:
+            print(
+                f"Interrupted. Resume with:\n  {_resume_command(argv)}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from .testing import run as run_emulator
+
+    try:
+        import numpy  # noqa: F401
+        import PIL  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"the emulator needs the 'emulator' extra: pip install 'freepik-bg[emulator]' ({exc})"
+        ) from None
+    return run_emulator(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        from ._demo import run_demo
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise UsageError(
+            f"the demo needs the 'emulator' extra: pip install 'freepik-bg[emulator]' ({exc})"
+        ) from None
+    return run_demo(args.output, concurrency=args.concurrency)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``freepik-bg``; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "verbose", 0) < 2:
+        # httpx logs every request at INFO; that drowns a bulk run.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        if args.command == "remove":
+            return anyio.run(_run_remove, args, arguments)
+        if args.command == "emulator":
+            return _run_emulator(args)
+        return _run_demo(args)
+    except UsageError as exc:
+        print(f"freepik-bg: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FreepikError as exc:
+        print(f"freepik-bg: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("freepik-bg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,168 @@
+"""What the command line shows while a batch runs: a rich bar, or plain lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Protocol, TextIO
+
+from ._batch import BatchStats, ProgressEvent
+from ._models import ItemResult
+
+__all__ = ["Display", "make_display"]
+
+
+class Display(Protocol):
+    """The CLI's view of a running batch."""
+
+    def start(self, stats: BatchStats, total: int | None = None) -> None: ...
+    def on_event(self, event: ProgressEvent) -> None: ...
+    def item(self, item: ItemResult) -> None: ...
+    def interrupted(self) -> None: ...
+    def stop(self) -> None: ...
+    def summary(self, counts: dict[str, int], elapsed: float, **where: str) -> None: ...
+
+
+def _describe(item: ItemResult) -> str:
+    if item.ok:
+        verb = "skip" if item.skipped else "ok"
+        return f"{verb:<5}{item.index:>7}  {item.image_url} -> {item.path}"
+    return f"FAIL {item.index:>7}  {item.image_url}: {item.error}"
+
+
+def _rate(counts: dict[str, int], elapsed: float) -> float:
+    done = counts.get("ok", 0) + counts.get("failed", 0)
+    return done / elapsed if elapsed > 0 else 0.0
+
+
+class PlainDisplay:
+    """One line per item (unless quiet) and a summary: for logs and pipes."""
+
+    def __init__(self, *, quiet: bool, stream: TextIO | None = None, per_item: bool = True) -> None:
+        self._quiet = quiet
+        self._per_item = per_item
+        self._stream = stream or sys.stdout
+        self._last = time.monotonic()
+        self._stats: BatchStats | None = None
+
+    def start(self, stats: BatchStats, total: int | None = None) -> None:
+        self._stats = stats
+
+    def on_event(self, event: ProgressEvent) -> None:
+        pass
+
+    def item(self, item: ItemResult) -> None:
+        if not self._per_item:
+            return
+        if not self._quiet or not item.ok:
+            print(_describe(item), file=self._stream, flush=True)
+
+    def interrupted(self) -> None:
+        print("stopping: waiting for in-flight items to wind down...", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        pass
+
+    def summary(self, counts: dict[str, int], elapsed: float, **where: str) -> None:
+        if not self._per_item and not self._quiet:
+            return
+        line = (
+            f"done: {counts['ok']} succeeded, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped in {elapsed:.1f} s ({_rate(counts, elapsed):.1f}/s)"
+        )
+        print(line, file=self._stream, flush=True)
+        for name, value in where.items():
+            print(f"{name}: {value}", file=self._stream, flush=True)
+
+
+class RichDisplay:
+    """A live bar (done, failed, rate, ETA) and a summary table, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]:.1f}/s"),
+            TextColumn("in flight {task.fields[in_flight]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task: Any = None
+        self._failed = 0
+        self._done = 0
+        self._started = time.monotonic()
+        self._stats: BatchStats | None = None
+
+    def start(self, stats: BatchStats, total: int | None = None) -> None:
+        self._stats = stats
+        self._started = time.monotonic()
+        self._progress.start()
+        self._task = self._progress.add_task(
+            "removing backgrounds", total=total, failed=0, rate=0.0, in_flight=0
+        )
+
+    def on_event(self, event: ProgressEvent) -> None:
+        pass
+
+    def item(self, item: ItemResult) -> None:
+        self._done += 1
+        if not item.ok:
+            self._failed += 1
+            self._progress.console.print(f"[red]{_describe(item)}", markup=False, highlight=False)
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        self._progress.update(
+            self._task,
+            advance=1,
+            failed=self._failed,
+            rate=self._done / elapsed,
+            in_flight=self._stats.in_flight if self._stats else 0,
+        )
+
+    def interrupted(self) -> None:
+        self._progress.console.print("[yellow]stopping: winding down in-flight items...")
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+    def summary(self, counts: dict[str, int], elapsed: float, **where: str) -> None:
+        from rich.table import Table
+
+        table = Table(title="freepik-bg", show_header=False)
+        table.add_row("succeeded", f"[green]{counts['ok']}")
+        table.add_row("failed", f"[red]{counts['failed']}" if counts["failed"] else "0")
+        table.add_row("skipped (already done)", str(counts["skipped"]))
+        table.add_row("elapsed", f"{elapsed:.1f} s")
+        table.add_row("rate", f"{_rate(counts, elapsed):.1f} items/s")
+        for name, value in where.items():
+            table.add_row(name, value)
+        self.console.print(table)
+
+
+def make_display(mode: str, *, quiet: bool) -> Display:
+    """``auto`` picks the bar on a terminal when rich is installed, else plain lines."""
+    if mode == "none":
+        return PlainDisplay(quiet=True, per_item=False)
+    if mode in ("auto", "bar") and (mode == "bar" or sys.stderr.isatty()):
+        try:
+            return RichDisplay()
+        except ImportError:
+            if mode == "bar":
+                print("rich is not installed; showing plain progress", file=sys.stderr)
+    return PlainDisplay(quiet=quiet)
