@@ -263,7 +263,8 @@ class AsyncClient:
             InvalidRequestError: ``image_url`` is not an absolute http(s) URL
                 (nothing is sent).
             BadRequestError: the service refused it, e.g. it could not fetch it.
-            AuthenticationError, InsufficientCreditsError, RateLimitError, ...
+            APIStatusError: any other error status (401, 402, 429 after retries, 5xx, ...).
+            APIConnectionError: the service could not be reached, after retries.
 
         Example:
             >>> url = "https://example.com/shoe.jpg"
@@ -453,10 +454,12 @@ class AsyncClient:
                 written atomically) or a :class:`Sink`.
             concurrency: most items in flight. It halves on repeated 429s
                 and grows back (AIMD).
-            rate, burst: a client-side limit on POSTs per second, shared by
-                all tasks and their retries. The default follows Freepik's
-                documented limits (10/s sustained, bursts of 50); ``None``
-                turns it off. A 429 pauses every submission.
+            rate: a client-side limit on POSTs per second, shared by all
+                tasks and their retries. The default follows Freepik's
+                documented limit (10/s sustained); ``None`` turns it off. A
+                429 pauses every submission.
+            burst: how many POSTs may go at once before ``rate`` applies
+                (default 50, Freepik's documented burst).
             size: which rendition to store.
             journal: a JSON-lines file (or :class:`Journal`) recording each
                 item; rerun with the same journal to skip finished items
