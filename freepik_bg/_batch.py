@@ -13,13 +13,15 @@ import enum
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
 import attrs
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._config import validate_image_url
 from ._errors import (
@@ -158,6 +160,7 @@ class _Runner:
     fail_fast: bool
     resubmit_expired: int
     journal: Journal | None
+    owns_journal: bool
     progress: ProgressHook | None
     gate: RateGate
     slots: AdaptiveConcurrency
@@ -390,8 +393,49 @@ def _make_sink(dest: str | os.PathLike[str] | Sink) -> Sink:
     return dest
 
 
-@asynccontextmanager
-async def open_batch(
+class _BatchContext:
+    """The async context manager behind :meth:`AsyncClient.batch`.
+
+    A class rather than a generator-based context manager, so that no
+    ``yield`` ever sits inside the task group: entering starts the runner in
+    a task group, leaving cancels whatever is still in flight and closes it.
+    """
+
+    def __init__(self, runner: _Runner, urls: Iterable[str] | AsyncIterable[str], buffer: int):
+        self._runner = runner
+        self._urls = urls
+        self._buffer = buffer
+        self._task_group: TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[ItemResult] | None = None
+
+    async def __aenter__(self) -> BatchResults:
+        if self._task_group is not None:
+            raise RuntimeError("a batch can only be entered once")
+        send, self._receive = anyio.create_memory_object_stream[ItemResult](self._buffer)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._runner.run, self._urls, send)
+        return BatchResults(self._receive, self._runner.stats)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        assert self._receive is not None
+        # Leaving the block early (break, exception) cancels what is in flight.
+        self._task_group.cancel_scope.cancel()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._receive.close()
+            if self._runner.owns_journal and self._runner.journal is not None:
+                self._runner.journal.close()
+
+
+def open_batch(
     client: AsyncClient,
     urls: Iterable[str] | AsyncIterable[str],
     dest: str | os.PathLike[str] | Sink,
@@ -405,8 +449,8 @@ async def open_batch(
     fail_fast: bool = False,
     resubmit_expired: int = 1,
     progress: ProgressHook | None = None,
-) -> AsyncIterator[BatchResults]:
-    """Run a batch; yield its results as they finish. See :meth:`AsyncClient.batch`."""
+) -> AbstractAsyncContextManager[BatchResults]:
+    """Check the options and build the batch. See :meth:`AsyncClient.batch`."""
     if isinstance(urls, str | bytes):
         raise TypeError("urls must be an iterable of URLs, not a single string")
     if size not in SIZES:
@@ -414,10 +458,9 @@ async def open_batch(
     if resubmit_expired < 0:
         raise ValueError("resubmit_expired must be >= 0")
     sink = _make_sink(dest)
-    owned_journal = journal is not None and not isinstance(journal, Journal)
-    the_journal = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
+    gate = RateGate(rate, burst)
     slots = AdaptiveConcurrency(concurrency)
-    stats = BatchStats(concurrency=concurrency)
+    owns_journal = journal is not None and not isinstance(journal, Journal)
     runner = _Runner(
         client=client,
         sink=sink,
@@ -425,24 +468,14 @@ async def open_batch(
         overwrite=overwrite,
         fail_fast=fail_fast,
         resubmit_expired=resubmit_expired,
-        journal=the_journal,
+        journal=journal if isinstance(journal, Journal) or journal is None else Journal(journal),
+        owns_journal=owns_journal,
         progress=progress,
-        gate=RateGate(rate, burst),
+        gate=gate,
         slots=slots,
-        stats=stats,
+        stats=BatchStats(concurrency=concurrency),
     )
-    send, receive = anyio.create_memory_object_stream[ItemResult](concurrency)
-    try:
-        async with receive, anyio.create_task_group() as tg:
-            tg.start_soon(runner.run, urls, send)
-            try:
-                yield BatchResults(receive, stats)
-            finally:
-                # Leaving the block early (break, exception) cancels what is in flight.
-                tg.cancel_scope.cancel()
-    finally:
-        if owned_journal and the_journal is not None:
-            the_journal.close()
+    return _BatchContext(runner, urls, buffer=concurrency)
 
 
 async def collect_report(results: BatchResults) -> BatchReport:

@@ -338,3 +338,66 @@ async def test_single_string_is_rejected(client: AsyncClient) -> None:
     with pytest.raises(TypeError, match="single string"):
         async with client.batch("https://img.test/a.jpg", MemorySink()):  # type: ignore[arg-type]
             pass
+
+
+class _HangingBody(httpx.AsyncByteStream):
+    def __init__(self, first: bytes, reached: anyio.Event) -> None:
+        self.first = first
+        self.reached = reached
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.first
+        self.reached.set()
+        await anyio.sleep_forever()
+
+
+async def test_cancellation_is_prompt_and_leaves_no_temp_files(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    reached = anyio.Event()
+    service.get_route.side_effect = lambda request: httpx.Response(
+        200, stream=_HangingBody(PNG[:40], reached)
+    )
+    journal = tmp_path / "run.jsonl"
+    out = tmp_path / "out"
+
+    async def consume() -> None:
+        async with client.batch(urls(50), out, concurrency=4, rate=None, journal=journal) as res:
+            async for _ in res:
+                pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        with anyio.fail_after(5):
+            await reached.wait()
+        # Downloads are mid-file: temp files exist right now.
+        assert list(out.glob("*.part"))
+        tg.cancel_scope.cancel()
+        started = anyio.current_time()
+    assert anyio.current_time() - started < 1.0
+    assert list(out.iterdir()) == []
+    for line in journal.read_text().splitlines():
+        json.loads(line)
+
+
+async def test_cancelling_hanging_posts_is_prompt(
+    service: FakeService, client: AsyncClient
+) -> None:
+    posted = anyio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        posted.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    service.post_route.side_effect = hang
+    with anyio.CancelScope() as scope:
+        async with client.batch(urls(10), MemorySink(), rate=None) as results:
+            with anyio.fail_after(5):
+                await posted.wait()
+            scope.cancel()
+            started = anyio.current_time()
+            async for _ in results:
+                pass
+    assert scope.cancelled_caught
+    assert anyio.current_time() - started < 1.0
