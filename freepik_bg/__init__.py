@@ -8,7 +8,14 @@ Example:
     ...         await client.download_to(cutout, "shoe.png")
 """
 
-from ._batch import BatchResults, BatchStats, ProgressEvent, ProgressHook, ProgressKind
+from ._batch import (
+    BatchOptions,
+    BatchResults,
+    BatchStats,
+    ProgressEvent,
+    ProgressHook,
+    ProgressKind,
+)
 from ._client import AsyncClient, ImageStream, __version__
 from ._config import DEFAULT_BASE_URL, validate_image_url
 from ._errors import (
@@ -49,6 +56,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchOptions",
     "BatchReport",
     "BatchResults",
     "BatchStats",

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import anyio
 import attrs
@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_RATE",
+    "BatchOptions",
     "BatchResults",
     "BatchStats",
     "ProgressEvent",
@@ -97,6 +98,20 @@ class ProgressEvent:
 
 
 ProgressHook = Callable[[ProgressEvent], object]
+
+
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of :meth:`AsyncClient.batch`, for functions that pass them on."""
+
+    concurrency: int
+    rate: float | None
+    burst: int
+    size: Size
+    journal: str | os.PathLike[str] | Journal | None
+    overwrite: bool
+    fail_fast: bool
+    resubmit_expired: int
+    progress: ProgressHook | None
 
 
 @attrs.define(slots=True)

@@ -22,6 +22,7 @@ from typing import IO, Any, TextIO
 
 import anyio
 
+from ._batch import DEFAULT_BURST, DEFAULT_CONCURRENCY, DEFAULT_RATE
 from ._client import AsyncClient, __version__
 from ._config import API_KEY_ENV
 from ._errors import ConfigurationError, FreepikError, error_record
@@ -92,15 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("-o", "--output", required=True, type=Path, help="output directory")
     remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
     remove.add_argument(
-        "--concurrency", type=_positive_int, default=32, help="items in flight (default 32)"
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"items in flight (default {DEFAULT_CONCURRENCY})",
     )
     remove.add_argument(
         "--rate",
         type=_rate,
-        default=10.0,
-        help="POSTs per second, or 'off' (default 10, Freepik's documented limit)",
+        default=DEFAULT_RATE,
+        help=f"POSTs per second, or 'off' (default {DEFAULT_RATE:g}, Freepik's documented limit)",
     )
-    remove.add_argument("--burst", type=_positive_int, default=50, help="burst size (default 50)")
+    remove.add_argument(
+        "--burst",
+        type=_positive_int,
+        default=DEFAULT_BURST,
+        help=f"burst size (default {DEFAULT_BURST})",
+    )
     remove.add_argument("--size", choices=SIZES, default="high_resolution")
     remove.add_argument(
         "--journal",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import httpx
 
+from ._batch import DEFAULT_BURST, DEFAULT_CONCURRENCY, DEFAULT_RATE
 from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -36,7 +37,9 @@ from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call, utc
 from ._transport import ApiKeyAuth, open_stream, translate_transport_error
 
 if TYPE_CHECKING:
-    from ._batch import BatchResults, ProgressHook
+    from typing_extensions import Unpack
+
+    from ._batch import BatchOptions, BatchResults, ProgressHook
     from ._journal import Journal
     from ._sinks import Sink
 
@@ -432,9 +435,9 @@ class AsyncClient:
         urls: Iterable[str] | AsyncIterable[str],
         dest: str | os.PathLike[str] | Sink,
         *,
-        concurrency: int = 32,
-        rate: float | None = 10.0,
-        burst: int = 50,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate: float | None = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
         size: Size = "high_resolution",
         journal: str | os.PathLike[str] | Journal | None = None,
         overwrite: bool = False,
@@ -502,18 +505,9 @@ class AsyncClient:
         self,
         urls: Iterable[str] | AsyncIterable[str],
         dest: str | os.PathLike[str] | Sink,
-        *,
-        concurrency: int = 32,
-        rate: float | None = 10.0,
-        burst: int = 50,
-        size: Size = "high_resolution",
-        journal: str | os.PathLike[str] | Journal | None = None,
-        overwrite: bool = False,
-        fail_fast: bool = False,
-        resubmit_expired: int = 1,
-        progress: ProgressHook | None = None,
+        **options: Unpack[BatchOptions],
     ) -> BatchReport:
-        """Run a whole batch (same options as :meth:`batch`) and return its report.
+        """Run a whole batch and return its report; takes the options of :meth:`batch`.
 
         Example:
             >>> report = await client.run_batch(urls, "out/", concurrency=16)  # doctest: +SKIP
@@ -521,17 +515,5 @@ class AsyncClient:
         """
         from ._batch import collect_report
 
-        async with self.batch(
-            urls,
-            dest,
-            concurrency=concurrency,
-            rate=rate,
-            burst=burst,
-            size=size,
-            journal=journal,
-            overwrite=overwrite,
-            fail_fast=fail_fast,
-            resubmit_expired=resubmit_expired,
-            progress=progress,
-        ) as results:
+        async with self.batch(urls, dest, **options) as results:
             return await collect_report(results)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterable, Iterable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 
-from ._batch import ProgressHook
+from ._batch import DEFAULT_CONCURRENCY, BatchOptions
 from ._client import AsyncClient
-from ._journal import Journal
-from ._models import BatchReport, Size
+from ._models import BatchReport
 from ._sinks import Sink
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["remove_backgrounds"]
 
@@ -27,22 +30,15 @@ def remove_backgrounds(
     timeout: float | httpx.Timeout | None = None,
     max_retries: int | None = None,
     retry_ambiguous: bool = True,
-    concurrency: int = 32,
-    rate: float | None = 10.0,
-    burst: int = 50,
-    size: Size = "high_resolution",
-    journal: str | os.PathLike[str] | Journal | None = None,
-    overwrite: bool = False,
-    fail_fast: bool = False,
-    resubmit_expired: int = 1,
-    progress: ProgressHook | None = None,
     backend: str = "asyncio",
+    **options: Unpack[BatchOptions],
 ) -> BatchReport:
     """Remove the backgrounds of ``urls`` into ``dest`` and return the report.
 
     The synchronous twin of :meth:`AsyncClient.run_batch`, for scripts: it
     starts an event loop, runs the batch, and closes everything. The options
-    are those of :class:`AsyncClient` and :meth:`AsyncClient.batch`.
+    are those of :class:`AsyncClient` and :meth:`AsyncClient.batch`; ``backend``
+    is the anyio backend to run on (``"asyncio"`` or ``"trio"``).
 
     Example:
         >>> import freepik_bg
@@ -59,20 +55,9 @@ def remove_backgrounds(
             timeout=timeout,
             max_retries=max_retries,
             retry_ambiguous=retry_ambiguous,
-            max_connections=max(concurrency, 1),
+            # One connection per item in flight, so no item waits for the pool.
+            max_connections=options.get("concurrency", DEFAULT_CONCURRENCY),
         ) as client:
-            return await client.run_batch(
-                urls,
-                dest,
-                concurrency=concurrency,
-                rate=rate,
-                burst=burst,
-                size=size,
-                journal=journal,
-                overwrite=overwrite,
-                fail_fast=fail_fast,
-                resubmit_expired=resubmit_expired,
-                progress=progress,
-            )
+            return await client.run_batch(urls, dest, **options)
 
     return anyio.run(partial(main), backend=backend)
