@@ -189,8 +189,8 @@ class AsyncClient:
         proxy: str | httpx.URL | None = None,
         on_retry: RetryHook | Sequence[RetryHook] = (),
     ) -> None:
-        self._auth = ApiKeyAuth(resolve_api_key(api_key), resolve_base_url(base_url))
         self.base_url = resolve_base_url(base_url)
+        self._auth = ApiKeyAuth(resolve_api_key(api_key), self.base_url)
         self._endpoint = self.base_url.copy_with(
             path=self.base_url.path.rstrip("/") + ENDPOINT_PATH
         )
@@ -385,6 +385,7 @@ class AsyncClient:
         async def once() -> T:
             try:
                 async with open_stream(self._http, link, auth=self._auth) as response:
+                    logger.debug("GET %s -> %d", response.url, response.status_code)
                     if response.status_code in _GONE_STATUSES:
                         raise LinkExpiredError(
                             f"result link answered {response.status_code}: it has expired "

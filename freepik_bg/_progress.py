@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ._batch import BatchStats, ProgressEvent
 from ._models import ItemResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Display", "make_display"]
 
@@ -78,7 +81,7 @@ class PlainDisplay:
 class RichDisplay:
     """A live bar (done, failed, rate, ETA) and a summary table, on stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -90,7 +93,7 @@ class RichDisplay:
             TimeRemainingColumn,
         )
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -125,7 +128,10 @@ class RichDisplay:
         self._done += 1
         if not item.ok:
             self._failed += 1
-            self._progress.console.print(f"[red]{_describe(item)}", markup=False, highlight=False)
+            from rich.text import Text
+
+            # Text, not markup: URLs and messages may hold brackets.
+            self._progress.console.print(Text(_describe(item), style="red"))
         elapsed = max(time.monotonic() - self._started, 1e-9)
         self._progress.update(
             self._task,

@@ -1,0 +1,66 @@
+"""The CLI's progress displays, rendered to strings."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from freepik_bg import InvalidRequestError, ItemResult
+from freepik_bg._batch import BatchStats
+from freepik_bg._progress import PlainDisplay, RichDisplay, make_display
+
+
+def items() -> list[ItemResult]:
+    return [
+        ItemResult(index=0, image_url="https://x.test/a.jpg", ok=True, path="out/a.png"),
+        ItemResult(
+            index=1,
+            image_url="https://x.test/[b].jpg",
+            ok=False,
+            error=InvalidRequestError("bad [red]thing[/red]"),
+        ),
+        ItemResult(index=2, image_url="https://x.test/c.jpg", ok=True, path="c", skipped=True),
+    ]
+
+
+def test_rich_display_shows_failures_verbatim_and_a_summary() -> None:
+    buffer = io.StringIO()
+    display = RichDisplay(Console(file=buffer, force_terminal=True, width=140, color_system=None))
+    display.start(BatchStats(), total=3)
+    for item in items():
+        display.item(item)
+    display.stop()
+    display.summary({"ok": 1, "failed": 1, "skipped": 1}, 2.0, output="out")
+    text = buffer.getvalue()
+    assert "FAIL       1  https://x.test/[b].jpg: bad [red]thing[/red]" in text
+    assert "3/3" in text
+    assert "succeeded" in text
+    assert "skipped (already done)" in text
+
+
+def test_plain_display_lines(capsys: object) -> None:
+    out = io.StringIO()
+    display = PlainDisplay(quiet=False, stream=out)
+    for item in items():
+        display.item(item)
+    display.summary({"ok": 1, "failed": 1, "skipped": 1}, 2.0, journal="j.jsonl")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ok         0  https://x.test/a.jpg -> out/a.png")
+    assert lines[1].startswith("FAIL       1")
+    assert lines[2].startswith("skip       2")
+    assert "1 succeeded, 1 failed, 1 skipped" in lines[3]
+    assert lines[4] == "journal: j.jsonl"
+
+    quiet = io.StringIO()
+    display = PlainDisplay(quiet=True, stream=quiet)
+    for item in items():
+        display.item(item)
+    assert quiet.getvalue().count("\n") == 1  # only the failure
+
+
+def test_make_display_modes() -> None:
+    assert isinstance(make_display("plain", quiet=False), PlainDisplay)
+    assert isinstance(make_display("bar", quiet=False), RichDisplay)
+    # Not a terminal under pytest: auto falls back to plain lines.
+    assert isinstance(make_display("auto", quiet=False), PlainDisplay)
