@@ -367,6 +367,18 @@ class _Runner:
                 downloaded_at=anyio.current_time(),
             )
 
+    def _stops_everything(self, exc: FreepikError) -> bool:
+        if isinstance(exc, _STOPPING_ERRORS):
+            return True
+        # A 429 demanding a longer wait than we retry for is a temporary block:
+        # every other request would be refused too.
+        limit = self.client.retry_policy.max_retry_after
+        return (
+            isinstance(exc, RateLimitError)
+            and exc.retry_after is not None
+            and exc.retry_after > limit
+        )
+
     def _failure(
         self,
         index: int,
@@ -382,8 +394,7 @@ class _Runner:
         if isinstance(exc, SkippedError) and exc.cause is not None:
             return self._stopped(index, url, queued_at)
         if self.stop_error is None and (
-            isinstance(exc, _STOPPING_ERRORS)
-            or (self.fail_fast and not isinstance(exc, SkippedError))
+            self._stops_everything(exc) or (self.fail_fast and not isinstance(exc, SkippedError))
         ):
             self.stop_error = exc
             logger.error("stopping the batch: %s", exc)

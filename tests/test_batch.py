@@ -401,3 +401,13 @@ async def test_cancelling_hanging_posts_is_prompt(
                 pass
     assert scope.cancelled_caught
     assert anyio.current_time() - started < 1.0
+
+
+async def test_long_retry_after_stops_the_batch(service: FakeService, client: AsyncClient) -> None:
+    for url in urls(20):
+        service.fail[url] = httpx.Response(429, headers={"retry-after": "3600"})
+    report = await client.run_batch(urls(20), MemorySink(), concurrency=2, rate=None)
+    assert len(report.failed) == 20
+    assert all(isinstance(r.error, freepik_bg.RateLimitError) for r in report.failed)
+    assert all(r.error.retry_after == 3600 for r in report.failed)  # type: ignore[union-attr]
+    assert len(service.posts) <= 2
