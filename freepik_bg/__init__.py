@@ -37,6 +37,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     RedirectError,
+    SinkError,
     SkippedError,
 )
 from ._journal import Journal
@@ -85,6 +86,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "Sink",
+    "SinkError",
     "SinkItem",
     "Size",
     "SkippedError",

@@ -31,6 +31,7 @@ from ._errors import (
     LinkExpiredError,
     PermissionDeniedError,
     RateLimitError,
+    SinkError,
     SkippedError,
 )
 from ._journal import Journal
@@ -66,7 +67,14 @@ DEFAULT_BURST = 50
 """Freepik allows bursts up to 50 requests/s."""
 
 # These mean every further request would fail the same way.
-_STOPPING_ERRORS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
+# A failing sink (disk full, no permission) would fail every later item too,
+# each after paying for its result: stop, as for a refused key or no credits.
+_STOPPING_ERRORS = (
+    AuthenticationError,
+    InsufficientCreditsError,
+    PermissionDeniedError,
+    SinkError,
+)
 
 
 class ProgressKind(enum.Enum):
@@ -329,7 +337,13 @@ class _Runner:
                 store_item = attrs.evolve(item, cutout=cutout)
 
                 async def store(chunks: AsyncIterator[bytes], it: SinkItem = store_item) -> str:
-                    return await self.sink.store(it, chunks)
+                    try:
+                        return await self.sink.store(it, chunks)
+                    except FreepikError:
+                        raise  # a broken transfer: retried by download_with
+                    except Exception as exc:
+                        # A typed failure of this item (which stops the batch), not a crash.
+                        raise SinkError(f"storing {it.name} failed: {exc!r}") from exc
 
                 location = await self.client.download_with(
                     cutout, store, size=self.size, hooks=(hook,)

@@ -33,6 +33,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
+    "SinkError",
     "SkippedError",
 ]
 
@@ -105,6 +106,15 @@ class SkippedError(FreepikError):
         self.cause = cause
 
 
+class SinkError(FreepikError):
+    """The sink failed to store a downloaded result (disk full, permissions, an upload).
+
+    The credit was spent and the links were valid: with a journal, a rerun
+    downloads them again without a new POST while they live. The sink's own
+    exception is the ``__cause__``.
+    """
+
+
 class APIConnectionError(FreepikError):
     """The service could not be reached, or the connection broke mid-request.
 
@@ -121,8 +131,25 @@ class APIConnectionError(FreepikError):
         maybe_processed: bool = False,
     ) -> None:
         super().__init__(message)
-        self.request = request
+        # Exceptions get pickled, logged with their attributes and sent to error
+        # reporters: keep the request, minus the key.
+        self.request = _without_secrets(request)
         self.maybe_processed = maybe_processed
+
+
+# Headers that must never be kept in an exception (the transport's API_KEY_HEADER).
+_SECRET_HEADERS = ("x-freepik-api-key",)
+
+
+def _without_secrets(request: httpx.Request | None) -> httpx.Request | None:
+    """``request``, or a copy of it without the API key header."""
+    if request is None or not any(name in request.headers for name in _SECRET_HEADERS):
+        return request
+    headers = httpx.Headers(request.headers)
+    for name in _SECRET_HEADERS:
+        if name in headers:
+            del headers[name]
+    return httpx.Request(request.method, request.url, headers=headers)
 
 
 class APITimeoutError(APIConnectionError):

@@ -10,6 +10,7 @@ redirects are followed here, hop by hop, with that question asked again.
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -61,10 +62,32 @@ class ApiKeyAuth:
         raise TypeError("ApiKeyAuth cannot be pickled")
 
 
+def _detail(exc: BaseException) -> str:
+    """The most telling message of an exception chain.
+
+    Some backends hide the reason: under trio a failed TLS handshake surfaces as
+    ``httpx.ConnectError('')`` caused by a bare ``BrokenResourceError``, the
+    certificate error sitting further down the chain. A TLS error is always the
+    best explanation; otherwise httpx's own message, else the first non-empty one.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLError):
+            return str(link)
+    for link in chain:
+        if str(link):
+            return str(link)
+    return type(exc).__name__
+
+
 def translate_transport_error(exc: httpx.HTTPError, *, what: str) -> APIConnectionError:
     """Map an httpx transport error to ours, recording whether it may have been processed."""
     maybe_processed = not isinstance(exc, _NOT_SENT)
-    detail = str(exc) or type(exc).__name__
+    detail = _detail(exc)
     request: httpx.Request | None
     try:
         request = exc.request

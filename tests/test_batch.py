@@ -411,3 +411,22 @@ async def test_long_retry_after_stops_the_batch(service: FakeService, client: As
     assert all(isinstance(r.error, freepik_bg.RateLimitError) for r in report.failed)
     assert all(r.error.retry_after == 3600 for r in report.failed)  # type: ignore[union-attr]
     assert len(service.posts) <= 2
+
+
+class _BrokenSink(MemorySink):
+    async def store(self, item: freepik_bg.SinkItem, chunks: AsyncIterator[bytes]) -> str:
+        async for _ in chunks:
+            pass
+        raise OSError(28, "No space left on device")
+
+
+async def test_failing_sink_is_typed_and_stops_the_batch(
+    service: FakeService, client: AsyncClient
+) -> None:
+    report = await client.run_batch(urls(20), _BrokenSink(), concurrency=1, rate=None)
+    assert len(report.failed) == 20
+    first = report.failed[0].error
+    assert isinstance(first, freepik_bg.SinkError)
+    assert isinstance(first.__cause__, OSError)
+    assert "No space left" in str(first)
+    assert len(service.posts) == 1  # no more credits spent on results we cannot store

@@ -618,3 +618,20 @@ async def test_key_never_logged_or_shown(
     seen += [r.getMessage() for r in caplog.records] + [str(r.args) for r in caplog.records]
     assert caplog.records, "retries should have been logged"
     assert not [text for text in seen if KEY in text]
+
+
+@respx.mock
+async def test_connection_errors_keep_the_request_but_not_the_key(
+    respx_mock: respx.MockRouter,
+) -> None:
+    import pickle
+
+    respx_mock.post(ENDPOINT).mock(side_effect=httpx.ReadTimeout("slow"))
+    async with client(max_retries=0) as c:
+        with pytest.raises(APITimeoutError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    exc = info.value
+    assert exc.request is not None
+    assert str(exc.request.url) == ENDPOINT
+    assert "x-freepik-api-key" not in exc.request.headers
+    assert KEY.encode() not in pickle.dumps(exc)
