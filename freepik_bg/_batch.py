@@ -229,7 +229,7 @@ class _Runner:
         try:
             result = await self._process(index, url)
             if self.journal is not None:
-                self.journal.record(result)
+                self.journal.record(result, size=self.size)
             self._count(result)
             await send.send(result)
         finally:
@@ -263,7 +263,7 @@ class _Runner:
             index=index, image_url=url, name=output_name(url, self.size), size=self.size
         )
         if not self.overwrite:
-            done = self.journal is not None and self.journal.is_done(url)
+            done = self.journal is not None and self.journal.is_done(url, self.size)
             location = await self.sink.exists(item)
             if done or location is not None:
                 return ItemResult(

@@ -31,6 +31,7 @@ __all__ = ["Journal"]
 logger = logging.getLogger("freepik_bg")
 
 _VERSION = 1
+_DEFAULT_SIZE = "high_resolution"
 
 
 def _key(url: str) -> int:
@@ -38,6 +39,12 @@ def _key(url: str) -> int:
     # less than the URLs themselves), with a collision chance near 1e-8.
     digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def _done_key(url: str, size: str) -> int:
+    # Done is per rendition: a high-resolution cutout does not make the preview
+    # done. The default size keeps the plain key, so older journals stay valid.
+    return _key(url) if size == _DEFAULT_SIZE else _key(f"{size}\0{url}")
 
 
 class Journal:
@@ -72,7 +79,7 @@ class Journal:
                     continue
                 key = _key(str(url))
                 if event == "done":
-                    self._done.add(key)
+                    self._done.add(_done_key(str(url), str(record.get("size", _DEFAULT_SIZE))))
                     self._posted.pop(key, None)
                 elif event == "posted":
                     self._posted[key] = record
@@ -93,9 +100,9 @@ class Journal:
         """How many distinct URLs are done."""
         return len(self._done)
 
-    def is_done(self, url: str) -> bool:
-        """Whether ``url`` was completed by an earlier run."""
-        return _key(url) in self._done
+    def is_done(self, url: str, size: str = _DEFAULT_SIZE) -> bool:
+        """Whether ``url``'s ``size`` rendition was completed by an earlier run."""
+        return _done_key(url, size) in self._done
 
     def pending_cutout(self, url: str) -> Cutout | None:
         """Links paid for but not downloaded, if they are still alive."""
@@ -139,14 +146,13 @@ class Journal:
         self._posted[_key(cutout.image_url)] = record
         self._write(record)
 
-    def record(self, result: ItemResult) -> None:
-        """Append a finished item (skipped ones are not written again)."""
+    def record(self, result: ItemResult, size: str = _DEFAULT_SIZE) -> None:
+        """Append a finished item of rendition ``size`` (skipped ones are not written again)."""
         if result.skipped:
             return
         if result.ok:
-            key = _key(result.image_url)
-            self._posted.pop(key, None)
-            self._done.add(key)
+            self._posted.pop(_key(result.image_url), None)
+            self._done.add(_done_key(result.image_url, size))
         # A failed item stays retryable, and links it paid for stay usable.
         self._write(
             {
@@ -154,6 +160,7 @@ class Journal:
                 "index": result.index,
                 "url": result.image_url,
                 "output": result.path,
+                "size": size,
                 "error": error_record(result.error),
                 "attempts": result.attempts,
                 "ambiguous_retries": result.ambiguous_retries,

@@ -65,3 +65,16 @@ def test_torn_lines_are_ignored_and_appending_starts_a_fresh_line(tmp_path: Path
     final = Journal(path)
     assert final.torn_lines == 1
     assert final.is_done("https://a.test/2.jpg")
+
+
+def test_done_is_per_rendition(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    url = "https://a.test/x.jpg"
+    journal.record(ItemResult(index=0, image_url=url, ok=True, path="x.png"))
+    journal.record(ItemResult(index=0, image_url=url, ok=True, path="p.png"), size="preview")
+    journal.close()
+    again = Journal(path)
+    assert again.is_done(url)
+    assert again.is_done(url, "preview")
+    assert not again.is_done(url, "original")
