@@ -8,6 +8,8 @@ Example:
     ...         await client.download_to(cutout, "shoe.png")
 """
 
+import logging as _logging
+
 from ._batch import (
     BatchOptions,
     BatchResults,
@@ -45,6 +47,9 @@ from ._models import LINK_TTL, SIZES, BatchReport, Cutout, ItemResult, Size
 from ._retries import Classification, RetryEvent, RetryPolicy, parse_retry_after, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
+
+# A library leaves logging output to the application (the CLI configures it).
+_logging.getLogger("freepik_bg").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BASE_URL",
