@@ -37,3 +37,10 @@ def tests(session: nox.Session) -> None:
     """The test suite, on asyncio and trio, against respx mocks and the loopback emulator."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against raw httpx and naive fan-out; writes docs/benchmarks.md."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,82 @@
+"""``python -m benchmarks``: run every scenario and write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import attrs
+
+from benchmarks import expiry, memory, overhead, ratelimit, scaling
+from benchmarks._common import ScenarioResult, Settings, machine_info
+from benchmarks._report import write
+
+SCENARIOS = {
+    "overhead": overhead.run,
+    "memory": memory.run,
+    "ratelimit": ratelimit.run,
+    "expiry": expiry.run,
+    "scaling": scaling.run,
+}
+ROOT = Path(__file__).resolve().parent.parent
+NOTES = Path(__file__).resolve().parent / "analysis.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help="comma-separated scenarios to run"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per comparison (3)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--json", type=Path, default=None, help="also dump raw results here")
+    args = parser.parse_args(argv)
+
+    settings = Settings.smoke() if args.smoke else Settings()
+    if args.rounds is not None:
+        settings = attrs.evolve(settings, rounds=args.rounds)
+    names = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    # Retries are expected here (429s); the SDK's warnings would drown the progress lines.
+    logging.getLogger("freepik_bg").setLevel(logging.ERROR)
+
+    started = time.perf_counter()
+    results: list[ScenarioResult] = []
+    for name in names:
+        print(f"[{time.perf_counter() - started:6.0f} s] {name} ...", flush=True)
+        results.append(SCENARIOS[name](settings, lambda m: print(m, flush=True)))
+    elapsed = time.perf_counter() - started
+    notes = NOTES.read_text(encoding="utf-8") if NOTES.exists() else ""
+    written = write(
+        results,
+        machine_info(),
+        args.out,
+        args.img_dir,
+        command=" ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
+        elapsed=elapsed,
+        notes=notes,
+    )
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps([attrs.asdict(r) for r in results], indent=1, default=str),
+            encoding="utf-8",
+        )
+    for result in results:
+        for c in result.comparisons:
+            verdict = {True: "met", False: "MISSED", None: "-"}[c.met]
+            s = c.summary
+            print(f"{c.name}: {s.fmt('.3f')} target {c.target}: {verdict}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

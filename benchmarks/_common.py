@@ -1,0 +1,255 @@
+"""Shared pieces: the emulator, run statistics, A/B ratios and the machine description."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Any, TypeVar
+
+import attrs
+
+from freepik_bg import SinkItem
+from freepik_bg.testing import Emulator
+
+T = TypeVar("T")
+
+SAMPLE = "ball-small.png"
+"""The smallest sample (160x120): the fast-mode cutout is cached, so the client is measured."""
+
+
+@attrs.frozen
+class Settings:
+    """Sizes for one benchmark run (the smoke tests shrink them)."""
+
+    rounds: int = 3
+    overhead_n: int = 3000
+    memory_ns: tuple[int, int] = (1_000, 100_000)
+    rate_n: int = 240
+    expiry_n: int = 500
+    scaling_n: int = 800
+    scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
+    refill_pause: float = 2.0
+    """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
+
+    @classmethod
+    def smoke(cls) -> Settings:
+        return cls(
+            rounds=1,
+            overhead_n=20,
+            memory_ns=(10, 40),
+            rate_n=20,
+            expiry_n=20,
+            scaling_n=20,
+            scaling_levels=(1, 4),
+            refill_pause=1.0,
+        )
+
+
+@contextmanager
+def emulator(**knobs: Any) -> Iterator[Emulator]:
+    """A fast-mode emulator in a child process (its own GIL), bound to 127.0.0.1."""
+    with Emulator(process=True, fast=True, host="127.0.0.1", **knobs) as emu:
+        yield emu
+
+
+def urls(emu: Emulator, n: int, tag: str = "") -> Iterator[str]:
+    """``n`` distinct URLs of one cached sample, generated lazily."""
+    base = emu.image_url(SAMPLE)
+    for i in range(n):
+        yield f"{base}?{tag}i={i}"
+
+
+def warm_up(emu: Emulator) -> None:
+    """Have the emulator compute and cache the sample's cutout once."""
+    import httpx
+
+    with httpx.Client(timeout=30) as http:
+        response = http.post(
+            emu.api_url,
+            data={"image_url": emu.image_url(SAMPLE)},
+            headers={"x-freepik-api-key": emu.api_key},
+        )
+        response.raise_for_status()
+        http.get(response.json()["high_resolution"]).raise_for_status()
+
+
+class DiscardSink:
+    """A sink that reads every chunk and keeps only a byte count (same work as raw's loop)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.stored = 0
+
+    async def exists(self, item: SinkItem) -> str | None:
+        return None
+
+    async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
+        async for chunk in chunks:
+            self.bytes += len(chunk)
+        self.stored += 1
+        return item.name
+
+
+@attrs.define
+class Outcome:
+    """What one side's run produced; ``gaps`` are seconds from POST answer to download."""
+
+    ok: int = 0
+    failed: int = 0
+    posts: int = 0
+    throttled: int = 0
+    expired: int = 0
+    resubmits: int = 0
+    bytes: int = 0
+    gaps: list[float] = attrs.field(factory=list)
+
+
+@attrs.define
+class RunStats:
+    """One run of one side: what a scenario measures."""
+
+    label: str
+    n: int
+    ok: int
+    elapsed: float
+    cpu: float
+    extra: dict[str, float] = attrs.field(factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def cpu_per_item_ms(self) -> float:
+        return 1000.0 * self.cpu / self.ok if self.ok else float("nan")
+
+
+@attrs.frozen
+class Summary:
+    median: float
+    low: float
+    high: float
+
+    def fmt(self, spec: str = ".3f") -> str:
+        return f"{self.median:{spec}} ({self.low:{spec}}-{self.high:{spec}})"
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Median, min and max."""
+    return Summary(statistics.median(values), min(values), max(values))
+
+
+@attrs.frozen
+class Comparison:
+    """A ratio B/A (or A/B) measured round by round in the same run, with its target."""
+
+    name: str
+    ratios: tuple[float, ...]
+    target: str
+    met: bool | None
+    note: str = ""
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self.ratios)
+
+
+@attrs.define
+class ScenarioResult:
+    """A scenario's output: the runs, headline comparisons, tables and plot data."""
+
+    key: str
+    title: str
+    description: str
+    runs: list[RunStats] = attrs.field(factory=list)
+    comparisons: list[Comparison] = attrs.field(factory=list)
+    table: list[list[str]] = attrs.field(factory=list)
+    header: list[str] = attrs.field(factory=list)
+    plot: dict[str, Any] = attrs.field(factory=dict)
+    notes: list[str] = attrs.field(factory=list)
+
+    def well_formed(self) -> bool:
+        """Every row has the header's width and every comparison has at least one ratio."""
+        return (
+            bool(self.header)
+            and all(len(row) == len(self.header) for row in self.table)
+            and all(c.ratios for c in self.comparisons)
+        )
+
+
+def alternate(rounds: int, labels: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """ABAB... order, with the order flipped every other round (ABBA) to cancel drift."""
+    for r in range(rounds):
+        order = list(labels) if r % 2 == 0 else list(reversed(labels))
+        for label in order:
+            yield r, label
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, str]:
+    """CPU model, cores, RAM, Python, OS, package versions and the date."""
+    import psutil  # type: ignore[import-untyped]
+
+    versions = {}
+    for dist in ("freepik-bg", "httpx", "httpcore", "anyio", "tenacity", "uvicorn", "h11"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "-"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": f"{psutil.cpu_count(logical=False)} physical, {os.cpu_count()} logical",
+        "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "os": platform.platform(),
+        "packages": ", ".join(f"{k} {v}" for k, v in versions.items()),
+    }
+
+
+def measure(fn: Callable[[], Awaitable[T]]) -> tuple[T, float, float]:
+    """Run ``fn`` in a fresh event loop: (its result, wall seconds, client CPU seconds).
+
+    CPU is ``time.process_time()``: this process only (the emulator is another process).
+    """
+    import anyio
+
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = anyio.run(fn)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1), nearest-rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return ordered[rank]
+
+
+Log = Callable[[str], object]
+
+
+def quiet(_message: str) -> None:
+    """A ``log`` that says nothing."""

@@ -1,0 +1,57 @@
+"""One memory case in a fresh process: ``python -m benchmarks._memchild URL KEY N``.
+
+Runs the SDK batch over N lazily generated URLs into a discarding sink, dropping each
+result as it arrives, and prints one JSON line with the peak RSS (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Iterator
+
+import anyio
+
+import freepik_bg
+from benchmarks._common import SAMPLE, DiscardSink
+
+
+def _urls(base_url: str, n: int) -> Iterator[str]:
+    sample = f"{base_url}/samples/{SAMPLE}"
+    for i in range(n):
+        yield f"{sample}?m={i}"
+
+
+async def _main(base_url: str, api_key: str, n: int, concurrency: int) -> dict[str, float]:
+    ok = failed = 0
+    sink = DiscardSink()
+    async with (
+        freepik_bg.AsyncClient(api_key=api_key, base_url=base_url) as client,
+        client.batch(
+            _urls(base_url, n), sink, concurrency=concurrency, rate=None, overwrite=True
+        ) as results,
+    ):
+        async for item in results:
+            if item.ok:
+                ok += 1
+            else:
+                failed += 1
+    return {"ok": ok, "failed": failed}
+
+
+def main(argv: list[str]) -> None:
+    base_url, api_key, n = argv[0], argv[1], int(argv[2])
+    concurrency = int(argv[3]) if len(argv) > 3 else 32
+    started = time.perf_counter()
+    counts = anyio.run(_main, base_url, api_key, n, concurrency)
+    elapsed = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if sys.platform == "darwin":  # pragma: no cover - bytes there
+        peak_kib //= 1024
+    print(json.dumps({**counts, "n": n, "elapsed": elapsed, "peak_rss_mib": peak_kib / 1024}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,102 @@
+"""Smoke tests of the benchmarks: each scenario runs with tiny N and one round.
+
+They check that the code runs and produces well-formed results, never timings.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import (
+    ScenarioResult,
+    Settings,
+    expiry,
+    machine_info,
+    memory,
+    overhead,
+    ratelimit,
+    scaling,
+)
+from benchmarks._report import write
+
+SMOKE = Settings.smoke()
+pytestmark = pytest.mark.timeout(60)
+
+
+def _check(result: ScenarioResult) -> None:
+    assert result.well_formed()
+    assert result.runs
+    assert result.comparisons
+    for comparison in result.comparisons:
+        assert all(math.isfinite(r) for r in comparison.ratios), comparison
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, ScenarioResult]:
+    return {}
+
+
+def test_overhead(results: dict[str, ScenarioResult]) -> None:
+    result = overhead.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == {"sdk", "raw"}
+    assert all(r.ok == SMOKE.overhead_n and r.cpu > 0 for r in result.runs)
+    results["overhead"] = result
+
+
+def test_memory(results: dict[str, ScenarioResult]) -> None:
+    result = memory.run(SMOKE)
+    _check(result)
+    assert [r.n for r in result.runs] == [SMOKE.memory_ns[0], SMOKE.memory_ns[1]]
+    assert all(r.ok == r.n and r.extra["peak_rss_mib"] > 1 for r in result.runs)
+    results["memory"] = result
+
+
+@pytest.mark.real_backoff
+def test_ratelimit(results: dict[str, ScenarioResult]) -> None:
+    result = ratelimit.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(ratelimit.SIDES)
+    assert all(r.ok + r.extra["failed"] == SMOKE.rate_n for r in result.runs)
+    assert all(0 <= r.extra["share_429"] <= 1 for r in result.runs)
+    results["ratelimit"] = result
+
+
+def test_expiry(results: dict[str, ScenarioResult]) -> None:
+    result = expiry.run(SMOKE)
+    _check(result)
+    sdk = next(r for r in result.runs if r.label == "sdk")
+    assert sdk.extra["gaps_measured"] == SMOKE.expiry_n
+    results["expiry"] = result
+
+
+def test_scaling(results: dict[str, ScenarioResult]) -> None:
+    result = scaling.run(SMOKE)
+    _check(result)
+    assert len(result.table) == len(SMOKE.scaling_levels)
+    results["scaling"] = result
+
+
+def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
+    if not results:  # run on its own (-k report): make something to report
+        results["scaling"] = scaling.run(SMOKE)
+    out = tmp_path / "docs" / "benchmarks.md"
+    written = write(
+        list(results.values()),
+        machine_info(),
+        out,
+        tmp_path / "docs" / "img",
+        command="smoke",
+        elapsed=1.0,
+    )
+    text = out.read_text()
+    assert "## Machine" in text
+    assert "## Summary" in text
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert pngs
+    assert all(p.stat().st_size > 1000 for p in pngs)
+    for png in pngs:
+        assert f"img/{png.name}" in text
