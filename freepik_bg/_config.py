@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,6 +45,7 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 """A 25-megapixel RGBA PNG is at most ~100 MB uncompressed; twice that is clearly wrong."""
 
 MAX_URL_LENGTH = 8192
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 Origin = tuple[str, str, int]
 
@@ -102,7 +104,7 @@ def validate_image_url(image_url: object) -> str:
         raise InvalidRequestError(
             f"image_url is {len(url)} characters long; the limit is {MAX_URL_LENGTH}"
         )
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if _WHITESPACE_OR_CONTROL.search(url):
         raise InvalidRequestError("image_url contains whitespace or control characters")
     try:
         parts = urlsplit(url)

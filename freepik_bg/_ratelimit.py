@@ -8,12 +8,16 @@ import anyio
 
 __all__ = ["AdaptiveConcurrency", "RateGate"]
 
+_MARGIN = 0.98
+
 
 class RateGate:
     """A token bucket (as GCRA) plus a shared pause, awaited before every POST attempt.
 
-    ``rate`` requests per second on average, up to ``burst`` at once; with
-    ``rate=None`` only the pause applies. A 429 anywhere calls :meth:`pause`,
+    ``rate`` requests per second on average (paced 2 % under it, so that
+    timing jitter does not land requests just before a server at exactly that
+    limit has its token back), up to ``burst`` at once; with ``rate=None``
+    only the pause applies. A 429 anywhere calls :meth:`pause`,
     which holds back every task, so the batch backs off as one instead of
     each task hammering the server on its own schedule.
 
@@ -28,7 +32,10 @@ class RateGate:
             raise ValueError("burst must be >= 1")
         self.rate = rate
         self.burst = burst
-        self._interval = 1.0 / rate if rate else 0.0
+        # Pace a hair under the given rate: at exactly the server's limit, any jitter
+        # lands a request just before the server's token is back, and each such 429
+        # pauses the whole batch for a Retry-After (whole seconds).
+        self._interval = 1.0 / (rate * _MARGIN) if rate else 0.0
         self._tat = -math.inf  # theoretical arrival time of the next request
         self._paused_until = -math.inf
 

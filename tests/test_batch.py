@@ -430,3 +430,8 @@ async def test_failing_sink_is_typed_and_stops_the_batch(
     assert isinstance(first.__cause__, OSError)
     assert "No space left" in str(first)
     assert len(service.posts) == 1  # no more credits spent on results we cannot store
+
+
+def test_rate_gate_paces_just_under_the_given_rate() -> None:
+    gate = RateGate(rate=10, burst=1)
+    assert gate._interval == pytest.approx(1 / 9.8)
