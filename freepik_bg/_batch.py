@@ -264,7 +264,8 @@ class _Runner:
         )
         if not self.overwrite:
             done = self.journal is not None and self.journal.is_done(url, self.size)
-            location = await self.sink.exists(item)
+            # The journal is enough: no need to ask the sink (a request, for object storage).
+            location = None if done else await self.sink.exists(item)
             if done or location is not None:
                 return ItemResult(
                     index=index,
@@ -288,12 +289,15 @@ class _Runner:
         error.attempts = error.ambiguous_retries = 0
         return ItemResult(index=index, image_url=url, ok=False, error=error, queued_at=queued_at)
 
+    def _raise_if_stopped(self) -> None:
+        if self.stop_error is not None:
+            raise SkippedError(f"batch stopped: {self.stop_error}", cause=self.stop_error)
+
     async def _before_attempt(self) -> None:
-        if self.stop_error is not None:
-            raise SkippedError(f"batch stopped: {self.stop_error}", cause=self.stop_error)
+        self._raise_if_stopped()
         await self.gate.wait()
-        if self.stop_error is not None:
-            raise SkippedError(f"batch stopped: {self.stop_error}", cause=self.stop_error)
+        # The batch may have stopped while this task waited for its turn.
+        self._raise_if_stopped()
         self.stats.posts += 1
 
     def _on_retry(self, index: int) -> Callable[[RetryEvent], None]:

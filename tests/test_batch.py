@@ -435,3 +435,24 @@ async def test_failing_sink_is_typed_and_stops_the_batch(
 def test_rate_gate_paces_just_under_the_given_rate() -> None:
     gate = RateGate(rate=10, burst=1)
     assert gate._interval == pytest.approx(1 / 9.8)
+
+
+class _CountingSink(MemorySink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.exists_calls = 0
+
+    async def exists(self, item: freepik_bg.SinkItem) -> str | None:
+        self.exists_calls += 1
+        return await super().exists(item)
+
+
+async def test_journal_done_items_do_not_ask_the_sink(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    await client.run_batch(urls(5), MemorySink(), rate=None, journal=journal)
+    sink = _CountingSink()
+    report = await client.run_batch(urls(6), sink, rate=None, journal=journal)
+    assert len(report.skipped) == 5
+    assert sink.exists_calls == 1  # only the new URL
