@@ -39,11 +39,6 @@ class RateGate:
         self._tat = -math.inf  # theoretical arrival time of the next request
         self._paused_until = -math.inf
 
-    @property
-    def paused_for(self) -> float:
-        """Seconds left in the current pause (0 when not paused)."""
-        return max(0.0, self._paused_until - anyio.current_time())
-
     def pause(self, seconds: float) -> None:
         """Hold back every caller of :meth:`wait` for ``seconds`` from now."""
         self._paused_until = max(self._paused_until, anyio.current_time() + seconds)

@@ -45,7 +45,6 @@ __all__ = [
     "parse_retry_after",
     "retry_call",
     "set_testing",
-    "testing_enabled",
 ]
 
 logger = logging.getLogger("freepik_bg")
@@ -208,11 +207,6 @@ def set_testing(enabled: bool, *, attempts: int | None = None) -> None:
     """
     _TESTING.enabled = enabled
     _TESTING.attempts = attempts if enabled else None
-
-
-def testing_enabled() -> bool:
-    """Whether :func:`set_testing` turned backoff off."""
-    return _TESTING.enabled
 
 
 def _retry_after_of(exc: BaseException) -> float | None:
