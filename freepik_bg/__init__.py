@@ -1,6 +1,6 @@
 """freepik_bg: remove image backgrounds at scale with Freepik's API, from async Python.
 
-Example:
+Examples:
     >>> import freepik_bg
     >>> async def main() -> None:
     ...     async with freepik_bg.AsyncClient() as client:  # key from $FREEPIK_API_KEY
@@ -10,16 +10,9 @@ Example:
 
 import logging as _logging
 
-from ._batch import (
-    BatchOptions,
-    BatchResults,
-    BatchStats,
-    ProgressEvent,
-    ProgressHook,
-    ProgressKind,
-)
-from ._client import AsyncClient, ImageStream, __version__
-from ._config import DEFAULT_BASE_URL, validate_image_url
+from ._batch import BatchResults
+from ._client import AsyncClient
+from ._config import BatchConfig, validate_image_url
 from ._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -43,18 +36,26 @@ from ._errors import (
     SkippedError,
 )
 from ._journal import Journal
-from ._models import LINK_TTL, SIZES, BatchReport, Cutout, ItemResult, Size
-from ._retries import Classification, RetryEvent, RetryPolicy, parse_retry_after, set_testing
+from ._models import (
+    BatchReport,
+    BatchStats,
+    Cutout,
+    ItemResult,
+    ProgressEvent,
+    ProgressHook,
+    ProgressKind,
+    RetryEvent,
+    Size,
+)
+from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
+from ._version import __version__
 
 # A library leaves logging output to the application (the CLI configures it).
 _logging.getLogger("freepik_bg").addHandler(_logging.NullHandler())
 
 __all__ = [
-    "DEFAULT_BASE_URL",
-    "LINK_TTL",
-    "SIZES",
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
@@ -62,16 +63,14 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
-    "BatchOptions",
+    "BatchConfig",
     "BatchReport",
     "BatchResults",
     "BatchStats",
-    "Classification",
     "ConfigurationError",
     "Cutout",
     "DirectorySink",
     "FreepikError",
-    "ImageStream",
     "InsufficientCreditsError",
     "InternalServerError",
     "InvalidImageError",
@@ -97,8 +96,16 @@ __all__ = [
     "SkippedError",
     "__version__",
     "output_name",
-    "parse_retry_after",
     "remove_backgrounds",
     "set_testing",
     "validate_image_url",
 ]
+
+# Show the public path in reprs and tracebacks (`freepik_bg.AsyncClient`, not
+# `freepik_bg._client.AsyncClient`), as httpx does; pickling finds them here too.
+_globals = globals()
+for _name in __all__:
+    _obj = _globals[_name]
+    if callable(_obj) and getattr(_obj, "__module__", "").startswith("freepik_bg."):
+        _obj.__module__ = "freepik_bg"
+del _globals, _name, _obj

@@ -15,19 +15,20 @@ import shlex
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any, TextIO
 
 import anyio
+import attrs
 
-from ._batch import DEFAULT_BURST, DEFAULT_CONCURRENCY, DEFAULT_RATE
-from ._client import AsyncClient, __version__
-from ._config import API_KEY_ENV
-from ._errors import ConfigurationError, FreepikError, error_record
-from ._models import SIZES, ItemResult
-from ._progress import make_display
+from ._config import API_KEY_ENV, BatchConfig, at_least, resolve_api_key
+from ._display import make_display
+from ._errors import ConfigurationError, FreepikError
+from ._models import ItemResult
+from ._sync import batch_client
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -39,34 +40,56 @@ class UsageError(Exception):
     """A problem the user fixes by changing the command or the environment."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse shows a ValueError as "invalid <function name> value": show our message."""
 
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _rate(text: str) -> float | None:
-    if text.lower() in ("none", "off", "0"):
-        return None
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be a positive number, or 'off'")
-    return value
+    return convert
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError("must be a positive number")
+        raise ValueError(f"must be a positive number, got {text}")
     return value
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per `BatchConfig` field marked for the CLI, with its help and parser."""
+    for field in attrs.fields(BatchConfig):
+        meta = field.metadata
+        if not meta["cli"]:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.default is False:
+            parser.add_argument(flag, action="store_true", default=False, help=meta["help"])
+            continue
+        kwargs: dict[str, Any] = {"default": field.default, "help": meta["help"]}
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        if meta["parse"] is not None:
+            kwargs["type"] = _argument_type(meta["parse"])
+        if meta["metavar"]:
+            kwargs["metavar"] = meta["metavar"]
+        parser.add_argument(flag, **kwargs)
+
+
+def batch_config(args: argparse.Namespace, **overrides: Any) -> BatchConfig:
+    """The `BatchConfig` the parsed flags describe."""
+    values = {
+        field.name: getattr(args, field.name)
+        for field in attrs.fields(BatchConfig)
+        if field.metadata["cli"]
+    }
+    return BatchConfig(**{**values, **overrides})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,35 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("-o", "--output", required=True, type=Path, help="output directory")
     remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
-    remove.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"items in flight (default {DEFAULT_CONCURRENCY})",
-    )
-    remove.add_argument(
-        "--rate",
-        type=_rate,
-        default=DEFAULT_RATE,
-        help=f"POSTs per second, or 'off' (default {DEFAULT_RATE:g}, Freepik's documented limit)",
-    )
-    remove.add_argument(
-        "--burst",
-        type=_positive_int,
-        default=DEFAULT_BURST,
-        help=f"burst size (default {DEFAULT_BURST})",
-    )
-    remove.add_argument("--size", choices=SIZES, default="high_resolution")
-    remove.add_argument(
-        "--journal",
-        type=Path,
-        help=f"resume journal (default OUTPUT/{DEFAULT_JOURNAL_NAME})",
-    )
-    remove.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    remove.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    add_batch_options(remove)
+    remove.set_defaults(journal=None)
     remove.add_argument("--base-url", help="API base URL (default $FREEPIK_BASE_URL or production)")
-    remove.add_argument("--timeout", type=_positive_float, help="per-request timeout in seconds")
-    remove.add_argument("--max-retries", type=_non_negative_int, help="retries per request")
+    remove.add_argument(
+        "--timeout", type=_argument_type(_positive_float), help="per-request timeout in seconds"
+    )
+    remove.add_argument(
+        "--max-retries", type=_argument_type(at_least(0)), help="retries per request"
+    )
     remove.add_argument(
         "--no-retry-ambiguous",
         action="store_true",
@@ -159,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-o", "--output", type=Path, default=Path("freepik-bg-demo"), help="where to write"
     )
-    demo.add_argument("--concurrency", type=_positive_int, default=8)
+    demo.add_argument("--concurrency", type=_argument_type(at_least(1)), default=8)
     return parser
 
 
@@ -224,35 +227,20 @@ def count_urls(path: str, column: str | None) -> int | None:
 
 
 def read_api_key(key_file: Path | None) -> str:
-    """The key from ``--api-key-file`` or the environment; never printed."""
-    if key_file is not None:
-        try:
-            key = key_file.read_text(encoding="utf-8").strip().splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read --api-key-file {key_file}: {exc.strerror}") from None
-        if not key or not key[0].strip():
-            raise UsageError(f"--api-key-file {key_file} is empty")
-        return key[0].strip()
-    key_env = os.environ.get(API_KEY_ENV, "").strip()
-    if not key_env:
-        raise UsageError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
-    return key_env
+    """The key from ``--api-key-file`` or the environment, checked; never printed."""
+    if key_file is None:
+        return resolve_api_key(None)
+    try:
+        lines = key_file.read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read --api-key-file {key_file}: {reason}") from None
+    if not lines or not lines[0].strip():
+        raise UsageError(f"--api-key-file {key_file} is empty")
+    return resolve_api_key(lines[0])
 
 
 # -- report --------------------------------------------------------------------
-
-
-def _item_record(item: ItemResult) -> dict[str, Any]:
-    return {
-        "index": item.index,
-        "url": item.image_url,
-        "status": item.status,
-        "output": item.path,
-        "error": error_record(item.error),
-        "attempts": item.attempts,
-        "ambiguous_retries": item.ambiguous_retries,
-        "resubmits": item.resubmits,
-    }
 
 
 class ReportWriter:
@@ -275,7 +263,7 @@ class ReportWriter:
         if not self._first:
             self._fh.write(",\n")
         self._first = False
-        self._fh.write(json.dumps(_item_record(item), ensure_ascii=False))
+        self._fh.write(json.dumps(item.to_record(), ensure_ascii=False))
 
     def finish(self, summary: dict[str, Any]) -> None:
         self._fh.write('\n], "summary": ' + json.dumps(summary) + "}\n")
@@ -296,23 +284,21 @@ def _resume_command(argv: Sequence[str]) -> str:
 
 async def _run_remove(args: argparse.Namespace, argv: Sequence[str]) -> int:
     api_key = read_api_key(args.api_key_file)
-    journal = args.journal or args.output / DEFAULT_JOURNAL_NAME
+    journal = Path(args.journal) if args.journal else args.output / DEFAULT_JOURNAL_NAME
     with ExitStack() as stack:
         urls = open_input(args.input, args.column, stack)
         total = count_urls(args.input, args.column)
-        try:
-            client = AsyncClient(
-                api_key,
-                base_url=args.base_url,
-                timeout=args.timeout,
-                max_retries=args.max_retries,
-                retry_ambiguous=not args.no_retry_ambiguous,
-                max_connections=args.concurrency,
-            )
-        except ConfigurationError as exc:
-            raise UsageError(str(exc)) from None
-        report = ReportWriter(args.report) if args.report else None
         display = make_display(args.progress, quiet=args.quiet)
+        config = batch_config(args, journal=journal, progress=display.on_event)
+        client = batch_client(
+            config,
+            api_key=api_key,
+            base_url=args.base_url,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            retry_ambiguous=not args.no_retry_ambiguous,
+        )
+        report = ReportWriter(args.report) if args.report else None
         interrupted = False
         counts = {"ok": 0, "failed": 0, "skipped": 0}
         start = anyio.current_time()
@@ -329,18 +315,7 @@ async def _run_remove(args: argparse.Namespace, argv: Sequence[str]) -> int:
                             return
 
                 tg.start_soon(watch_signals)
-                async with client.batch(
-                    urls,
-                    args.output,
-                    concurrency=args.concurrency,
-                    rate=args.rate,
-                    burst=args.burst,
-                    size=args.size,
-                    journal=journal,
-                    overwrite=args.overwrite,
-                    fail_fast=args.fail_fast,
-                    progress=display.on_event,
-                ) as results:
+                async with client.batch(urls, args.output, config) as results:
                     display.start(results.stats, total)
                     async for item in results:
                         counts[item.status] += 1
@@ -407,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             return _run_emulator(args)
         return _run_demo(args)
-    except UsageError as exc:
+    except (UsageError, ConfigurationError) as exc:
         print(f"freepik-bg: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FreepikError as exc:

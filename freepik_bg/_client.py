@@ -9,136 +9,47 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import httpx
 
-from ._batch import DEFAULT_BURST, DEFAULT_CONCURRENCY, DEFAULT_RATE
+from ._batch import BatchResults, Dest, collect_report, open_batch
 from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     ENDPOINT_PATH,
+    BatchConfig,
     resolve_api_key,
     resolve_base_url,
     validate_image_url,
 )
 from ._errors import (
     APIResponseValidationError,
-    InvalidImageError,
     LinkExpiredError,
     decode_body,
     status_error,
 )
-from ._models import SIZES, BatchReport, Cutout, Size
-from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call, utc_now
+from ._journal import Journal
+from ._models import BatchReport, Cutout, ProgressHook, Size, check_size, utc_now
+from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
+from ._sinks import write_atomic
+from ._stream import ImageStream
 from ._transport import ApiKeyAuth, open_stream, translate_transport_error
+from ._version import __version__
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from ._batch import BatchOptions, BatchResults, ProgressHook
-    from ._journal import Journal
-    from ._sinks import Sink
-
-__all__ = ["AsyncClient", "ImageStream"]
+__all__ = ["AsyncClient"]
 
 logger = logging.getLogger("freepik_bg")
 
 T = TypeVar("T")
 
-__version__ = "0.1.0"
+# The defaults of `batch`'s keywords are read from here, so they live in one place.
+_BATCH = BatchConfig()
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_TRAILER = b"IEND\xaeB`\x82"
-_JPEG_SIGNATURE = b"\xff\xd8\xff"
-_JPEG_END = b"\xff\xd9"
-_TAIL_BYTES = 1024
-_CHUNK_SIZE = 256 * 1024
 _GONE_STATUSES = frozenset({403, 404, 410})
-
-
-class ImageStream:
-    """The validated body of a result link, as an async iterator of chunks.
-
-    It checks, as the bytes pass: the PNG or JPEG signature, the size cap, the
-    declared Content-Length, and the format's trailer (so a body cut short is
-    caught even without a Content-Length). A failed check raises
-    :class:`InvalidImageError` from the iteration, before the consumer can
-    commit anything.
-    """
-
-    __slots__ = ("_declared", "_head", "_it", "_max_bytes", "_received", "_tail", "_url")
-
-    def __init__(self, response: httpx.Response, *, max_bytes: int) -> None:
-        self._url = str(response.url)
-        self._max_bytes = max_bytes
-        self._received = 0
-        self._head = b""
-        self._tail = b""
-        self._declared: int | None = None
-        if "content-encoding" not in response.headers:
-            try:
-                self._declared = int(response.headers.get("content-length", ""))
-            except ValueError:
-                self._declared = None
-        if self._declared is not None and self._declared > max_bytes:
-            raise InvalidImageError(
-                f"{self._url} declares {self._declared} bytes, over the {max_bytes}-byte cap",
-                transient=False,
-            )
-        self._it = response.aiter_bytes(_CHUNK_SIZE)
-
-    def __aiter__(self) -> ImageStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._it.__anext__()
-        except StopAsyncIteration:
-            self._finish()
-            raise
-        except httpx.HTTPError as exc:
-            raise translate_transport_error(exc, what=f"download of {self._url}") from exc
-        self._received += len(chunk)
-        if self._received > self._max_bytes:
-            raise InvalidImageError(
-                f"{self._url} sent more than the {self._max_bytes}-byte cap", transient=False
-            )
-        if len(self._head) < len(_PNG_SIGNATURE):
-            self._head += chunk[: len(_PNG_SIGNATURE)]
-            if len(self._head) >= len(_PNG_SIGNATURE):
-                self._check_signature()
-        self._tail = (
-            (self._tail + chunk)[-_TAIL_BYTES:]
-            if len(chunk) < _TAIL_BYTES
-            else chunk[-_TAIL_BYTES:]
-        )
-        return chunk
-
-    def _check_signature(self) -> None:
-        if not (self._head.startswith(_PNG_SIGNATURE) or self._head.startswith(_JPEG_SIGNATURE)):
-            raise InvalidImageError(
-                f"{self._url} did not return a PNG or JPEG (starts with {self._head[:8]!r})"
-            )
-
-    def _finish(self) -> None:
-        if self._received == 0:
-            raise InvalidImageError(f"{self._url} returned an empty body")
-        if len(self._head) < len(_PNG_SIGNATURE):
-            self._check_signature()
-        if self._declared is not None and self._received != self._declared:
-            raise InvalidImageError(
-                f"{self._url} sent {self._received} of {self._declared} bytes (truncated)"
-            )
-        if self._head.startswith(_PNG_SIGNATURE):
-            complete = self._tail.endswith(_PNG_TRAILER)
-        else:
-            complete = _JPEG_END in self._tail
-        if not complete:
-            raise InvalidImageError(f"{self._url} ended before the image did (truncated)")
 
 
 class AsyncClient:
@@ -168,7 +79,7 @@ class AsyncClient:
             friends are honoured too).
         on_retry: callables given a :class:`RetryEvent` before each retry.
 
-    Example:
+    Examples:
         >>> async with AsyncClient() as client:  # doctest: +SKIP
         ...     cutout = await client.remove_background("https://example.com/shoe.jpg")
         ...     await client.download_to(cutout, "shoe.png")
@@ -199,7 +110,7 @@ class AsyncClient:
             raise ValueError("max_retries must be >= 0")
         self.retry_policy = RetryPolicy(max_retries=retries, retry_ambiguous=retry_ambiguous)
         self.max_download_bytes = max_download_bytes
-        self._hooks: tuple[RetryHook, ...] = (on_retry,) if callable(on_retry) else tuple(on_retry)
+        self._hooks = _hooks(on_retry)
         if http_client is not None:
             self._http = http_client
             self._owns_http = False
@@ -255,12 +166,24 @@ class AsyncClient:
 
     # -- submitting -------------------------------------------------------
 
-    async def remove_background(self, image_url: str) -> Cutout:
+    async def remove_background(
+        self,
+        image_url: str,
+        *,
+        on_retry: RetryHook | Sequence[RetryHook] = (),
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> Cutout:
         """Submit ``image_url`` and return the four result links.
 
         Retries per the client's policy; the result's ``attempts`` and
         ``ambiguous_retries`` say what that took. The links live 5 minutes:
-        download straight away (or use :meth:`batch`, which does).
+        download straight away (or use `batch`, which does).
+
+        Args:
+            image_url: a public http(s) URL of a JPEG or PNG.
+            on_retry: hooks for this call, after the client's own.
+            before_attempt: awaited before every attempt, retries included
+                (a shared rate limiter, say); it may raise to stop retrying.
 
         Raises:
             InvalidRequestError: ``image_url`` is not an absolute http(s) URL
@@ -269,27 +192,18 @@ class AsyncClient:
             APIStatusError: any other error status (401, 402, 429 after retries, 5xx, ...).
             APIConnectionError: the service could not be reached, after retries.
 
-        Example:
-            >>> url = "https://example.com/shoe.jpg"
-            >>> cutout = await client.remove_background(url)  # doctest: +SKIP
-            >>> cutout.high_resolution  # doctest: +SKIP
-            'https://api.freepik.com/v1/ai/beta/images/download/.../high.png'
+        Examples:
+            >>> async def main(client: AsyncClient) -> None:
+            ...     cutout = await client.remove_background("https://example.com/shoe.jpg")
+            ...     print(cutout.high_resolution)
         """
-        return await self._submit(validate_image_url(image_url))
-
-    async def _submit(
-        self,
-        image_url: str,
-        *,
-        before_attempt: Callable[[], Awaitable[None]] | None = None,
-        hooks: Sequence[RetryHook] = (),
-    ) -> Cutout:
+        url = validate_image_url(image_url)
         cutout, attempts, ambiguous = await retry_call(
-            lambda: self._post_once(image_url),
+            lambda: self._post_once(url),
             operation="post",
-            url=image_url,
+            url=url,
             policy=self.retry_policy,
-            hooks=(*self._hooks, *hooks),
+            hooks=(*self._hooks, *_hooks(on_retry)),
             before_attempt=before_attempt,
         )
         return attrs.evolve(cutout, attempts=attempts, ambiguous_retries=ambiguous)
@@ -353,12 +267,10 @@ class AsyncClient:
         The bytes go to a temp file beside ``path`` that is renamed into place
         once complete and valid: whatever fails, no partial file is left.
 
-        Example:
+        Examples:
             >>> await client.download_to(cutout, "out/shoe.png")  # doctest: +SKIP
             PosixPath('out/shoe.png')
         """
-        from ._sinks import write_atomic
-
         target = Path(path)
         return await self.download_with(
             cutout, lambda chunks: write_atomic(target, chunks), size=size
@@ -370,7 +282,7 @@ class AsyncClient:
         consumer: Callable[[AsyncIterator[bytes]], Awaitable[T]],
         *,
         size: Size = "high_resolution",
-        hooks: Sequence[RetryHook] = (),
+        on_retry: RetryHook | Sequence[RetryHook] = (),
     ) -> T:
         """Stream one rendition into ``consumer`` and return what it returns.
 
@@ -378,9 +290,7 @@ class AsyncClient:
         transfer), it is called again with a fresh stream, so it must discard
         what it got when iteration raises. Retries stop when the link expires.
         """
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
-        link = cutout.link(size)
+        link = cutout.link(check_size(size))
 
         async def once() -> T:
             try:
@@ -409,7 +319,7 @@ class AsyncClient:
             operation="download",
             url=link,
             policy=self.retry_policy,
-            hooks=(*self._hooks, *hooks),
+            hooks=(*self._hooks, *_hooks(on_retry)),
             deadline=cutout.expires_at.timestamp(),
         )
         return result
@@ -423,7 +333,7 @@ class AsyncClient:
     ) -> Path:
         """Submit ``image_url`` and stream the cutout straight into ``path``.
 
-        Example:
+        Examples:
             >>> await client.remove_background_to(url, "out/shoe.png")  # doctest: +SKIP
         """
         cutout = await self.remove_background(image_url)
@@ -434,87 +344,70 @@ class AsyncClient:
     def batch(
         self,
         urls: Iterable[str] | AsyncIterable[str],
-        dest: str | os.PathLike[str] | Sink,
+        dest: Dest,
+        config: BatchConfig | None = None,
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        rate: float | None = DEFAULT_RATE,
-        burst: int = DEFAULT_BURST,
-        size: Size = "high_resolution",
-        journal: str | os.PathLike[str] | Journal | None = None,
-        overwrite: bool = False,
-        fail_fast: bool = False,
-        resubmit_expired: int = 1,
-        progress: ProgressHook | None = None,
+        concurrency: int = _BATCH.concurrency,
+        rate: float | None = _BATCH.rate,
+        burst: int = _BATCH.burst,
+        size: Size = _BATCH.size,
+        journal: str | os.PathLike[str] | Journal | None = _BATCH.journal,
+        overwrite: bool = _BATCH.overwrite,
+        fail_fast: bool = _BATCH.fail_fast,
+        resubmit_expired: int = _BATCH.resubmit_expired,
+        progress: ProgressHook | None = _BATCH.progress,
     ) -> AbstractAsyncContextManager[BatchResults]:
-        """Fan out many URLs; yield an :class:`ItemResult` for each as it finishes.
+        """Fan out many URLs; yield an `ItemResult` for each as it finishes.
 
         Each item is submitted and then downloaded at once by the same task,
-        so no result waits behind new submissions while its link ticks.
+        so no result waits behind new submissions while its link ticks. The
+        keywords are the fields of `BatchConfig` (see there); pass
+        ``config`` instead to reuse one, and keywords given with it win.
 
         Args:
             urls: any iterable or async iterable of URLs, pulled lazily (an
                 endless generator works; memory stays flat).
             dest: a directory (one safe, deterministic file name per URL,
-                written atomically) or a :class:`Sink`.
-            concurrency: most items in flight. It halves on repeated 429s
-                and grows back (AIMD).
-            rate: a client-side limit on POSTs per second, shared by all
-                tasks and their retries. The default follows Freepik's
-                documented limit (10/s sustained); ``None`` turns it off. A
-                429 pauses every submission.
-            burst: how many POSTs may go at once before ``rate`` applies
-                (default 50, Freepik's documented burst).
-            size: which rendition to store.
-            journal: a JSON-lines file (or :class:`Journal`) recording each
-                item; rerun with the same journal to skip finished items
-                without a request, retry failed ones, and download links
-                already paid for if they are still alive.
-            overwrite: with ``False``, an existing output is skipped without
-                spending a credit.
-            fail_fast: stop at the first failure. The batch always stops on
-                401, 402 and 403; the remaining items fail at once, unsent.
-            resubmit_expired: how many times to submit again when a link
-                has expired before it could be downloaded.
-            progress: called with a :class:`ProgressEvent` as things happen.
+                written atomically) or a `Sink`.
+            config: a `BatchConfig` to start from.
 
         Leaving the block (or breaking out of the loop) cancels what is in
-        flight; temp files are removed and the journal stays valid.
+        flight; temp files are removed and the journal stays valid. An
+        exception raised in the block comes out as itself.
 
-        Example:
-            >>> async with client.batch(urls, "out/") as results:  # doctest: +SKIP
-            ...     async for item in results:
-            ...         print(item.index, item.status, item.path or item.error)
+        Examples:
+            >>> async def main(client: AsyncClient, urls: list[str]) -> None:
+            ...     async with client.batch(urls, "out/", concurrency=16) as results:
+            ...         async for item in results:
+            ...             print(item.index, item.status, item.location or item.error)
         """
-        from ._batch import open_batch
-
-        return open_batch(
-            self,
-            urls,
-            dest,
-            concurrency=concurrency,
-            rate=rate,
-            burst=burst,
-            size=size,
-            journal=journal,
-            overwrite=overwrite,
-            fail_fast=fail_fast,
-            resubmit_expired=resubmit_expired,
-            progress=progress,
-        )
+        # The keywords are named exactly as BatchConfig's fields (a test checks it).
+        given = locals()
+        # Only keywords that differ from the defaults override ``config``.
+        changes = {
+            name: given[name]
+            for name in attrs.fields_dict(BatchConfig)
+            if given[name] != getattr(_BATCH, name)
+        }
+        return open_batch(self, urls, dest, BatchConfig.build(config, changes))
 
     async def run_batch(
         self,
         urls: Iterable[str] | AsyncIterable[str],
-        dest: str | os.PathLike[str] | Sink,
-        **options: Unpack[BatchOptions],
+        dest: Dest,
+        config: BatchConfig | None = None,
+        **options: Any,
     ) -> BatchReport:
-        """Run a whole batch and return its report; takes the options of :meth:`batch`.
+        """Run a whole batch and return its report; takes the options of `batch`.
 
-        Example:
-            >>> report = await client.run_batch(urls, "out/", concurrency=16)  # doctest: +SKIP
-            >>> print(report.summary())  # doctest: +SKIP
+        Examples:
+            >>> async def main(client: AsyncClient, urls: list[str]) -> None:
+            ...     report = await client.run_batch(urls, "out/", concurrency=16)
+            ...     print(report.summary())
         """
-        from ._batch import collect_report
-
-        async with self.batch(urls, dest, **options) as results:
+        async with open_batch(self, urls, dest, BatchConfig.build(config, options)) as results:
             return await collect_report(results)
+
+
+def _hooks(on_retry: RetryHook | Sequence[RetryHook]) -> tuple[RetryHook, ...]:
+    return (on_retry,) if callable(on_retry) else tuple(on_retry)

@@ -1,25 +1,35 @@
-"""Defaults, environment lookup and input validation."""
+"""Configuration: every default in one place, the batch options object, env lookup, input checks."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 
 from ._errors import ConfigurationError, InvalidRequestError
+from ._journal import Journal
+from ._models import SIZES, ProgressHook, Size, check_size
 
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_BURST",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RATE",
     "DEFAULT_TIMEOUT",
     "ENDPOINT_PATH",
     "MAX_URL_LENGTH",
+    "BatchConfig",
     "Origin",
     "origin_of",
     "resolve_api_key",
@@ -44,6 +54,13 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=None)
 DEFAULT_MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 """A 25-megapixel RGBA PNG is at most ~100 MB uncompressed; twice that is clearly wrong."""
 
+DEFAULT_CONCURRENCY = 32
+"""Enough in flight to keep 10 requests/s going when each takes a few seconds."""
+DEFAULT_RATE = 10.0
+"""Freepik's documented sustained limit per IP and key: 10 requests/s over 2 minutes."""
+DEFAULT_BURST = 50
+"""Freepik allows bursts up to 50 requests/s."""
+
 MAX_URL_LENGTH = 8192
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -58,9 +75,25 @@ def resolve_api_key(api_key: str | None) -> str:
             f"No API key: pass api_key=... or set the {API_KEY_ENV} environment variable."
         )
     key = key.strip()
-    # A key with control characters cannot be a header value; say so without echoing it.
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        raise ConfigurationError("The API key contains control characters.")
+    # A key that cannot be a header value would fail deep inside httpx, with the
+    # key in the exception's repr: say what is wrong, by position, never echoing it.
+    for position, char in enumerate(key, start=1):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            raise ConfigurationError(
+                f"The API key has a control character at position {position} of {len(key)}: "
+                "copy it again from your Freepik dashboard."
+            )
+        if not char.isascii():
+            raise ConfigurationError(
+                f"The API key has a non-ASCII character (U+{ord(char):04X}) at position "
+                f"{position} of {len(key)}; keys are plain ASCII. Was it pasted with curly "
+                "quotes or a stray symbol? Copy it again from your Freepik dashboard."
+            )
+        if char.isspace():
+            raise ConfigurationError(
+                f"The API key has a space at position {position} of {len(key)}: "
+                "copy it again from your Freepik dashboard."
+            )
     return key
 
 
@@ -91,7 +124,7 @@ def validate_image_url(image_url: object) -> str:
 
     Raises :class:`InvalidRequestError` (no request is sent, no credit spent).
 
-    Example:
+    Examples:
         >>> validate_image_url("https://example.com/cat.jpg")
         'https://example.com/cat.jpg'
     """
@@ -121,3 +154,138 @@ def validate_image_url(image_url: object) -> str:
     if not host:
         raise InvalidRequestError("image_url has no host")
     return url
+
+
+# -- batch options -------------------------------------------------------------
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """A parser of whole numbers no smaller than ``minimum``, for flags."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _check_rate(_instance: object, _attribute: object, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise ValueError(f"rate must be a positive number of POSTs per second, or None: {value!r}")
+
+
+def parse_rate(text: str) -> float | None:
+    """``"off"`` (or ``"none"``, ``"0"``) for no limit, else a positive number."""
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of POSTs per second or 'off', got {text!r}") from None
+    _check_rate(None, None, value)
+    return value
+
+
+def _option(
+    default: Any,
+    *,
+    help: str,
+    parse: Callable[[str], Any] | None = None,
+    cli: bool = True,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    validator: Any = None,
+) -> Any:
+    """A `BatchConfig` field; the metadata is what the CLI builds its flag from."""
+    metadata = {"help": help, "parse": parse, "cli": cli, "metavar": metavar, "choices": choices}
+    return attrs.field(default=default, validator=validator, metadata=metadata, kw_only=True)
+
+
+@attrs.frozen(slots=True)
+class BatchConfig:
+    """Every option of a batch, with its default, in one place.
+
+    `AsyncClient.batch` takes these as keyword arguments and builds one;
+    `AsyncClient.run_batch`, `remove_backgrounds`, the CLI and the Dask
+    integration take the object (or the same keywords). The CLI's flags are
+    derived from these fields, so they cannot drift apart.
+
+    Attributes:
+        concurrency: most items in flight. It halves on repeated 429s and
+            grows back (AIMD).
+        rate: a client-side limit on POSTs per second, shared by all tasks and
+            their retries; ``None`` turns it off. A 429 pauses every submission.
+        burst: how many POSTs may go at once before ``rate`` applies.
+        size: which rendition to store.
+        journal: a JSON-lines file (or `Journal`) recording each item; rerun
+            with the same journal to skip stored items without a request,
+            retry failed ones, and download links already paid for while they live.
+        overwrite: with ``False``, an existing output is skipped without
+            spending a credit.
+        fail_fast: stop at the first failure. The batch always stops on 401,
+            402 and 403; the remaining items are not attempted.
+        resubmit_expired: how many times to submit again when a link expired
+            before it could be downloaded (each costs a credit).
+        progress: called with a `ProgressEvent` as things happen.
+
+    Examples:
+        >>> config = BatchConfig(concurrency=8, rate=5)
+        >>> config.evolve(overwrite=True).overwrite
+        True
+    """
+
+    concurrency: int = _option(
+        DEFAULT_CONCURRENCY,
+        help=f"items in flight (default {DEFAULT_CONCURRENCY})",
+        parse=at_least(1),
+        validator=attrs.validators.ge(1),
+    )
+    rate: float | None = _option(
+        DEFAULT_RATE,
+        help=f"POSTs per second, or 'off' (default {DEFAULT_RATE:g}, Freepik's documented limit)",
+        parse=parse_rate,
+        validator=_check_rate,
+    )
+    burst: int = _option(
+        DEFAULT_BURST,
+        help=f"POSTs that may go at once before --rate applies (default {DEFAULT_BURST})",
+        parse=at_least(1),
+        validator=attrs.validators.ge(1),
+    )
+    size: Size = _option(
+        "high_resolution",
+        help="which rendition to store (default high_resolution)",
+        choices=SIZES,
+        validator=lambda _i, _a, value: check_size(value),
+    )
+    journal: str | os.PathLike[str] | Journal | None = _option(
+        None, help="resume journal", metavar="FILE"
+    )
+    overwrite: bool = _option(False, help="replace existing outputs instead of skipping them")
+    fail_fast: bool = _option(False, help="stop at the first failed item")
+    resubmit_expired: int = _option(
+        1,
+        help="times to submit again when a result link expired before its download (default 1)",
+        parse=at_least(0),
+        validator=attrs.validators.ge(0),
+    )
+    progress: ProgressHook | None = _option(None, help="called with each ProgressEvent", cli=False)
+
+    def evolve(self, **changes: Any) -> BatchConfig:
+        """A copy with ``changes``; an unknown name is a ``TypeError`` listing the valid ones."""
+        unknown = sorted(set(changes) - set(attrs.fields_dict(BatchConfig)))
+        if unknown:
+            valid = ", ".join(attrs.fields_dict(BatchConfig))
+            raise TypeError(f"unknown batch option(s) {', '.join(unknown)}; valid: {valid}")
+        return attrs.evolve(self, **changes)
+
+    @classmethod
+    def build(cls, config: BatchConfig | None, options: Mapping[str, Any]) -> BatchConfig:
+        """``config`` (or the defaults) with ``options`` applied."""
+        base = config if config is not None else cls()
+        return base.evolve(**options) if options else base

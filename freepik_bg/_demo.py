@@ -67,9 +67,9 @@ def gallery(items: list[ItemResult], originals: dict[str, str], target: Path) ->
     rows = []
     for item in items:
         name = item.image_url.rsplit("/", 1)[-1]
-        if item.ok and item.path:
-            cutout = Path(item.path).relative_to(target.parent).as_posix()
-            seconds = (item.downloaded_at or 0) - (item.queued_at or 0)
+        if item.ok and item.location:
+            cutout = Path(item.location).relative_to(target.parent).as_posix()
+            seconds = (item.stored_at or 0) - (item.queued_at or 0)
             after = f'<img class="cut" src="{html.escape(cutout)}" alt="cutout of {name}">'
             detail = f"{seconds:.2f} s, {item.attempts} POST(s)"
         else:
@@ -126,11 +126,11 @@ def run_demo(output: Path, *, concurrency: int = 8) -> int:
                 )
 
         report = anyio.run(batch)
-    items = sorted(report.succeeded + report.failed, key=lambda item: item.index)
+    items = sorted(report.stored + report.failed, key=lambda item: item.index)
     pairs = [
-        (names[item.index], sources[names[item.index]], Path(item.path))
+        (names[item.index], sources[names[item.index]], Path(item.location))
         for item in items
-        if item.ok and item.path
+        if item.ok and item.location
     ]
     sheet = contact_sheet(pairs, output / "contact-sheet.png")
     page = gallery(items, originals, output / "index.html")

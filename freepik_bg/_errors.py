@@ -48,7 +48,7 @@ class FreepikError(Exception):
     ``ambiguous_retries`` how many of those were retries after a failure that
     the service may have billed (see the retry policy).
 
-    Example:
+    Examples:
         >>> try:
         ...     ...  # await client.remove_background(url)
         ... except FreepikError as exc:
@@ -85,7 +85,7 @@ class ConfigurationError(FreepikError):
 class InvalidRequestError(FreepikError, ValueError):
     """Input rejected locally, before any request was sent (no credit spent).
 
-    Example:
+    Examples:
         >>> try:
         ...     validate_image_url("ftp://example.com/cat.jpg")
         ... except InvalidRequestError as exc:

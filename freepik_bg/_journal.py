@@ -5,7 +5,8 @@ Each line is one event:
 * ``posted``: the service answered with links (written before the download,
   so a crash between the two does not lose what was paid for: a rerun within
   the links' lifetime downloads them without a new POST);
-* ``done``: the item is stored (``output`` says where);
+* ``stored``: the item is stored (``location`` says where; journals written
+  before 0.2 say ``done``, which is read the same way);
 * ``failed``: the item failed (``error`` says why); a rerun tries it again.
 
 Lines are written whole and flushed one by one; a torn last line (from a
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import FreepikError, error_record
+from ._errors import FreepikError
 from ._models import Cutout, ItemResult
 
 __all__ = ["Journal"]
@@ -50,9 +51,9 @@ def _done_key(url: str, size: str) -> int:
 class Journal:
     """Records finished items and tells a rerun which ones to skip.
 
-    Example:
+    Examples:
         >>> journal = Journal("run.jsonl")  # doctest: +SKIP
-        >>> journal.is_done("https://example.com/a.jpg")  # doctest: +SKIP
+        >>> journal.is_stored("https://example.com/a.jpg")  # doctest: +SKIP
         True
     """
 
@@ -78,7 +79,7 @@ class Journal:
                     self.torn_lines += 1
                     continue
                 key = _key(str(url))
-                if event == "done":
+                if event in ("stored", "done"):
                     self._done.add(_done_key(str(url), str(record.get("size", _DEFAULT_SIZE))))
                     self._posted.pop(key, None)
                 elif event == "posted":
@@ -97,11 +98,11 @@ class Journal:
 
     @property
     def completed(self) -> int:
-        """How many distinct URLs are done."""
+        """How many distinct (URL, rendition) pairs are stored."""
         return len(self._done)
 
-    def is_done(self, url: str, size: str = _DEFAULT_SIZE) -> bool:
-        """Whether ``url``'s ``size`` rendition was completed by an earlier run."""
+    def is_stored(self, url: str, size: str = _DEFAULT_SIZE) -> bool:
+        """Whether ``url``'s ``size`` rendition was stored by an earlier run."""
         return _done_key(url, size) in self._done
 
     def pending_cutout(self, url: str) -> Cutout | None:
@@ -154,19 +155,9 @@ class Journal:
             self._posted.pop(_key(result.image_url), None)
             self._done.add(_done_key(result.image_url, size))
         # A failed item stays retryable, and links it paid for stay usable.
-        self._write(
-            {
-                "event": "done" if result.ok else "failed",
-                "index": result.index,
-                "url": result.image_url,
-                "output": result.path,
-                "size": size,
-                "error": error_record(result.error),
-                "attempts": result.attempts,
-                "ambiguous_retries": result.ambiguous_retries,
-                "resubmits": result.resubmits,
-            }
-        )
+        record = result.to_record()
+        del record["status"]
+        self._write({"event": "stored" if result.ok else "failed", "size": size, **record})
 
     def close(self) -> None:
         """Flush and close the file."""

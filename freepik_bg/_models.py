@@ -1,16 +1,31 @@
-"""Value objects returned by the client and the batch runner."""
+"""Value objects: what the client returns, what a batch reports, and its events."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
-from ._errors import APIResponseValidationError, FreepikError, describe_body
+from ._errors import APIResponseValidationError, FreepikError, describe_body, error_record
 
-__all__ = ["LINK_TTL", "SIZES", "BatchReport", "Cutout", "ItemResult", "Size"]
+__all__ = [
+    "LINK_TTL",
+    "SIZES",
+    "BatchReport",
+    "BatchStats",
+    "Cutout",
+    "ItemResult",
+    "ProgressEvent",
+    "ProgressHook",
+    "ProgressKind",
+    "RetryEvent",
+    "Size",
+    "check_size",
+    "utc_now",
+]
 
 Size = Literal["high_resolution", "preview", "original"]
 """Which rendition to download: the full-resolution cutout, the small preview, or the source."""
@@ -23,8 +38,16 @@ LINK_TTL = timedelta(minutes=5)
 _LINK_FIELDS = ("original", "high_resolution", "preview", "url")
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def check_size(size: object) -> Size:
+    """``size`` if it names a rendition, else a ``ValueError`` listing the valid ones."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    return size  # type: ignore[return-value,unused-ignore]  # `in` narrows it for some mypys
 
 
 @attrs.frozen(slots=True)
@@ -52,7 +75,7 @@ class Cutout:
     preview: str
     url: str
     image_url: str
-    received_at: datetime = attrs.field(factory=_utc_now)
+    received_at: datetime = attrs.field(factory=utc_now)
     expires_at: datetime = attrs.field()
     attempts: int = 1
     ambiguous_retries: int = 0
@@ -67,13 +90,12 @@ class Cutout:
             return self.high_resolution or self.url
         if size == "preview":
             return self.preview
-        if size == "original":
-            return self.original
-        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+        check_size(size)
+        return self.original
 
     def seconds_left(self, now: datetime | None = None) -> float:
         """Seconds until the links expire (negative once they have)."""
-        return (self.expires_at - (now or _utc_now())).total_seconds()
+        return (self.expires_at - (now or utc_now())).total_seconds()
 
     @property
     def expired(self) -> bool:
@@ -123,7 +145,7 @@ class Cutout:
                 status_code=status_code,
                 body=payload,
             )
-        received = received_at or _utc_now()
+        received = received_at or utc_now()
         return cls(
             original=links["original"],
             high_resolution=links["high_resolution"],
@@ -135,57 +157,92 @@ class Cutout:
         )
 
 
+Status = Literal["ok", "failed", "skipped"]
+
+
 @attrs.frozen(slots=True)
 class ItemResult:
     """What happened to one URL of a batch.
 
+    ``status`` is ``"ok"`` (stored by this run), ``"skipped"`` (already stored
+    by an earlier run: no request was made) or ``"failed"``.
+
     Attributes:
         index: the URL's position in the input (0-based).
         image_url: the URL.
-        ok: True when the cutout is stored (or was already, see ``skipped``).
-        path: where the bytes went: a file path, or the sink's key.
+        ok: True when the cutout is stored (by this run or an earlier one).
+        location: where the bytes are: a file path, or the sink's key.
         cutout: the service's answer, when there was one.
         error: the typed exception, when the item failed.
-        attempts: POSTs made for this item (0 when skipped).
+        attempts: POSTs made for this item (0 when skipped or a duplicate).
         ambiguous_retries: retries after failures that may have been billed.
         resubmits: times the item was submitted again because its link expired.
-        skipped: True when no request was needed (output exists, or journal says done).
-        queued_at, posted_at, downloaded_at: monotonic timestamps (``anyio.current_time``).
+        skipped: True when no request was needed (output exists, or journal says stored).
+        duplicate_of: the index of an earlier item with the same URL whose
+            POST and output this item shares (no credit was spent for it).
+        queued_at, posted_at, stored_at: monotonic timestamps (``anyio.current_time``).
+
+    Examples:
+        >>> item = ItemResult(index=0, image_url="https://example.com/a.jpg", ok=True)
+        >>> item.status
+        'ok'
     """
 
     index: int
     image_url: str
     ok: bool
-    path: str | None = None
+    location: str | None = None
     cutout: Cutout | None = None
     error: FreepikError | None = None
     attempts: int = 0
     ambiguous_retries: int = 0
     resubmits: int = 0
     skipped: bool = False
+    duplicate_of: int | None = None
     queued_at: float | None = None
     posted_at: float | None = None
-    downloaded_at: float | None = None
+    stored_at: float | None = None
 
     @property
-    def status(self) -> Literal["ok", "failed", "skipped"]:
+    def status(self) -> Status:
         """``"skipped"``, ``"ok"`` or ``"failed"``."""
         if self.skipped:
             return "skipped"
         return "ok" if self.ok else "failed"
 
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict of the outcome, as reports and journals write it.
+
+        Examples:
+            >>> ItemResult(index=3, image_url="https://example.com/a.jpg", ok=False).to_record()[
+            ...     "status"
+            ... ]
+            'failed'
+        """
+        return {
+            "index": self.index,
+            "url": self.image_url,
+            "status": self.status,
+            "location": self.location,
+            "error": error_record(self.error),
+            "attempts": self.attempts,
+            "ambiguous_retries": self.ambiguous_retries,
+            "resubmits": self.resubmits,
+            "duplicate_of": self.duplicate_of,
+        }
+
 
 @attrs.frozen(slots=True)
 class BatchReport:
-    """The outcome of :meth:`AsyncClient.run_batch`.
+    """The outcome of `AsyncClient.run_batch`: every item, sorted by outcome.
 
-    Example:
-        >>> report = await client.run_batch(urls, "out/")  # doctest: +SKIP
-        >>> print(report.summary())  # doctest: +SKIP
-        1000 items: 998 succeeded, 2 failed, 0 skipped in 101.2 s (9.9 items/s)
+    Examples:
+        >>> report = BatchReport(stored=(), failed=(), skipped=(), elapsed=1.0)
+        >>> print(report.summary())
+        0 items: 0 stored, 0 failed, 0 skipped in 1.0 s (0.0 items/s)
     """
 
-    succeeded: tuple[ItemResult, ...]
+    stored: tuple[ItemResult, ...]
     failed: tuple[ItemResult, ...]
     skipped: tuple[ItemResult, ...]
     elapsed: float
@@ -194,12 +251,12 @@ class BatchReport:
     @property
     def total(self) -> int:
         """Items seen."""
-        return len(self.succeeded) + len(self.failed) + len(self.skipped)
+        return len(self.stored) + len(self.failed) + len(self.skipped)
 
     @property
     def items_per_second(self) -> float:
-        """Finished items (succeeded or failed) per second of wall time."""
-        done = len(self.succeeded) + len(self.failed)
+        """Finished items (stored or failed) per second of wall time."""
+        done = len(self.stored) + len(self.failed)
         return done / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
@@ -210,7 +267,97 @@ class BatchReport:
     def summary(self) -> str:
         """A one-line human summary."""
         return (
-            f"{self.total} items: {len(self.succeeded)} succeeded, {len(self.failed)} failed, "
+            f"{self.total} items: {len(self.stored)} stored, {len(self.failed)} failed, "
             f"{len(self.skipped)} skipped in {self.elapsed:.1f} s "
             f"({self.items_per_second:.1f} items/s)"
         )
+
+
+Operation = Literal["post", "download"]
+
+
+@attrs.frozen(slots=True)
+class RetryEvent:
+    """Passed to ``on_retry`` hooks just before the SDK sleeps and retries.
+
+    Attributes:
+        operation: ``"post"`` or ``"download"``.
+        url: the image URL (for a POST) or the result link (for a download).
+        attempt: the attempt that just failed, from 1.
+        wait: seconds until the next attempt.
+        error: why it failed.
+        ambiguous: the failed POST may have been billed.
+    """
+
+    operation: Operation
+    url: str
+    attempt: int
+    wait: float
+    error: FreepikError
+    ambiguous: bool
+
+
+class ProgressKind(enum.Enum):
+    """What a `ProgressEvent` reports, in an item's life: queued, posted, stored."""
+
+    QUEUED = "queued"
+    """An item was pulled from the input and started."""
+    POSTED = "posted"
+    """The service answered with links (a credit was spent)."""
+    RETRIED = "retried"
+    """A request failed and will be retried (``retry`` says why)."""
+    STORED = "stored"
+    """An item is stored (``result`` is set)."""
+    FAILED = "failed"
+    """An item failed for good (``result`` is set)."""
+    SKIPPED = "skipped"
+    """An item needed no request (``result`` is set)."""
+
+
+@attrs.frozen(slots=True)
+class ProgressEvent:
+    """Passed to a batch's ``progress`` hook as things happen.
+
+    Examples:
+        >>> def progress(event: ProgressEvent) -> None:
+        ...     if event.kind is ProgressKind.POSTED:
+        ...         print("paid for", event.image_url)
+    """
+
+    kind: ProgressKind
+    index: int
+    image_url: str
+    result: ItemResult | None = None
+    retry: RetryEvent | None = None
+
+
+ProgressHook = Callable[[ProgressEvent], object]
+"""A callable given each `ProgressEvent`; it runs on the event loop, so keep it quick."""
+
+
+@attrs.define(slots=True)
+class BatchStats:
+    """Live counters of a running batch (read them from a progress hook or a UI).
+
+    Examples:
+        >>> BatchStats().finished
+        0
+    """
+
+    queued: int = 0
+    stored: int = 0
+    failed: int = 0
+    skipped: int = 0
+    posts: int = 0
+    retries: int = 0
+    ambiguous_retries: int = 0
+    resubmits: int = 0
+    throttled: int = 0
+    duplicates: int = 0
+    in_flight: int = 0
+    concurrency: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Items that reached a final state."""
+        return self.stored + self.failed + self.skipped

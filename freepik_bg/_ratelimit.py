@@ -21,7 +21,7 @@ class RateGate:
     which holds back every task, so the batch backs off as one instead of
     each task hammering the server on its own schedule.
 
-    Example:
+    Examples:
         >>> gate = RateGate(rate=10, burst=50)
     """
 

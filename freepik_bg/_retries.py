@@ -21,8 +21,8 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Literal, TypeVar
+from datetime import timezone
+from typing import TypeVar
 
 import anyio
 import attrs
@@ -34,10 +34,10 @@ from ._errors import (
     FreepikError,
     InvalidImageError,
 )
+from ._models import Operation, RetryEvent
 
 __all__ = [
     "Classification",
-    "RetryEvent",
     "RetryHook",
     "RetryPolicy",
     "classify_download_error",
@@ -50,8 +50,6 @@ __all__ = [
 logger = logging.getLogger("freepik_bg")
 
 T = TypeVar("T")
-
-Operation = Literal["post", "download"]
 
 
 class Classification(enum.Enum):
@@ -103,7 +101,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     ``Retry-After`` may be a number of seconds or an HTTP date. Garbage,
     negative or non-finite values count as absent.
 
-    Example:
+    Examples:
         >>> parse_retry_after({"retry-after": "3"})
         3.0
         >>> parse_retry_after({"retry-after-ms": "250"})
@@ -161,27 +159,6 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
 
-@attrs.frozen(slots=True)
-class RetryEvent:
-    """Passed to ``on_retry`` hooks just before the SDK sleeps and retries.
-
-    Attributes:
-        operation: ``"post"`` or ``"download"``.
-        url: the image URL (for a POST) or the result link (for a download).
-        attempt: the attempt that just failed, from 1.
-        wait: seconds until the next attempt.
-        error: why it failed.
-        ambiguous: the failed POST may have been billed.
-    """
-
-    operation: Operation
-    url: str
-    attempt: int
-    wait: float
-    error: FreepikError
-    ambiguous: bool
-
-
 RetryHook = Callable[[RetryEvent], object]
 
 
@@ -194,19 +171,39 @@ class _TestingState:
 _TESTING = _TestingState()
 
 
-def set_testing(enabled: bool, *, attempts: int | None = None) -> None:
+class _TestingContext:
+    """Restores the previous testing state on exit; inert when not used as a context."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: tuple[bool, int | None]) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        _TESTING.enabled, _TESTING.attempts = self._previous
+
+
+def set_testing(enabled: bool, *, attempts: int | None = None) -> _TestingContext:
     """Turn backoff off (for your test suite), like ``stamina.set_testing``.
 
     With testing on, every retry happens at once, ``Retry-After`` included,
-    and ``attempts``, when given, caps the attempts per operation.
+    and ``attempts``, when given, caps the attempts per operation. It takes
+    effect at once; used as a context manager, it also restores the previous
+    state on exit.
 
-    Example:
+    Examples:
         >>> import freepik_bg
-        >>> freepik_bg.set_testing(True)
-        >>> freepik_bg.set_testing(False)
+        >>> with freepik_bg.set_testing(True, attempts=2):
+        ...     pass  # retries are instant here
+        >>> _ = freepik_bg.set_testing(False)
     """
+    context = _TestingContext((_TESTING.enabled, _TESTING.attempts))
     _TESTING.enabled = enabled
     _TESTING.attempts = attempts if enabled else None
+    return context
 
 
 def _retry_after_of(exc: BaseException) -> float | None:
@@ -336,8 +333,3 @@ async def retry_call(
         exc.ambiguous_retries = ambiguous
         raise
     return result, attempts, ambiguous
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)

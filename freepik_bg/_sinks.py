@@ -37,7 +37,7 @@ def output_name(image_url: str, size: Size = "high_resolution") -> str:
     so distinct URLs never collide and the same URL always maps to the same
     name; no separators, so no path traversal.
 
-    Example:
+    Examples:
         >>> output_name("https://cdn.example.com/shoes/red%20shoe.jpg?w=2000")
         'red_shoe-11a89b3375.png'
     """
@@ -103,7 +103,7 @@ class Sink(Protocol):
     fresh stream. ``exists`` lets the runner skip items already stored,
     without spending a credit; return the location, or ``None``.
 
-    Example:
+    Examples:
         >>> class S3Sink:
         ...     async def exists(self, item: SinkItem) -> str | None:
         ...         return None
@@ -125,7 +125,7 @@ class Sink(Protocol):
 class DirectorySink:
     """Writes each item to ``directory / item.name``, atomically.
 
-    Example:
+    Examples:
         >>> sink = DirectorySink("out/")
     """
 
@@ -155,7 +155,7 @@ class DirectorySink:
 class MemorySink:
     """Keeps results in a dict, name to bytes: for tests and small jobs.
 
-    Example:
+    Examples:
         >>> sink = MemorySink()
         >>> sink.data
         {}

@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
+import sys
 from collections.abc import AsyncIterable, Iterable
-from functools import partial
-from typing import TYPE_CHECKING
+from typing import Any
 
 import anyio
 import httpx
 
-from ._batch import DEFAULT_CONCURRENCY, BatchOptions
+from ._batch import Dest
 from ._client import AsyncClient
+from ._config import BatchConfig
 from ._models import BatchReport
-from ._sinks import Sink
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
+__all__ = ["batch_client", "remove_backgrounds"]
 
-__all__ = ["remove_backgrounds"]
+
+def _running_loop() -> str | None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return None
+
+
+def batch_client(config: BatchConfig, **client_options: Any) -> AsyncClient:
+    """An `AsyncClient` sized for ``config``: one connection per item in flight."""
+    return AsyncClient(max_connections=config.concurrency, **client_options)
 
 
 def remove_backgrounds(
     urls: Iterable[str] | AsyncIterable[str],
-    dest: str | os.PathLike[str] | Sink,
+    dest: Dest,
+    config: BatchConfig | None = None,
     *,
     api_key: str | None = None,
     base_url: str | httpx.URL | None = None,
@@ -31,33 +52,40 @@ def remove_backgrounds(
     max_retries: int | None = None,
     retry_ambiguous: bool = True,
     backend: str = "asyncio",
-    **options: Unpack[BatchOptions],
+    **options: Any,
 ) -> BatchReport:
     """Remove the backgrounds of ``urls`` into ``dest`` and return the report.
 
-    The synchronous twin of :meth:`AsyncClient.run_batch`, for scripts: it
-    starts an event loop, runs the batch, and closes everything. The options
-    are those of :class:`AsyncClient` and :meth:`AsyncClient.batch`; ``backend``
-    is the anyio backend to run on (``"asyncio"`` or ``"trio"``).
+    The synchronous twin of `AsyncClient.run_batch`, for scripts: it starts
+    an event loop, runs the batch, and closes everything. ``config`` and
+    ``options`` are those of `AsyncClient.batch` (a `BatchConfig`, or its
+    fields as keywords); the client keywords are those of `AsyncClient`;
+    ``backend`` is the anyio backend to run on (``"asyncio"`` or ``"trio"``).
 
-    Example:
+    Examples:
         >>> import freepik_bg
-        >>> report = freepik_bg.remove_backgrounds(  # doctest: +SKIP
-        ...     open("urls.txt"), "cutouts/", journal="run.jsonl"
-        ... )
-        >>> print(report.summary())  # doctest: +SKIP
+        >>> def main() -> None:
+        ...     with open("urls.txt") as urls:
+        ...         report = freepik_bg.remove_backgrounds(urls, "cutouts/", journal="run.jsonl")
+        ...     print(report.summary())
     """
+    batch = BatchConfig.build(config, options)
+    running = _running_loop()
+    if running is not None:
+        raise RuntimeError(
+            f"remove_backgrounds() blocks, so it cannot run inside a running {running} event "
+            "loop: use `await client.run_batch(...)` on an AsyncClient instead."
+        )
 
     async def main() -> BatchReport:
-        async with AsyncClient(
-            api_key,
+        async with batch_client(
+            batch,
+            api_key=api_key,
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
             retry_ambiguous=retry_ambiguous,
-            # One connection per item in flight, so no item waits for the pool.
-            max_connections=options.get("concurrency", DEFAULT_CONCURRENCY),
         ) as client:
-            return await client.run_batch(urls, dest, **options)
+            return await client.run_batch(urls, dest, batch)
 
-    return anyio.run(partial(main), backend=backend)
+    return anyio.run(main, backend=backend)

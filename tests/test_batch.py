@@ -10,7 +10,6 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-import respx
 
 import freepik_bg
 from freepik_bg import (
@@ -23,86 +22,28 @@ from freepik_bg import (
 )
 from freepik_bg._ratelimit import AdaptiveConcurrency, RateGate
 
-from .conftest import API, ENDPOINT, KEY, PNG, links
+from .conftest import KEY, PNG, FakeService, urls
 
 pytestmark = pytest.mark.anyio
-
-
-def urls(n: int) -> list[str]:
-    return [f"https://img.test/photo-{i}.jpg" for i in range(n)]
-
-
-class FakeService:
-    """Answers POSTs with per-URL links and serves PNGs, counting what it sees."""
-
-    def __init__(self, router: respx.MockRouter) -> None:
-        self.posts: list[str] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.post_times: list[float] = []
-        self.fail: dict[str, httpx.Response] = {}
-        # Hold POSTs until this many are in flight at once, to prove overlap.
-        self.hold_until = 0
-        self.released: anyio.Event | None = None
-        self.post_route = router.post(ENDPOINT).mock(side_effect=self.on_post)
-        self.get_route = router.get(url__startswith=f"{API}/files/").mock(
-            side_effect=lambda request: httpx.Response(200, content=PNG)
-        )
-
-    async def on_post(self, request: httpx.Request) -> httpx.Response:
-        image_url = dict(httpx.QueryParams(request.content.decode()))["image_url"]
-        self.posts.append(image_url)
-        self.post_times.append(anyio.current_time())
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if self.hold_until:
-                if self.released is None:
-                    self.released = anyio.Event()
-                if self.in_flight >= self.hold_until:
-                    self.released.set()
-                with anyio.fail_after(5):
-                    await self.released.wait()
-            await anyio.lowlevel.checkpoint()
-        finally:
-            self.in_flight -= 1
-        if image_url in self.fail:
-            return self.fail[image_url]
-        token = image_url.rsplit("/", 1)[-1]
-        return httpx.Response(
-            200, json={name: f"{API}/files/{token}/{name}.png" for name in links()}
-        )
-
-
-@pytest.fixture
-def service() -> Iterator[FakeService]:
-    with respx.mock(assert_all_called=False) as router:
-        yield FakeService(router)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(KEY, base_url=API) as c:
-        yield c
 
 
 async def test_run_batch_to_directory(
     service: FakeService, client: AsyncClient, tmp_path: Path
 ) -> None:
     report = await client.run_batch(urls(20), tmp_path, rate=None)
-    assert len(report.succeeded) == 20
+    assert len(report.stored) == 20
     assert report.ok
     assert report.posts == 20
-    for item in report.succeeded:
-        assert item.path == str(tmp_path / output_name(item.image_url))
-        assert Path(item.path).read_bytes() == PNG
+    for item in report.stored:
+        assert item.location == str(tmp_path / output_name(item.image_url))
+        assert Path(item.location).read_bytes() == PNG
         assert item.attempts == 1
         assert item.queued_at is not None
         assert item.posted_at is not None
-        assert item.downloaded_at is not None
-        assert item.queued_at <= item.posted_at <= item.downloaded_at
+        assert item.stored_at is not None
+        assert item.queued_at <= item.posted_at <= item.stored_at
     assert sorted(os.listdir(tmp_path)) == sorted(output_name(u) for u in urls(20))
-    assert sorted(i.index for i in report.succeeded) == list(range(20))
+    assert sorted(i.index for i in report.stored) == list(range(20))
 
 
 async def test_concurrency_bound_as_server_sees_it(
@@ -110,7 +51,7 @@ async def test_concurrency_bound_as_server_sees_it(
 ) -> None:
     service.hold_until = 6
     report = await client.run_batch(urls(40), MemorySink(), concurrency=6, rate=None)
-    assert len(report.succeeded) == 40
+    assert len(report.stored) == 40
     assert service.max_in_flight == 6
 
 
@@ -140,14 +81,14 @@ async def test_async_iterable_input(service: FakeService, client: AsyncClient) -
             yield url
 
     report = await client.run_batch(source(), MemorySink(), rate=None)
-    assert len(report.succeeded) == 5
+    assert len(report.stored) == 5
 
 
 async def test_bad_items_do_not_stop_the_batch(service: FakeService, client: AsyncClient) -> None:
     items: list[object] = ["ftp://x/a.jpg", *urls(3), "", None, "not a url"]
     service.fail[urls(3)[1]] = httpx.Response(400, json={"message": "Failed to download the image"})
     report = await client.run_batch(items, MemorySink(), rate=None)  # type: ignore[arg-type]
-    assert len(report.succeeded) == 2
+    assert len(report.stored) == 2
     assert len(report.failed) == 5
     errors = {r.index: r.error for r in report.failed}
     assert isinstance(errors[0], InvalidRequestError)
@@ -183,12 +124,12 @@ async def test_skip_existing_without_a_credit(
         (tmp_path / output_name(url)).write_bytes(b"old")
     report = await client.run_batch(urls(4), tmp_path, rate=None)
     assert {r.image_url for r in report.skipped} == set(done)
-    assert len(report.succeeded) == 2
+    assert len(report.stored) == 2
     assert sorted(service.posts) == sorted(urls(4)[2:])
     assert (tmp_path / output_name(done[0])).read_bytes() == b"old"
 
     report = await client.run_batch(urls(4), tmp_path, rate=None, overwrite=True)
-    assert len(report.succeeded) == 4
+    assert len(report.stored) == 4
     assert (tmp_path / output_name(done[0])).read_bytes() == PNG
 
 
@@ -199,17 +140,17 @@ async def test_journal_resume_posts_only_unfinished(
     bad = urls(10)[3]
     service.fail[bad] = httpx.Response(400, json={"message": "Failed to download the image"})
     first = await client.run_batch(urls(10), MemorySink(), rate=None, journal=journal)
-    assert (len(first.succeeded), len(first.failed)) == (9, 1)
+    assert (len(first.stored), len(first.failed)) == (9, 1)
 
     del service.fail[bad]
     service.posts.clear()
     second = await client.run_batch(urls(10), MemorySink(), rate=None, journal=journal)
     assert service.posts == [bad]
     assert len(second.skipped) == 9
-    assert len(second.succeeded) == 1
+    assert len(second.stored) == 1
 
     records = [json.loads(line) for line in journal.read_text().splitlines()]
-    assert {r["event"] for r in records} == {"posted", "done", "failed"}
+    assert {r["event"] for r in records} == {"posted", "stored", "failed"}
     assert all(KEY not in line for line in journal.read_text().splitlines())
 
 
@@ -230,18 +171,18 @@ async def test_journal_downloads_paid_links_without_posting(
     with journal.open("a") as fh:
         fh.write('{"v":1,"event":"done","url":"https://img.test/pho')
     report = await client.run_batch([url], MemorySink(), rate=None, journal=journal)
-    assert len(report.succeeded) == 1
+    assert len(report.stored) == 1
     assert service.posts == []
-    assert report.succeeded[0].attempts == 0
+    assert report.stored[0].attempts == 0
     lines = journal.read_text().splitlines()
-    assert json.loads(lines[-1])["event"] == "done"
+    assert json.loads(lines[-1])["event"] == "stored"
 
 
 async def test_expired_link_is_resubmitted_once(service: FakeService, client: AsyncClient) -> None:
     service.get_route.side_effect = [httpx.Response(404), httpx.Response(200, content=PNG)]
     report = await client.run_batch(urls(1), MemorySink(), rate=None)
-    assert report.succeeded[0].resubmits == 1
-    assert report.succeeded[0].attempts == 2
+    assert report.stored[0].resubmits == 1
+    assert report.stored[0].attempts == 2
     assert len(service.posts) == 2
 
     service.get_route.side_effect = lambda request: httpx.Response(410)
@@ -268,56 +209,75 @@ async def test_progress_events(service: FakeService, client: AsyncClient) -> Non
     service.fail[urls(3)[0]] = httpx.Response(400, json={"message": "bad"})
     await client.run_batch(urls(3), MemorySink(), rate=None, progress=events.append)
     kinds = [e.kind.value for e in events]
-    assert kinds.count("submitted") == 3
+    assert kinds.count("queued") == 3
     assert kinds.count("posted") == 2
-    assert kinds.count("downloaded") == 2
+    assert kinds.count("stored") == 2
     assert kinds.count("failed") == 1
 
 
 @pytest.mark.real_backoff
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_429_pauses_every_submission(
-    service: FakeService, client: AsyncClient, tmp_path: Path
-) -> None:
-    throttled_at: list[float] = []
-    first = True
+@pytest.mark.virtual_clock
+async def test_429_pauses_every_submission(service: FakeService, client: AsyncClient) -> None:
+    throttled = False
 
     async def on_post(request: httpx.Request) -> httpx.Response:
-        nonlocal first
-        if first:
-            first = False
-            throttled_at.append(anyio.current_time())
+        nonlocal throttled
+        if not throttled:
+            throttled = True
             return httpx.Response(429, headers={"retry-after-ms": "300"})
         return await service.on_post(request)
 
     service.post_route.side_effect = on_post
-    report = await client.run_batch(urls(10), MemorySink(), concurrency=1, rate=None)
-    assert len(report.succeeded) == 10
-    # Every later POST, from any task, waited out the pause.
-    assert min(service.post_times) >= throttled_at[0] + 0.29
+    start = anyio.current_time()
+    report = await client.run_batch(urls(12), MemorySink(), concurrency=4, rate=None)
+    assert len(report.stored) == 12
+    times = sorted(t - start for t in service.post_times)
+    # Only the first wave, sent before the 429 came back, went out at once: every
+    # later POST, from any task, waited out the server's 300 ms.
+    assert sum(t < 0.3 for t in times) <= 3
+    assert min(t for t in times if t > 0) == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.virtual_clock
 async def test_default_rate_is_freepik_limit(service: FakeService, client: AsyncClient) -> None:
+    start = anyio.current_time()
     report = await client.run_batch(urls(60), MemorySink(), concurrency=64)
-    assert len(report.succeeded) == 60
-    times = sorted(service.post_times)
-    start = times[0]
-    # 50 at once, then 10 per second.
-    assert times[49] - start < 0.5
+    assert len(report.stored) == 60
+    times = sorted(t - start for t in service.post_times)
+    # 50 at once, then 10 per second (paced 2% under it).
+    assert times[49] == pytest.approx(0.0)
     for i in range(50, 60):
-        assert times[i] - start >= (i - 49) * 0.1 - 0.01
+        assert times[i] == pytest.approx((i - 49) / 9.8)
 
 
+@pytest.mark.virtual_clock
 async def test_rate_gate_bounds_throughput() -> None:
     gate = RateGate(rate=200, burst=5)
+    start = anyio.current_time()
     times = []
     for _ in range(25):
         await gate.wait()
-        times.append(anyio.current_time())
-    start = times[0]
-    for i, t in enumerate(times):
-        assert t - start >= max(0, i - 4) / 200 - 0.002
+        times.append(anyio.current_time() - start)
+    assert times == pytest.approx([max(0, i - 4) / (200 * 0.98) for i in range(25)])
+
+
+@pytest.mark.virtual_clock
+async def test_rate_gate_pause_holds_back_every_caller() -> None:
+    gate = RateGate(rate=None)
+    start = anyio.current_time()
+    gate.pause(2.0)
+    woke: list[float] = []
+
+    async def caller() -> None:
+        await gate.wait()
+        woke.append(anyio.current_time() - start)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(caller)
+        await anyio.sleep(1.0)
+        gate.pause(2.0)  # a second 429 while they wait extends the pause
+    assert woke == pytest.approx([3.0, 3.0, 3.0])
 
 
 async def test_adaptive_concurrency_aimd() -> None:
@@ -432,27 +392,11 @@ async def test_failing_sink_is_typed_and_stops_the_batch(
     assert len(service.posts) == 1  # no more credits spent on results we cannot store
 
 
-def test_rate_gate_paces_just_under_the_given_rate() -> None:
+@pytest.mark.virtual_clock
+async def test_rate_gate_paces_just_under_the_given_rate() -> None:
     gate = RateGate(rate=10, burst=1)
-    assert gate._interval == pytest.approx(1 / 9.8)
-
-
-class _CountingSink(MemorySink):
-    def __init__(self) -> None:
-        super().__init__()
-        self.exists_calls = 0
-
-    async def exists(self, item: freepik_bg.SinkItem) -> str | None:
-        self.exists_calls += 1
-        return await super().exists(item)
-
-
-async def test_journal_done_items_do_not_ask_the_sink(
-    service: FakeService, client: AsyncClient, tmp_path: Path
-) -> None:
-    journal = tmp_path / "run.jsonl"
-    await client.run_batch(urls(5), MemorySink(), rate=None, journal=journal)
-    sink = _CountingSink()
-    report = await client.run_batch(urls(6), sink, rate=None, journal=journal)
-    assert len(report.skipped) == 5
-    assert sink.exists_calls == 1  # only the new URL
+    start = anyio.current_time()
+    for _ in range(11):
+        await gate.wait()
+    # Ten intervals at 98% of 10/s: a server at exactly 10/s always has its token back.
+    assert anyio.current_time() - start == pytest.approx(10 / 9.8)

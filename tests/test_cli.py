@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,40 +14,11 @@ import pytest
 from freepik_bg import output_name
 from freepik_bg.testing import Emulator
 
-CLI = [sys.executable, "-m", "freepik_bg"]
-SECRET = "cli-secret-key-XYZ"
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with Emulator(fast=True, api_key=SECRET) as emulator:
-        yield emulator
+from .conftest import CLI, KEY, cli_env, run_cli
 
 
 def urls_for(emu: Emulator, n: int, sample: str = "ball-small.png") -> list[str]:
     return [f"{emu.image_url(sample)}?i={i}" for i in range(n)]
-
-
-def run(
-    args: list[str],
-    *,
-    key: str | None = SECRET,
-    stdin: str | None = None,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FREEPIK_")}
-    if key is not None:
-        env["FREEPIK_API_KEY"] = key
-    return subprocess.run(
-        [*CLI, *args],
-        input=stdin,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_remove_text_file_exit_0_with_report(emu: Emulator, tmp_path: Path) -> None:
@@ -58,7 +26,7 @@ def test_remove_text_file_exit_0_with_report(emu: Emulator, tmp_path: Path) -> N
     listing = tmp_path / "urls.txt"
     listing.write_text("# product shots\n\n" + "\n".join(urls) + "\n")
     out, report = tmp_path / "out", tmp_path / "report.json"
-    result = run(
+    result = run_cli(
         [
             "remove",
             str(listing),
@@ -78,12 +46,12 @@ def test_remove_text_file_exit_0_with_report(emu: Emulator, tmp_path: Path) -> N
     assert data["summary"]["failed"] == 0
     assert {item["url"] for item in data["items"]} == set(urls)
     assert all(item["status"] == "ok" and item["attempts"] == 1 for item in data["items"])
-    assert "12 succeeded" in result.stdout
-    assert SECRET not in result.stdout + result.stderr + report.read_text()
+    assert "12 stored" in result.stdout
+    assert KEY not in result.stdout + result.stderr + report.read_text()
 
     # The same command again: everything is already done, nothing is paid for.
     posts = emu.stats.posts
-    again = run(["remove", str(listing), "-o", str(out), "--base-url", emu.base_url, "-q"])
+    again = run_cli(["remove", str(listing), "-o", str(out), "--base-url", emu.base_url, "-q"])
     assert again.returncode == 0
     assert emu.stats.posts == posts
     assert "12 skipped" in again.stdout
@@ -94,7 +62,7 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
     good = urls_for(emu, 2)
     listing.write_text("\n".join([good[0], "ftp://example.com/x.png", good[1]]) + "\n")
     report = tmp_path / "r.json"
-    result = run(
+    result = run_cli(
         [
             "remove",
             str(listing),
@@ -113,7 +81,7 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
             "index": 1,
             "url": "ftp://example.com/x.png",
             "status": "failed",
-            "output": None,
+            "location": None,
             "error": {
                 "type": "InvalidRequestError",
                 "message": "image_url must be an http(s) URL, got scheme 'ftp'",
@@ -121,6 +89,7 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
             "attempts": 0,
             "ambiguous_retries": 0,
             "resubmits": 0,
+            "duplicate_of": None,
         }
     ]
     assert "FAIL" in result.stdout
@@ -129,7 +98,7 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
 
 def test_stdin_input(emu: Emulator, tmp_path: Path) -> None:
     urls = urls_for(emu, 3)
-    result = run(
+    result = run_cli(
         ["remove", "-", "-o", str(tmp_path), "--base-url", emu.base_url],
         stdin="\n".join(urls) + "\n",
     )
@@ -143,15 +112,15 @@ def test_csv_input(emu: Emulator, tmp_path: Path) -> None:
     table.write_text("sku,image\n" + "".join(f"s{i},{u}\n" for i, u in enumerate(urls)))
     out = tmp_path / "out"
     args = ["remove", str(table), "-o", str(out), "--base-url", emu.base_url]
-    result = run([*args, "--column", "image"])
+    result = run_cli([*args, "--column", "image"])
     assert result.returncode == 0, result.stderr
     assert all((out / output_name(u)).is_file() for u in urls)
 
-    wrong = run([*args, "--column", "url"])
+    wrong = run_cli([*args, "--column", "url"])
     assert wrong.returncode == 2
     assert "no column 'url'" in wrong.stderr
     assert "sku, image" in wrong.stderr
-    missing = run(args)
+    missing = run_cli(args)
     assert missing.returncode == 2
     assert "--column" in missing.stderr
 
@@ -159,20 +128,20 @@ def test_csv_input(emu: Emulator, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "key", "message"),
     [
-        (["remove", "no-such-file.txt", "-o", "out"], SECRET, "input file not found"),
+        (["remove", "no-such-file.txt", "-o", "out"], KEY, "input file not found"),
         (["remove", "urls.txt", "-o", "out"], None, "FREEPIK_API_KEY"),
         (["remove", "urls.txt", "-o", "out", "--api-key-file", "nope"], None, "--api-key-file"),
-        (["remove", "urls.txt", "-o", "out", "--base-url", "ftp://x"], SECRET, "base_url"),
-        (["remove", "urls.txt", "-o", "out", "--concurrency", "0"], SECRET, "at least 1"),
-        (["remove", "urls.txt"], SECRET, "--output"),
-        (["frobnicate"], SECRET, "invalid choice"),
+        (["remove", "urls.txt", "-o", "out", "--base-url", "ftp://x"], KEY, "base_url"),
+        (["remove", "urls.txt", "-o", "out", "--concurrency", "0"], KEY, "at least 1"),
+        (["remove", "urls.txt"], KEY, "--output"),
+        (["frobnicate"], KEY, "invalid choice"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(
     tmp_path: Path, args: list[str], key: str | None, message: str
 ) -> None:
     (tmp_path / "urls.txt").write_text("https://example.com/a.jpg\n")
-    result = run(args, key=key, cwd=tmp_path)
+    result = run_cli(args, key=key, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -181,10 +150,10 @@ def test_usage_errors_exit_2_with_one_line(
 
 def test_api_key_file_and_key_never_echoed(emu: Emulator, tmp_path: Path) -> None:
     key_file = tmp_path / "key"
-    key_file.write_text(SECRET + "\n")
+    key_file.write_text(KEY + "\n")
     listing = tmp_path / "urls.txt"
     listing.write_text(urls_for(emu, 1)[0] + "\n")
-    result = run(
+    result = run_cli(
         [
             "remove",
             str(listing),
@@ -200,11 +169,11 @@ def test_api_key_file_and_key_never_echoed(emu: Emulator, tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     assert "DEBUG" in result.stderr  # -vv really logs at debug level
-    assert SECRET not in result.stdout + result.stderr
+    assert KEY not in result.stdout + result.stderr
     journal = (tmp_path / "out" / ".freepik-bg-journal.jsonl").read_text()
-    assert SECRET not in journal
+    assert KEY not in journal
 
-    bad = run(
+    bad = run_cli(
         ["remove", str(listing), "-o", str(tmp_path / "o2"), "--base-url", emu.base_url],
         key="wrong-key",
     )
@@ -214,7 +183,7 @@ def test_api_key_file_and_key_never_echoed(emu: Emulator, tmp_path: Path) -> Non
 
 
 def test_sigint_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
-    with Emulator(fast=True, api_key=SECRET, latency=0.05) as slow:
+    with Emulator(fast=True, api_key=KEY, latency=0.05) as slow:
         urls = urls_for(slow, 40)
         listing = tmp_path / "urls.txt"
         listing.write_text("\n".join(urls) + "\n")
@@ -231,10 +200,8 @@ def test_sigint_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
             "--progress",
             "plain",
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FREEPIK_")}
-        env["FREEPIK_API_KEY"] = SECRET
         proc = subprocess.Popen(
-            [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*CLI, *args], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         assert proc.stdout is not None
         done_lines = 0
@@ -255,12 +222,12 @@ def test_sigint_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
         first_done = {
             r["url"]
             for r in map(json.loads, journal.read_text().splitlines())
-            if r["event"] == "done"
+            if r["event"] == "stored"
         }
         assert 5 <= len(first_done) < 40
         slow.reset_stats()
 
-        result = run(args)
+        result = run_cli(args)
         assert result.returncode == 0, result.stderr
         assert all((out / output_name(u)).read_bytes().startswith(b"\x89PNG") for u in urls)
         second_posts = [r.image_url for r in slow.stats.log if r.endpoint == "post"]
@@ -269,7 +236,7 @@ def test_sigint_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
 
 
 def test_demo_writes_cutouts_sheet_and_gallery(tmp_path: Path) -> None:
-    result = run(["demo", "-o", "demo"], key=None, cwd=tmp_path)
+    result = run_cli(["demo", "-o", "demo"], key=None, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     demo = tmp_path / "demo"
     cutouts = sorted((demo / "cutouts").glob("*.png"))
@@ -312,12 +279,12 @@ def test_remove_backgrounds_sync_helper(emu: Emulator, tmp_path: Path) -> None:
 
     urls = [*urls_for(emu, 3), "file:///etc/passwd"]
     report = freepik_bg.remove_backgrounds(
-        urls, tmp_path, api_key=SECRET, base_url=emu.base_url, rate=None
+        urls, tmp_path, api_key=KEY, base_url=emu.base_url, rate=None
     )
-    assert len(report.succeeded) == 3
+    assert len(report.stored) == 3
     assert isinstance(report.failed[0].error, freepik_bg.InvalidRequestError)
-    assert "3 succeeded, 1 failed" in report.summary()
+    assert "3 stored, 1 failed" in report.summary()
     again = freepik_bg.remove_backgrounds(
-        urls[:3], tmp_path, api_key=SECRET, base_url=emu.base_url, backend="trio"
+        urls[:3], tmp_path, api_key=KEY, base_url=emu.base_url, backend="trio"
     )
     assert len(again.skipped) == 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -14,20 +14,6 @@ from freepik_bg import AsyncClient, MemorySink
 from freepik_bg.testing import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def shared_emu() -> Iterator[Emulator]:
-    with Emulator(fast=True) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emu(shared_emu: Emulator) -> Iterator[Emulator]:
-    yield shared_emu
-    shared_emu.clear_faults()
-    shared_emu.configure(link_ttl=300.0, rate=None, latency=0.0, download_latency=0.0)
-    shared_emu.reset_stats()
 
 
 @pytest.fixture
@@ -161,7 +147,7 @@ async def test_rate_limited_server_with_retry_after(emu: Emulator, client: Async
     report = await client.run_batch(
         [sample(emu, i) for i in range(8)], MemorySink(), concurrency=8, rate=None
     )
-    assert len(report.succeeded) == 8
+    assert len(report.stored) == 8
     assert emu.stats.count("post", 429) >= 1
     assert emu.stats.credits_charged == 8
 
@@ -173,7 +159,7 @@ async def test_batch_concurrency_bound_as_server_sees_it(
     report = await client.run_batch(
         [sample(emu, i) for i in range(24)], MemorySink(), concurrency=8, rate=None
     )
-    assert len(report.succeeded) == 24
+    assert len(report.stored) == 24
     assert emu.stats.max_posts_in_flight == 8
 
 
@@ -182,8 +168,8 @@ async def test_no_link_expires_under_load(emu: Emulator, client: AsyncClient) ->
     report = await client.run_batch(
         [sample(emu, i) for i in range(300)], MemorySink(), concurrency=32, rate=None
     )
-    assert len(report.succeeded) == 300
-    assert sum(item.resubmits for item in report.succeeded) == 0
+    assert len(report.stored) == 300
+    assert sum(item.resubmits for item in report.stored) == 0
     assert emu.stats.links_expired == 0
     assert emu.stats.credits_charged == 300
 

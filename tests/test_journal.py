@@ -20,7 +20,7 @@ def test_done_failed_and_pending_survive_a_reload(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     journal = Journal(path)
     journal.record_posted(0, cutout("https://a.test/done.jpg"))
-    journal.record(ItemResult(index=0, image_url="https://a.test/done.jpg", ok=True, path="x"))
+    journal.record(ItemResult(index=0, image_url="https://a.test/done.jpg", ok=True, location="x"))
     journal.record_posted(1, cutout("https://a.test/paid.jpg"))
     journal.record_posted(2, cutout("https://a.test/stale.jpg", age=299))
     failure = InternalServerError("boom", status_code=500)
@@ -29,9 +29,9 @@ def test_done_failed_and_pending_survive_a_reload(tmp_path: Path) -> None:
     journal.close()
 
     again = Journal(path)
-    assert again.is_done("https://a.test/done.jpg")
-    assert not again.is_done("https://a.test/bad.jpg")
-    assert not again.is_done("https://a.test/paid.jpg")
+    assert again.is_stored("https://a.test/done.jpg")
+    assert not again.is_stored("https://a.test/bad.jpg")
+    assert not again.is_stored("https://a.test/paid.jpg")
     assert again.pending_cutout("https://a.test/done.jpg") is None
     pending = again.pending_cutout("https://a.test/paid.jpg")
     assert pending is not None
@@ -40,7 +40,7 @@ def test_done_failed_and_pending_survive_a_reload(tmp_path: Path) -> None:
     assert again.completed == 1
 
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["event"] for r in records] == ["posted", "done", "posted", "posted", "failed"]
+    assert [r["event"] for r in records] == ["posted", "stored", "posted", "posted", "failed"]
     assert records[-1]["error"] == {
         "type": "InternalServerError",
         "message": "500: boom",
@@ -51,30 +51,30 @@ def test_done_failed_and_pending_survive_a_reload(tmp_path: Path) -> None:
 def test_torn_lines_are_ignored_and_appending_starts_a_fresh_line(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     journal = Journal(path)
-    journal.record(ItemResult(index=0, image_url="https://a.test/1.jpg", ok=True, path="x"))
+    journal.record(ItemResult(index=0, image_url="https://a.test/1.jpg", ok=True, location="x"))
     journal.close()
     with path.open("a") as fh:
         fh.write('{"v": 1, "event": "done", "url": "https://a.te')  # a crash mid-write
 
     again = Journal(path)
     assert again.torn_lines == 1
-    assert again.is_done("https://a.test/1.jpg")
-    again.record(ItemResult(index=1, image_url="https://a.test/2.jpg", ok=True, path="y"))
+    assert again.is_stored("https://a.test/1.jpg")
+    again.record(ItemResult(index=1, image_url="https://a.test/2.jpg", ok=True, location="y"))
     again.close()
 
     final = Journal(path)
     assert final.torn_lines == 1
-    assert final.is_done("https://a.test/2.jpg")
+    assert final.is_stored("https://a.test/2.jpg")
 
 
 def test_done_is_per_rendition(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     journal = Journal(path)
     url = "https://a.test/x.jpg"
-    journal.record(ItemResult(index=0, image_url=url, ok=True, path="x.png"))
-    journal.record(ItemResult(index=0, image_url=url, ok=True, path="p.png"), size="preview")
+    journal.record(ItemResult(index=0, image_url=url, ok=True, location="x.png"))
+    journal.record(ItemResult(index=0, image_url=url, ok=True, location="p.png"), size="preview")
     journal.close()
     again = Journal(path)
-    assert again.is_done(url)
-    assert again.is_done(url, "preview")
-    assert not again.is_done(url, "original")
+    assert again.is_stored(url)
+    assert again.is_stored(url, "preview")
+    assert not again.is_stored(url, "original")

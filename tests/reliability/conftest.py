@@ -6,22 +6,14 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 import freepik_bg
 
-#: A distinctive key, so any leak is found by a plain substring search.
-KEY = "sk-rel-7f3a9c1e-SECRET-do-not-leak"
+from ..conftest import KEY
 
 #: Retry budget used by most tests here.
 MAX_RETRIES = 3
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Core paths run on asyncio; key tests parametrize trio explicitly."""
-    return "asyncio"
 
 
 def assert_outputs_valid(directory: Path) -> list[Path]:

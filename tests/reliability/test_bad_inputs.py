@@ -253,7 +253,7 @@ async def test_bad_inputs_in_one_batch(tmp_path: Path, caplog: pytest.LogCapture
             stats = emu.stats
             other_requests = other.requests
 
-    results = {r.index: r for r in (*report.succeeded, *report.failed, *report.skipped)}
+    results = {r.index: r for r in (*report.stored, *report.failed, *report.skipped)}
     assert len(results) == len(plan)
     problems = []
     for index, entry in enumerate(plan):
@@ -292,7 +292,7 @@ async def test_bad_inputs_in_one_batch(tmp_path: Path, caplog: pytest.LogCapture
     # The other origin got the download, without the key.
     assert [r.target for r in other_requests] == ["/elsewhere/high.png"]
     assert "x-freepik-api-key" not in other_requests[0].headers
-    assert by_name["redirect to another origin"].path is not None
+    assert by_name["redirect to another origin"].location is not None
 
     assert_outputs_valid(tmp_path / "out")
     assert_no_key(text for r in report.failed if r.error for text in error_texts(r.error))
@@ -330,7 +330,7 @@ async def test_errors_that_stop_the_batch(
                 report = await client.run_batch(urls, tmp_path / "out", concurrency=1, rate=None)
         stats = emu.stats
 
-    assert not report.succeeded
+    assert not report.stored
     assert len(report.failed) == 20
     assert stats.posts == 1  # the first one; the rest were never sent
     first = min(report.failed, key=lambda r: r.index)

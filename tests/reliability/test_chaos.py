@@ -110,7 +110,7 @@ async def run_chaos(
                 urls, tmp_path / "out", concurrency=48, rate=None, journal=tmp_path / "j.jsonl"
             )
     assert report.total == items
-    assert sorted(r.index for r in (*report.succeeded, *report.failed)) == list(range(items))
+    assert sorted(r.index for r in (*report.stored, *report.failed)) == list(range(items))
     return report, events
 
 
@@ -134,7 +134,7 @@ async def test_chaos_transient_faults_all_succeed(tmp_path: Path) -> None:
             other_requests = other.requests
 
     assert not report.failed, collections.Counter(type(r.error).__name__ for r in report.failed)
-    assert len(report.succeeded) == ITEMS
+    assert len(report.stored) == ITEMS
 
     # Faults of every kind, at least a quarter of all requests.
     injected = sum(stats.faults_injected.values()) + sum(proxy.strikes.values())
@@ -160,7 +160,7 @@ async def test_chaos_transient_faults_all_succeed(tmp_path: Path) -> None:
     assert stats.credits_charged >= ITEMS
     outputs = assert_outputs_valid(tmp_path / "out")
     assert len(outputs) == ITEMS
-    assert len({r.path for r in report.succeeded}) == ITEMS
+    assert len({r.location for r in report.stored}) == ITEMS
     digest = hashlib.sha256(expected).hexdigest()
     assert all(hashlib.sha256(p.read_bytes()).hexdigest() == digest for p in outputs)
 
@@ -191,7 +191,7 @@ async def test_chaos_permanent_faults_end_typed(tmp_path: Path) -> None:
             tg.cancel_scope.cancel()
         stats = emu.stats
 
-    assert not report.succeeded
+    assert not report.stored
     errors = [r.error for r in report.failed]
     assert all(isinstance(e, PERMANENT_ERRORS) for e in errors), {type(e).__name__ for e in errors}
     by_type = collections.Counter(type(e).__name__ for e in errors)

@@ -96,7 +96,7 @@ async def test_batch_through_a_real_http_proxy(tmp_path: Path, http_proxy: Runni
         ) as client:
             with anyio.fail_after(30):
                 report = await client.run_batch(urls, tmp_path / "out", concurrency=4, rate=None)
-        assert len(report.succeeded) == 8, [r.error for r in report.failed]
+        assert len(report.stored) == 8, [r.error for r in report.failed]
         assert emu.stats.count("post", 200) == 8  # the emulator saw them...
 
         # ...and they came through the proxy, which logged each connection it carried.

@@ -23,6 +23,7 @@ import pytest
 import freepik_bg
 from freepik_bg.testing import Emulator, generate_sample
 
+from ..conftest import CLI, cli_env
 from ._servers import OriginServer
 from .conftest import KEY, assert_no_key, assert_outputs_valid
 
@@ -42,7 +43,7 @@ def journal_events(path: Path) -> list[dict[str, object]]:
 
 
 def done_urls(path: Path) -> set[str]:
-    return {str(e["url"]) for e in journal_events(path) if e.get("event") == "done"}
+    return {str(e["url"]) for e in journal_events(path) if e.get("event") == "stored"}
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> None:
@@ -74,9 +75,7 @@ def test_sigkill_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
         listing = tmp_path / "urls.txt"
         listing.write_text("\n".join(urls) + "\n")
         command = [
-            sys.executable,
-            "-m",
-            "freepik_bg",
+            *CLI,
             "remove",
             str(listing),
             "-o",
@@ -95,8 +94,7 @@ def test_sigkill_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
             "2",
             "-vv",
         ]
-        env = {**os.environ, "FREEPIK_API_KEY": KEY}
-        env.pop("FREEPIK_BASE_URL", None)
+        env = cli_env()
 
         # Run 1: kill it hard once about half the items are done.
         with (tmp_path / "out1.txt").open("w") as o1, (tmp_path / "err1.txt").open("w") as e1:
@@ -183,11 +181,11 @@ async def test_resume_with_another_size_does_not_skip_it(tmp_path: Path) -> None
         urls = [emu.image_url("ball-small.png") + f"?s={i}" for i in range(3)]
         async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
             first = await client.run_batch(urls, out, rate=None, journal=journal)
-            assert len(first.succeeded) == 3
+            assert len(first.stored) == 3
             second = await client.run_batch(urls, out, rate=None, journal=journal, size="preview")
-    claimed = [Path(r.path) for r in (*second.succeeded, *second.skipped) if r.path]
+    claimed = [Path(r.location) for r in (*second.stored, *second.skipped) if r.location]
     assert all(path.is_file() for path in claimed), "reported stored, but not there"
-    assert len(second.succeeded) == 3
+    assert len(second.stored) == 3
     assert len(list(out.glob("*.preview.png"))) == 3
 
 

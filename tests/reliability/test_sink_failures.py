@@ -50,7 +50,7 @@ async def test_sink_failure_is_a_typed_error_not_a_crash() -> None:
             with anyio.fail_after(20):
                 report = await client.run_batch(urls, sink, concurrency=1, rate=None)
         posts = emu.stats.posts
-    assert sorted(r.index for r in report.succeeded) == [0, 1, 2]
+    assert sorted(r.index for r in report.stored) == [0, 1, 2]
     failed = {r.index: r for r in report.failed}
     assert sorted(failed) == list(range(3, 10))
     assert isinstance(failed[3].error, freepik_bg.SinkError)

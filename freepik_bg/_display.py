@@ -6,8 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._batch import BatchStats, ProgressEvent
-from ._models import ItemResult
+from ._models import BatchStats, ItemResult, ProgressEvent
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,7 +28,7 @@ class Display(Protocol):
 def _describe(item: ItemResult) -> str:
     if item.ok:
         verb = "skip" if item.skipped else "ok"
-        return f"{verb:<5}{item.index:>7}  {item.image_url} -> {item.path}"
+        return f"{verb:<5}{item.index:>7}  {item.image_url} -> {item.location}"
     return f"FAIL {item.index:>7}  {item.image_url}: {item.error}"
 
 
@@ -70,7 +69,7 @@ class PlainDisplay:
         if not self._per_item and not self._quiet:
             return
         line = (
-            f"done: {counts['ok']} succeeded, {counts['failed']} failed, "
+            f"done: {counts['ok']} stored, {counts['failed']} failed, "
             f"{counts['skipped']} skipped in {elapsed:.1f} s ({_rate(counts, elapsed):.1f}/s)"
         )
         print(line, file=self._stream, flush=True)
@@ -151,7 +150,7 @@ class RichDisplay:
         from rich.table import Table
 
         table = Table(title="freepik-bg", show_header=False)
-        table.add_row("succeeded", f"[green]{counts['ok']}")
+        table.add_row("stored", f"[green]{counts['ok']}")
         table.add_row("failed", f"[red]{counts['failed']}" if counts["failed"] else "0")
         table.add_row("skipped (already done)", str(counts["skipped"]))
         table.add_row("elapsed", f"{elapsed:.1f} s")

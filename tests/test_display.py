@@ -7,20 +7,20 @@ import io
 from rich.console import Console
 
 from freepik_bg import InvalidRequestError, ItemResult
-from freepik_bg._batch import BatchStats
-from freepik_bg._progress import PlainDisplay, RichDisplay, make_display
+from freepik_bg._display import PlainDisplay, RichDisplay, make_display
+from freepik_bg._models import BatchStats
 
 
 def items() -> list[ItemResult]:
     return [
-        ItemResult(index=0, image_url="https://x.test/a.jpg", ok=True, path="out/a.png"),
+        ItemResult(index=0, image_url="https://x.test/a.jpg", ok=True, location="out/a.png"),
         ItemResult(
             index=1,
             image_url="https://x.test/[b].jpg",
             ok=False,
             error=InvalidRequestError("bad [red]thing[/red]"),
         ),
-        ItemResult(index=2, image_url="https://x.test/c.jpg", ok=True, path="c", skipped=True),
+        ItemResult(index=2, image_url="https://x.test/c.jpg", ok=True, location="c", skipped=True),
     ]
 
 
@@ -35,7 +35,7 @@ def test_rich_display_shows_failures_verbatim_and_a_summary() -> None:
     text = buffer.getvalue()
     assert "FAIL       1  https://x.test/[b].jpg: bad [red]thing[/red]" in text
     assert "3/3" in text
-    assert "succeeded" in text
+    assert "stored" in text
     assert "skipped (already done)" in text
 
 
@@ -49,7 +49,7 @@ def test_plain_display_lines(capsys: object) -> None:
     assert lines[0].startswith("ok         0  https://x.test/a.jpg -> out/a.png")
     assert lines[1].startswith("FAIL       1")
     assert lines[2].startswith("skip       2")
-    assert "1 succeeded, 1 failed, 1 skipped" in lines[3]
+    assert "1 stored, 1 failed, 1 skipped" in lines[3]
     assert lines[4] == "journal: j.jsonl"
 
     quiet = io.StringIO()
