@@ -30,6 +30,7 @@ __all__ = [
     "InvalidRequestError",
     "LinkExpiredError",
     "NotFoundError",
+    "OutputConflictError",
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
@@ -112,6 +113,13 @@ class SinkError(FreepikError):
     The credit was spent and the links were valid: with a journal, a rerun
     downloads them again without a new POST while they live. The sink's own
     exception is the ``__cause__``.
+    """
+
+
+class OutputConflictError(FreepikError):
+    """An output already exists under an item's name but holds another URL's cutout.
+
+    Never skipped silently and never overwritten unless ``overwrite=True``.
     """
 
 

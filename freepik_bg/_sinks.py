@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import re
+import sys
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path, PurePosixPath
@@ -14,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from ._errors import OutputConflictError
 from ._models import Cutout, Size
 
 __all__ = [
@@ -28,20 +30,24 @@ __all__ = [
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_STEM = 60
 _SUFFIX = {"high_resolution": ".png", "preview": ".preview.png"}
+# 96 bits: among a billion URLs, the chance that two share a name is about 1e-11.
+_HASH_HEX = 24
+# Where a directory sink records whose cutout a file is, on filesystems with xattrs.
+SOURCE_XATTR = "user.freepik_bg.source_url"
 
 
 def output_name(image_url: str, size: Size = "high_resolution") -> str:
     """A deterministic, filesystem-safe file name for ``image_url``'s cutout.
 
-    The URL path's stem (sanitised, shortened) plus a hash of the whole URL,
-    so distinct URLs never collide and the same URL always maps to the same
-    name; no separators, so no path traversal.
+    The URL path's stem (sanitised, shortened) plus 96 bits of a SHA-256 of
+    the whole URL, so distinct URLs do not collide in practice and the same
+    URL always maps to the same name; no separators, so no path traversal.
 
     Examples:
         >>> output_name("https://cdn.example.com/shoes/red%20shoe.jpg?w=2000")
-        'red_shoe-11a89b3375.png'
+        'red_shoe-11a89b337575fd3a0817470c.png'
     """
-    digest = hashlib.sha256(image_url.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    digest = hashlib.sha256(image_url.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
     path = PurePosixPath(unquote(urlsplit(image_url).path))
     stem = _UNSAFE.sub("_", path.stem).strip("._-")[:_MAX_STEM] or "image"
     if size == "original":
@@ -50,11 +56,47 @@ def output_name(image_url: str, size: Size = "high_resolution") -> str:
     return f"{stem}-{digest}{_SUFFIX[size]}"
 
 
-async def write_atomic(path: Path, chunks: AsyncIterable[bytes]) -> Path:
+def _file_mode() -> int:
+    """What ``open()`` would create: 0o666 less the process umask."""
+    # os.umask can only be read by setting it; do so once, at first use.
+    global _MODE
+    if _MODE is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        _MODE = 0o666 & ~umask
+    return _MODE
+
+
+_MODE: int | None = None
+
+
+def _record_source(fd: int, source: str) -> None:
+    if sys.platform == "linux":
+        # Not every filesystem keeps user xattrs (tmpfs before 6.6, some network
+        # mounts); there the name's 96-bit hash alone tells outputs apart.
+        with contextlib.suppress(OSError):
+            os.setxattr(fd, SOURCE_XATTR, source.encode("utf-8", "surrogatepass"))
+
+
+def recorded_source(path: Path) -> str | None:
+    """The source URL recorded on ``path`` by a directory sink, if the filesystem kept it."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return os.getxattr(path, SOURCE_XATTR).decode("utf-8", "surrogatepass")
+    except OSError:
+        return None
+
+
+async def write_atomic(
+    path: Path, chunks: AsyncIterable[bytes], *, source: str | None = None
+) -> Path:
     """Stream ``chunks`` into ``path`` atomically: a temp file beside it, then a rename.
 
     Whatever fails (the stream, the disk, a cancellation), the temp file is
     removed and ``path`` is untouched, so readers never see a partial file.
+    The file gets the permissions ``open()`` would give it under the umask,
+    and ``source`` (the image URL) is recorded on it where xattrs exist.
     Writes are plain buffered writes: local disks absorb them into the page
     cache far faster than a thread hop per chunk would.
     """
@@ -63,6 +105,10 @@ async def write_atomic(path: Path, chunks: AsyncIterable[bytes]) -> Path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes 0600 files; a cutout is for a web server or a colleague too.
+            os.fchmod(fh.fileno(), _file_mode())
+            if source is not None:
+                _record_source(fh.fileno(), source)
             async for chunk in chunks:
                 fh.write(chunk)
         os.replace(tmp, path)
@@ -101,7 +147,14 @@ class Sink(Protocol):
     raises (a broken transfer, a bad image), the sink must discard what it
     received and let the exception propagate: the runner retries with a
     fresh stream. ``exists`` lets the runner skip items already stored,
-    without spending a credit; return the location, or ``None``.
+    without spending a credit: return the location when the output there is
+    ``item.image_url``'s, ``None`` when there is none, and raise
+    `OutputConflictError` when it holds another URL's cutout.
+
+    A sink may also define ``async def check(self) -> None``, which the batch
+    awaits before the first POST: raise `SinkError` there when the
+    destination cannot be written (no bucket, no permission), so that no
+    credit is spent on results that cannot be stored.
 
     Examples:
         >>> class S3Sink:
@@ -140,13 +193,22 @@ class DirectorySink:
         return self.directory / name
 
     async def exists(self, item: SinkItem) -> str | None:
-        """The path if the file is already there."""
+        """The path if the file is already there and holds ``item``'s cutout."""
         path = self.path_for(item)
-        return str(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        source = recorded_source(path)
+        if source is not None and source != item.image_url:
+            raise OutputConflictError(
+                f"{path} holds the cutout of {source}, not of {item.image_url}: "
+                "move it away, or pass overwrite=True to replace it"
+            )
+        return str(path)
 
     async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
-        """Write atomically; return the path."""
-        return str(await write_atomic(self.path_for(item), chunks))
+        """Write atomically, recording the source URL; return the path."""
+        path = self.path_for(item)
+        return str(await write_atomic(path, chunks, source=item.image_url))
 
     def __repr__(self) -> str:
         return f"DirectorySink({str(self.directory)!r})"
