@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -10,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from freepik_bg.testing import Emulator, EmulatorConfig, Fault, build_parser
+from freepik_bg.testing import Emulator, EmulatorConfig, Fault, _server, build_parser
 from freepik_bg.testing._cli import config_from_options
 
 SAMPLE = "ball-small.png"
@@ -66,6 +68,31 @@ def test_stop_interrupts_stalled_responses(client: httpx.Client) -> None:
         assert time.monotonic() - started < 2
         with pytest.raises(httpx.RemoteProtocolError):
             response.read()
+
+
+def _errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.xfail(strict=True, reason="stopping cancels requests it could not drain")
+def test_stop_with_a_request_in_flight_logs_no_traceback(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A source server that accepts and never answers keeps one POST in flight past the
+    # shutdown grace period, which is shortened so the test does not wait for it.
+    monkeypatch.setattr(_server, "_STOP_GRACE", 0.1)
+    with socket.create_server(("127.0.0.1", 0)) as silent, ThreadPoolExecutor(1) as pool:
+        silent.settimeout(30)
+        emu = Emulator(latency=0.01).start()
+        source = f"http://127.0.0.1:{silent.getsockname()[1]}/never.jpg"
+        headers = {"x-freepik-api-key": emu.api_key}
+        answer = pool.submit(client.post, emu.api_url, data={"image_url": source}, headers=headers)
+        fetch, _ = silent.accept()  # the emulator is fetching the source: in flight
+        with fetch:
+            emu.stop()
+        with pytest.raises(httpx.TransportError):
+            answer.result()
+    assert _errors_logged(caplog) == []
 
 
 def test_fixed_port_and_single_use() -> None:
