@@ -112,6 +112,7 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self._by_peer: dict[tuple[str, int], asyncio.Transport] = {}
+        self._closed = False
 
     @staticmethod
     def _peer(transport: asyncio.Transport) -> tuple[str, int] | None:
@@ -121,6 +122,11 @@ class ConnectionRegistry:
         return None
 
     def add(self, transport: asyncio.Transport) -> None:
+        if self._closed:
+            # Accepted just before the listener closed: serving it would start a request
+            # after shutdown stopped waiting for requests.
+            transport.abort()
+            return
         peer = self._peer(transport)
         if peer is not None:
             self._by_peer[peer] = transport
@@ -136,6 +142,8 @@ class ConnectionRegistry:
         return self._by_peer.get((str(client[0]), int(client[1])))
 
     def abort_all(self) -> None:
+        """Abort every open connection, and any connection added from now on."""
+        self._closed = True
         for transport in list(self._by_peer.values()):
             transport.abort()
         self._by_peer.clear()
@@ -423,6 +431,7 @@ class EmulatorApp:
         self._fast_pending: dict[str, anyio.Event] = {}
         self._closing: anyio.Event | None = None
         self._shutting_down = False
+        self._handlers: set[anyio.CancelScope] = set()
 
     # ------------------------------------------------------------------ public helpers
 
@@ -436,6 +445,15 @@ class EmulatorApp:
         self._shutting_down = True
         if self._closing is not None:
             self._closing.set()
+
+    def cancel_requests(self) -> None:
+        """End every request still being handled; call on the serving loop when stopping.
+
+        A request cancelled this way returns quietly, where cancelling the server's task
+        would make the server log the CancelledError as a crash of the application.
+        """
+        for scope in list(self._handlers):
+            scope.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         """Latency that shutdown can interrupt, so stopping never waits for it."""
@@ -498,13 +516,18 @@ class EmulatorApp:
 
         ex.on_finish(record)
         try:
-            await handler(ex)
-        except _ClientGone:
-            pass
-        except Exception:
-            _log.exception("emulator error on %s %s", ex.method, ex.path)
-            if not ex.started:
-                await ex.json(500, {"message": "Internal Server Error"})
+            with anyio.CancelScope() as handling:
+                self._handlers.add(handling)
+                try:
+                    await handler(ex)
+                except _ClientGone:
+                    pass
+                except Exception:
+                    _log.exception("emulator error on %s %s", ex.method, ex.path)
+                    if not ex.started:
+                        await ex.json(500, {"message": "Internal Server Error"})
+                finally:
+                    self._handlers.discard(handling)
         finally:
             ex.finish()  # for exchanges that ended without a last byte
 

@@ -74,6 +74,15 @@ def _protocol_class(registry: ConnectionRegistry) -> type[asyncio.Protocol]:
     return _TrackedH11Protocol
 
 
+def _accepting_tasks() -> set[asyncio.Task[Any]]:
+    """asyncio's own tasks that finish accepting a connection on this loop."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("._accept_connection2")
+    }
+
+
 class _Serving:
     """uvicorn serving ``app`` on a bound socket until asked to stop, then stopping fast.
 
@@ -130,17 +139,31 @@ class _Serving:
         # Dropping every connection ends stalls and trickles at once; clients still
         # waiting see a closed connection, as they would if the real service went away.
         self.app.connections.abort_all()
-        tasks = set(server.server_state.tasks)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=_STOP_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=_STOP_GRACE)
+        accepting = _accepting_tasks()
+        if accepting:
+            # Connections accepted just before the listener closed are still being set
+            # up; left pending, their sockets would stay open with nobody answering.
+            await asyncio.wait(accepting, timeout=_STOP_GRACE)
+        await self._drain(server.server_state.tasks)
         await self.app.aclose()
         for listener in server.servers:
             await listener.wait_closed()
         self.sock.close()
+
+    async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Give running requests a grace period, then end them from inside the app."""
+        running = {task for task in tasks if not task.done()}
+        if not running:
+            return
+        _done, pending = await asyncio.wait(running, timeout=_STOP_GRACE)
+        if not pending:
+            return
+        self.app.cancel_requests()
+        _done, pending = await asyncio.wait(pending, timeout=_STOP_GRACE)
+        for task in pending:  # a request stuck outside the app: the server logs it
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_STOP_GRACE)
 
 
 class _ThreadRunner:
