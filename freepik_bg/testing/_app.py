@@ -45,7 +45,7 @@ from freepik_bg.testing._samples import sample_info, sample_names
 from freepik_bg.testing._stats import RequestRecord, StatsRecorder, key_digest
 
 if TYPE_CHECKING:
-    from freepik_bg.testing._images import Cutout
+    from freepik_bg.testing._matte import MattedImage
 
 __all__ = ["API_PATH", "ConnectionRegistry", "EmulatorApp", "sniff_format"]
 
@@ -427,7 +427,7 @@ class EmulatorApp:
         self._sample_locks: collections.defaultdict[str, threading.Lock] = collections.defaultdict(
             threading.Lock
         )
-        self._fast_cache: collections.OrderedDict[str, Cutout] = collections.OrderedDict()
+        self._fast_cache: collections.OrderedDict[str, MattedImage] = collections.OrderedDict()
         self._fast_pending: dict[str, anyio.Event] = {}
         self._closing: anyio.Event | None = None
         self._shutting_down = False
@@ -482,7 +482,7 @@ class EmulatorApp:
         with self._sample_locks[name]:
             data = self._samples.get(name)
             if data is None:
-                from freepik_bg.testing._images import generate_sample
+                from freepik_bg.testing._render import generate_sample
 
                 data = self._samples[name] = generate_sample(name)
             return data
@@ -667,7 +667,7 @@ class EmulatorApp:
                 400,
                 {"message": f"Unsupported image format ({fmt}): only JPEG and PNG are accepted"},
             )
-        cutout = await self._cutout(data, cfg)
+        matted = await self._matte(data, cfg)
         now = self.clock.now()
         ext = "jpg" if fmt == "jpeg" else "png"
         job = _Job(
@@ -677,8 +677,8 @@ class EmulatorApp:
             original=data,
             original_name=f"original.{ext}",
             original_type=f"image/{fmt}",
-            high=cutout.high_png,
-            preview=cutout.preview_png,
+            high=matted.high_png,
+            preview=matted.preview_png,
         )
         self._links.add(job)
         return job
@@ -741,10 +741,10 @@ class EmulatorApp:
             return name
         return None
 
-    async def _cutout(self, data: bytes, cfg: EmulatorConfig) -> Cutout:
-        from freepik_bg.testing._images import ImageDecodeError, make_cutout
+    async def _matte(self, data: bytes, cfg: EmulatorConfig) -> MattedImage:
+        from freepik_bg.testing._matte import ImageDecodeError, remove_background
 
-        make = functools.partial(make_cutout, data, compress_level=cfg.png_compress_level)
+        make = functools.partial(remove_background, data, compress_level=cfg.png_compress_level)
         if not cfg.fast:
             try:
                 return await self._run_cpu(make)
@@ -763,16 +763,16 @@ class EmulatorApp:
             await pending.wait()  # another request is computing this very cutout
         done = self._fast_pending[digest] = anyio.Event()
         try:
-            cutout = await self._run_cpu(make)
+            matted = await self._run_cpu(make)
         except ImageDecodeError as exc:
             raise _Reject(400, {"message": f"Invalid image: {exc}"}) from None
         finally:
             del self._fast_pending[digest]
             done.set()
-        self._fast_cache[digest] = cutout
+        self._fast_cache[digest] = matted
         while len(self._fast_cache) > _FAST_CACHE_SIZE:
             self._fast_cache.popitem(last=False)
-        return cutout
+        return matted
 
     async def _run_cpu(self, func: Callable[[], T]) -> T:
         """Run image work in a worker thread, so the loop keeps serving other requests."""

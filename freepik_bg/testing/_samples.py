@@ -159,6 +159,6 @@ def generate_sample(name: str) -> bytes:
 
         Path("ball.png").write_bytes(generate_sample("ball-small.png"))
     """
-    from freepik_bg.testing._images import generate_sample as generate
+    from freepik_bg.testing._render import generate_sample as generate
 
     return generate(name)
