@@ -24,7 +24,7 @@ numpy, uvicorn); importing this module does not. See docs/testing.md for the gui
 
 from __future__ import annotations
 
-from freepik_bg.testing._app import EmulatorApp, sniff_format
+from freepik_bg.testing._app import EmulatorApp
 from freepik_bg.testing._cli import add_arguments, build_parser, main, run
 from freepik_bg.testing._config import (
     DEFAULT_API_KEY,
@@ -42,6 +42,7 @@ from freepik_bg.testing._samples import (
     sample_names,
 )
 from freepik_bg.testing._server import Emulator
+from freepik_bg.testing._sniff import sniff_format
 from freepik_bg.testing._stats import EmulatorStats, RequestRecord
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import httpx
 
-from freepik_bg.testing._app import API_PATH, ConnectionRegistry, EmulatorApp
+from freepik_bg.testing._app import API_PATH, EmulatorApp
 from freepik_bg.testing._config import (
     DEFAULT_API_KEY,
     MAX_SOURCE_BYTES,
@@ -26,6 +26,7 @@ from freepik_bg.testing._config import (
     RateLimit,
     single_bucket,
 )
+from freepik_bg.testing._exchange import ConnectionRegistry
 from freepik_bg.testing._faults import Endpoint, Fault, FaultRule
 from freepik_bg.testing._samples import sample_names
 from freepik_bg.testing._stats import EmulatorStats

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from freepik_bg.testing import Emulator, EmulatorConfig, Fault, _server, build_parser
-from freepik_bg.testing._app import ConnectionRegistry
 from freepik_bg.testing._cli import config_from_options
+from freepik_bg.testing._exchange import ConnectionRegistry
 
 SAMPLE = "ball-small.png"
 ROOT = Path(__file__).resolve().parents[2]
