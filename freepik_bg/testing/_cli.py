@@ -126,7 +126,7 @@ def config_from_options(options: argparse.Namespace) -> EmulatorConfig:
 def run(options: argparse.Namespace) -> int:
     """Serve with parsed ``options`` until SIGINT/SIGTERM; returns the exit status."""
     from freepik_bg.testing._app import EmulatorApp
-    from freepik_bg.testing._server import serve_forever
+    from freepik_bg.testing._serving import serve_forever
 
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -141,13 +141,18 @@ class EmulatorConfig:
         ``rate``/``burst`` set a single token bucket (``rate=None`` removes all limits);
         ``api_key`` replaces the accepted keys with that one.
         """
+        return attrs.evolve(self, **self.field_changes(changes))
+
+    def field_changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The field values that :meth:`with_changes` keywords stand for."""
+        changes = dict(changes)
         if "api_key" in changes:
             changes["api_keys"] = (changes.pop("api_key"),)
         if "rate" in changes or "burst" in changes:
             rate = changes.pop("rate", None)
             burst = changes.pop("burst", None)
             changes["rate_limits"] = single_bucket(rate, burst)
-        return attrs.evolve(self, **changes)
+        return changes
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_json` reverses it."""
@@ -206,6 +211,12 @@ class Clock:
     def now(self) -> float:
         with self._lock:
             return self._source() + self._offset
+
+    @property
+    def offset(self) -> float:
+        """The seconds :meth:`advance` has added so far."""
+        with self._lock:
+            return self._offset
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

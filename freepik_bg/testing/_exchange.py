@@ -45,7 +45,7 @@ class ConnectionRegistry:
     """Open transports by client address, so the app can drop a connection on purpose.
 
     ASGI has no way to reset a connection: an app that raises gets a tidy 500 from the
-    server. The emulator's server registers each transport here (see ``_server.py``).
+    server. The emulator's server registers each transport here (see ``_serving.py``).
     """
 
     def __init__(self) -> None:

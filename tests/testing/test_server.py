@@ -19,7 +19,7 @@ import anyio
 import httpx
 import pytest
 
-from freepik_bg.testing import Emulator, EmulatorConfig, Fault, _server, build_parser
+from freepik_bg.testing import Emulator, EmulatorConfig, Fault, _serving, build_parser
 from freepik_bg.testing._cli import config_from_options
 from freepik_bg.testing._exchange import ConnectionRegistry
 
@@ -82,7 +82,7 @@ def test_stop_with_a_request_in_flight_logs_no_traceback(
 ) -> None:
     # A source server that accepts and never answers keeps one POST in flight past the
     # shutdown grace period, which is shortened so the test does not wait for it.
-    monkeypatch.setattr(_server, "_STOP_GRACE", 0.1)
+    monkeypatch.setattr(_serving, "_STOP_GRACE", 0.1)
     with socket.create_server(("127.0.0.1", 0)) as silent, ThreadPoolExecutor(1) as pool:
         silent.settimeout(30)
         emu = Emulator(latency=0.01).start()
@@ -214,6 +214,7 @@ def test_process_mode_takes_knobs_and_faults_before_start(client: httpx.Client) 
     emu = Emulator(process=True, api_key="proc-key")
     emu.configure(expired_status=410)
     emu.inject("post", Fault.http_error(502))
+    assert emu.stats.posts == 0  # answered locally until the child runs
     with emu:
         assert emu.api_key == "proc-key"
         assert emu.config.expired_status == 410
