@@ -25,12 +25,8 @@ from typing import Any
 import anyio
 
 from freepik_bg.testing._admin import ADMIN_PREFIX, serve_admin
-from freepik_bg.testing._config import (
-    Clock,
-    EmulatorConfig,
-    RateLimiter,
-    retry_after_seconds,
-)
+from freepik_bg.testing._clock import Clock
+from freepik_bg.testing._config import EmulatorConfig
 from freepik_bg.testing._exchange import (
     CHUNK,
     ClientGone,
@@ -50,6 +46,7 @@ from freepik_bg.testing._links import (
     link_urls,
     variant,
 )
+from freepik_bg.testing._ratelimit import RateLimiter, retry_after_seconds
 from freepik_bg.testing._samples import sample_info, sample_names
 from freepik_bg.testing._sniff import sniff_format
 from freepik_bg.testing._stats import RequestRecord, StatsRecorder, key_digest

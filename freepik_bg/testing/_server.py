@@ -7,22 +7,15 @@ Where the server runs is :mod:`._runners`' business, how the app is reached is
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from freepik_bg.testing._app import API_PATH, EmulatorApp
-from freepik_bg.testing._config import (
-    DEFAULT_API_KEY,
-    MAX_SOURCE_BYTES,
-    EmulatorConfig,
-    LatencyLike,
-    RateLimit,
-    single_bucket,
-)
+from freepik_bg.testing._config import EmulatorConfig
 from freepik_bg.testing._control import AdminControl, EmulatorControl, InProcessControl
-from freepik_bg.testing._faults import Endpoint, Fault, FaultRule
+from freepik_bg.testing._faults import Endpoint, Fault
 from freepik_bg.testing._runners import ProcessRunner, ThreadRunner
 from freepik_bg.testing._samples import sample_names
 from freepik_bg.testing._serving import url_host
@@ -38,31 +31,26 @@ class Emulator:
     """A local, faithful stand-in for Freepik's remove-background API.
 
     Runs uvicorn on 127.0.0.1 in a background thread (or, with ``process=True``, in a
-    child process so benchmarks do not share the GIL). Every keyword below is a knob
-    of :class:`EmulatorConfig` unless noted; change knobs later with :meth:`configure`.
+    child process so benchmarks do not share the GIL). Knobs are the fields of
+    :class:`EmulatorConfig`, given whole as ``config`` and/or one by one as keywords;
+    change them later with :meth:`configure`.
 
     Args:
-        host, port: where to listen; port 0 picks a free port (see :attr:`port`).
-        api_key: the key to accept (:attr:`api_key`); ``extra_api_keys`` adds more.
-        link_ttl: seconds returned links stay valid (300, like the real service).
-        rate, burst: a per-key token bucket (None: unlimited); ``rate_limits`` sets
-            several buckets, e.g. :data:`REAL_API_RATE_LIMITS`.
-        retry_after_header: send ``Retry-After`` with 429 answers.
-        latency, download_latency: seconds, or a (low, high) uniform range.
-        fault_rules: random faults (:class:`FaultRule`); use ``seed`` for repeatability.
-        fast: serve one cached cutout per source and skip HTTP for the emulator's own
-            samples (for benchmarks of the client).
-        invalid_params_style: "top" or "problem" (where 400s put ``invalid_params``).
-        expired_status: status for a download of an expired link (404).
-        fetch_timeout, max_source_bytes, png_compress_level: see :class:`EmulatorConfig`.
-        seed: seeds random faults and latency.
+        config: the starting knobs (default: ``EmulatorConfig()``).
+        host: the address to listen on.
+        port: the port; 0 picks a free one (see :attr:`port`).
+        seed: seeds random faults and latency, for repeatable runs.
         clock: a monotonic time source for link expiry and rate limits (thread mode
             only); :meth:`advance_time` works in both modes.
         process: run in a child process.
         log_level: uvicorn's log level.
+        **knobs: changes to ``config``: any :class:`EmulatorConfig` field (``link_ttl``,
+            ``latency``, ``fault_rules``...), or a shorthand of
+            :meth:`EmulatorConfig.with_changes` (``api_key``, ``extra_api_keys``,
+            ``rate``, ``burst``). Anything else raises TypeError.
 
-    Example::
-
+    Examples:
+        ```python
         with Emulator() as emu:
             response = httpx.post(
                 emu.api_url,
@@ -71,56 +59,26 @@ class Emulator:
             )
             assert response.status_code == 200
 
-        async with Emulator(link_ttl=1) as emu:
+        async with Emulator(link_ttl=1, rate=5) as emu:
             ...
+        ```
     """
 
     def __init__(
         self,
+        config: EmulatorConfig | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        api_key: str = DEFAULT_API_KEY,
-        extra_api_keys: Iterable[str] = (),
-        link_ttl: float = 300.0,
-        rate: float | None = None,
-        burst: float | None = None,
-        rate_limits: Sequence[RateLimit] | None = None,
-        retry_after_header: bool = True,
-        latency: LatencyLike = 0.0,
-        download_latency: LatencyLike = 0.0,
-        fault_rules: Iterable[FaultRule] = (),
-        fast: bool = False,
-        invalid_params_style: Literal["top", "problem"] = "top",
-        expired_status: int = 404,
-        fetch_timeout: float = 10.0,
-        max_source_bytes: int = MAX_SOURCE_BYTES,
-        png_compress_level: int = 1,
         seed: int | None = None,
         clock: Callable[[], float] | None = None,
         process: bool = False,
         log_level: str = "warning",
+        **knobs: Any,
     ) -> None:
-        if rate_limits is not None and (rate is not None or burst is not None):
-            raise ValueError("give either rate/burst or rate_limits, not both")
         if process and clock is not None:
             raise ValueError("a clock cannot be passed to a child process; use advance_time()")
-        limits = tuple(rate_limits) if rate_limits is not None else single_bucket(rate, burst)
-        config = EmulatorConfig(
-            api_keys=(api_key, *extra_api_keys),
-            link_ttl=link_ttl,
-            rate_limits=limits,
-            retry_after_header=retry_after_header,
-            latency=latency,
-            download_latency=download_latency,
-            fault_rules=tuple(fault_rules),
-            fast=fast,
-            invalid_params_style=invalid_params_style,
-            expired_status=expired_status,
-            fetch_timeout=fetch_timeout,
-            max_source_bytes=max_source_bytes,
-            png_compress_level=png_compress_level,
-        )
+        config = (config or EmulatorConfig()).with_changes(**knobs)
         self._host = host
         self._requested_port = port
         self._seed = seed

@@ -19,7 +19,14 @@ import anyio
 import httpx
 import pytest
 
-from freepik_bg.testing import Emulator, EmulatorConfig, Fault, _serving, build_parser
+from freepik_bg.testing import (
+    Emulator,
+    EmulatorConfig,
+    Fault,
+    FaultRule,
+    _serving,
+    build_parser,
+)
 from freepik_bg.testing._cli import config_from_options
 from freepik_bg.testing._exchange import ConnectionRegistry
 
@@ -287,9 +294,57 @@ def test_command_line_options_map_to_config() -> None:
     assert len(real.rate_limits) == 2
 
 
+def test_every_knob_but_fault_rules_has_a_command_line_option() -> None:
+    options = build_parser().parse_args(
+        [
+            "--expired-status",
+            "410",
+            "--fetch-timeout",
+            "2.5",
+            "--max-source-bytes",
+            "1000",
+            "--png-compress-level",
+            "6",
+            "--download-latency",
+            "0.3",
+        ]
+    )
+    config = config_from_options(options)
+    assert config == EmulatorConfig(
+        expired_status=410,
+        fetch_timeout=2.5,
+        max_source_bytes=1000,
+        png_compress_level=6,
+        download_latency=0.3,
+    )
+    help_text = build_parser().format_help()
+    # Each knob's default is read from its field, not repeated next to the flag.
+    assert "link lifetime in seconds (default: 300.0)" in help_text
+    for option in ("--api-key", "--rate", "--no-retry-after", "--fast", "--max-source-bytes"):
+        assert option in help_text
+    assert "--fault-rules" not in help_text
+    with pytest.raises(ValueError, match="either"):
+        config_from_options(build_parser().parse_args(["--rate", "1", "--real-rate-limits"]))
+
+
 def test_config_json_round_trip() -> None:
-    config = EmulatorConfig(link_ttl=3, latency=(0.1, 0.2)).with_changes(rate=5)
+    rule = FaultRule("post", Fault.http_error(503), 0.25)
+    config = EmulatorConfig(link_ttl=3, latency=(0.1, 0.2), fault_rules=[rule])
+    config = config.with_changes(rate=5, extra_api_keys=["second"])
+    assert config.api_keys == ("test-key", "second")
     assert EmulatorConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    with pytest.raises(TypeError, match="linkttl"):
+        EmulatorConfig.changes_from_json({"linkttl": 3})
+
+
+def test_emulator_takes_config_and_knob_keywords() -> None:
+    base = EmulatorConfig(link_ttl=30, fast=True)
+    emu = Emulator(base, latency=0.1, api_key="k")
+    assert emu.config == base.with_changes(latency=0.1, api_key="k")
+    with pytest.raises(TypeError, match="'link_tll'"):
+        Emulator(link_tll=3)
+    with pytest.raises(TypeError, match="'speed'"):
+        emu.configure(speed=2)
 
 
 def test_fixture(freepik_emulator: Emulator) -> None:
