@@ -5,8 +5,8 @@ Test your application without spending credits: the emulator serves
 validation, a real fetch of ``image_url``, JPEG/PNG and 20 MB checks, real cutouts,
 expiring links), plus generated sample images, fault injection and counters.
 
-Example::
-
+Examples:
+    ```python
     import freepik_bg
     from freepik_bg.testing import Emulator, Fault
 
@@ -17,6 +17,7 @@ Example::
                 cutout = await client.remove_background(emu.image_url("mug-plain.jpg"))
                 await client.download_to(cutout, tmp_path / "mug.png")
             assert emu.stats.credits_charged == 1
+    ```
 
 Running it needs the ``emulator`` extra (``pip install freepik-bg[emulator]``: Pillow,
 numpy, uvicorn); importing this module does not. See docs/testing.md for the guide.

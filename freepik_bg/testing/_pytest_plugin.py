@@ -4,14 +4,15 @@ Loaded by every pytest run in an environment where freepik-bg is installed, so i
 imports nothing heavy at import time: uvicorn, Pillow and numpy are only needed once
 the fixture is used.
 
-Example::
-
+Examples:
+    ```python
     def test_cutout(freepik_emulator):
         ...
 
     @pytest.mark.freepik_emulator(link_ttl=1, rate=5)
     def test_with_knobs(freepik_emulator):
         ...
+    ```
 """
 
 from __future__ import annotations
