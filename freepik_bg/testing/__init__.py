@@ -5,8 +5,8 @@ Test your application without spending credits: the emulator serves
 validation, a real fetch of ``image_url``, JPEG/PNG and 20 MB checks, real cutouts,
 expiring links), plus generated sample images, fault injection and counters.
 
-Example::
-
+Examples:
+    ```python
     import freepik_bg
     from freepik_bg.testing import Emulator, Fault
 
@@ -17,6 +17,7 @@ Example::
                 cutout = await client.remove_background(emu.image_url("mug-plain.jpg"))
                 await client.download_to(cutout, tmp_path / "mug.png")
             assert emu.stats.credits_charged == 1
+    ```
 
 Running it needs the ``emulator`` extra (``pip install freepik-bg[emulator]``: Pillow,
 numpy, uvicorn); importing this module does not. See docs/testing.md for the guide.
@@ -24,7 +25,7 @@ numpy, uvicorn); importing this module does not. See docs/testing.md for the gui
 
 from __future__ import annotations
 
-from freepik_bg.testing._app import EmulatorApp, sniff_format
+from freepik_bg.testing._app import EmulatorApp
 from freepik_bg.testing._cli import add_arguments, build_parser, main, run
 from freepik_bg.testing._config import (
     DEFAULT_API_KEY,
@@ -42,6 +43,7 @@ from freepik_bg.testing._samples import (
     sample_names,
 )
 from freepik_bg.testing._server import Emulator
+from freepik_bg.testing._sniff import sniff_format
 from freepik_bg.testing._stats import EmulatorStats, RequestRecord
 
 __all__ = [

@@ -1,16 +1,30 @@
-"""The emulator's knobs: one frozen value, swapped whole when a test changes it."""
+"""The emulator's knobs: one frozen value, swapped whole when a test changes it.
+
+:class:`EmulatorConfig`'s fields are the single list of knobs. Each declares its
+command-line flag and JSON form in its metadata (see :mod:`._knobs`), from which the
+emulator's CLI, the JSON round trip and ``Emulator(**knobs)`` are derived: adding a
+knob means adding a field here, and nothing else.
+"""
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import argparse
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
 from freepik_bg.testing._faults import FaultRule, check_rules
+from freepik_bg.testing._knobs import (
+    UNSET,
+    Flag,
+    JsonCodec,
+    add_knob_arguments,
+    dump_json,
+    knob,
+    knobs_from_options,
+    load_json,
+)
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -27,14 +41,17 @@ MAX_SOURCE_BYTES = 20 * 1024 * 1024
 
 LatencyLike = float | tuple[float, float]
 
+# Keywords that stand for a field (see EmulatorConfig.field_changes).
+_SHORTHANDS = ("api_key", "extra_api_keys", "rate", "burst")
+
 
 @attrs.frozen
 class RateLimit:
     """A token bucket per API key: ``burst`` requests at once, refilled at ``rate``/s.
 
-    Example::
-
-        Emulator(rate_limits=[RateLimit(rate=10, burst=20)])
+    Examples:
+        >>> RateLimit(rate=10, burst=20)
+        RateLimit(rate=10, burst=20)
     """
 
     rate: float = attrs.field()
@@ -59,6 +76,15 @@ REAL_API_RATE_LIMITS: tuple[RateLimit, ...] = (
 )
 
 
+def single_bucket(rate: float | None, burst: float | None) -> tuple[RateLimit, ...]:
+    """The rate limits for the ``rate``/``burst`` shorthand (burst defaults to max(1, rate))."""
+    if rate is None:
+        if burst is not None:
+            raise ValueError("burst needs a rate")
+        return ()
+    return (RateLimit(rate=float(rate), burst=float(burst if burst is not None else max(1, rate))),)
+
+
 def _latency(value: LatencyLike | Sequence[float]) -> tuple[float, float]:
     if isinstance(value, (int, float)):
         low = high = float(value)
@@ -67,6 +93,13 @@ def _latency(value: LatencyLike | Sequence[float]) -> tuple[float, float]:
     if low < 0 or high < low:
         raise ValueError("latency must be seconds >= 0, or a (low, high) range with low <= high")
     return (low, high)
+
+
+def _latency_arg(text: str) -> tuple[float, float]:
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError("latency is SECONDS or LOW,HIGH")
+    return (parts[0], parts[-1])
 
 
 def _keys(value: Iterable[str]) -> tuple[str, ...]:
@@ -84,6 +117,41 @@ def _rules(value: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
     rules = tuple(value)
     check_rules(rules)
     return rules
+
+
+@attrs.frozen
+class _RateLimitFlags:
+    """``--rate``/``--burst`` (one bucket) or ``--real-rate-limits``, for ``rate_limits``."""
+
+    def add_to(self, parser: argparse.ArgumentParser, field: attrs.Attribute[Any]) -> None:
+        parser.add_argument("--rate", type=float, metavar="R", help="requests/s per key")
+        parser.add_argument("--burst", type=float, metavar="B", help="bucket size (default: rate)")
+        parser.add_argument(
+            "--real-rate-limits",
+            action="store_true",
+            help="approximate the real API: 50 req/s over 5 s and 10 req/s over 2 min",
+        )
+
+    def read(self, options: argparse.Namespace, field: attrs.Attribute[Any]) -> Any:
+        rate, burst = getattr(options, "rate", None), getattr(options, "burst", None)
+        if getattr(options, "real_rate_limits", False):
+            if rate is not None or burst is not None:
+                raise ValueError("give either --rate/--burst or --real-rate-limits")
+            return REAL_API_RATE_LIMITS
+        if rate is None and burst is None:
+            return UNSET
+        return single_bucket(rate, burst)
+
+
+_RATE_LIMITS_JSON = JsonCodec(
+    dump=lambda limits: [[r.rate, r.burst] for r in limits],
+    load=lambda pairs: tuple(RateLimit(*pair) for pair in pairs),
+)
+_FAULT_RULES_JSON = JsonCodec(
+    dump=lambda rules: [r.to_json() for r in rules],
+    load=lambda rules: tuple(FaultRule.from_json(r) for r in rules),
+)
+_LATENCY = "S|LOW,HIGH"
 
 
 @attrs.frozen
@@ -109,21 +177,73 @@ class EmulatorConfig:
         fetch_timeout: seconds allowed to fetch ``image_url``.
         max_source_bytes: the source size limit.
         png_compress_level: zlib level of the high-resolution PNG (1 is fast).
+
+    Examples:
+        >>> config = EmulatorConfig(link_ttl=60).with_changes(rate=5)
+        >>> config.rate_limits
+        (RateLimit(rate=5.0, burst=5.0),)
+        >>> EmulatorConfig.from_json(config.to_json()) == config
+        True
     """
 
-    api_keys: tuple[str, ...] = attrs.field(default=(DEFAULT_API_KEY,), converter=_keys)
-    link_ttl: float = attrs.field(default=300.0, converter=float)
-    rate_limits: tuple[RateLimit, ...] = attrs.field(default=(), converter=_limits)
-    retry_after_header: bool = True
-    latency: tuple[float, float] = attrs.field(default=(0.0, 0.0), converter=_latency)
-    download_latency: tuple[float, float] = attrs.field(default=(0.0, 0.0), converter=_latency)
-    fault_rules: tuple[FaultRule, ...] = attrs.field(default=(), converter=_rules)
-    fast: bool = False
-    invalid_params_style: Literal["top", "problem"] = attrs.field(default="top")
-    expired_status: int = 404
-    fetch_timeout: float = attrs.field(default=10.0, converter=float)
-    max_source_bytes: int = MAX_SOURCE_BYTES
-    png_compress_level: int = 1
+    api_keys: tuple[str, ...] = knob(
+        (DEFAULT_API_KEY,),
+        converter=_keys,
+        cli=Flag(
+            f"accepted API key; repeat for several (default: {DEFAULT_API_KEY})",
+            metavar="KEY",
+            action="append",
+            option="--api-key",
+        ),
+    )
+    link_ttl: float = knob(
+        300.0, converter=float, cli=Flag("link lifetime in seconds", metavar="S", parse=float)
+    )
+    rate_limits: tuple[RateLimit, ...] = knob(
+        (), converter=_limits, cli=_RateLimitFlags(), json=_RATE_LIMITS_JSON
+    )
+    retry_after_header: bool = knob(
+        True,
+        cli=Flag(
+            "omit Retry-After from 429 answers", action="store_false", option="--no-retry-after"
+        ),
+    )
+    latency: tuple[float, float] = knob(
+        (0.0, 0.0),
+        converter=_latency,
+        cli=Flag("POST delay", metavar=_LATENCY, parse=_latency_arg),
+    )
+    download_latency: tuple[float, float] = knob(
+        (0.0, 0.0),
+        converter=_latency,
+        cli=Flag("link download delay", metavar=_LATENCY, parse=_latency_arg),
+    )
+    # Rules are objects with probabilities: a Python API, not a command-line one.
+    fault_rules: tuple[FaultRule, ...] = knob(
+        (), converter=_rules, cli=None, json=_FAULT_RULES_JSON
+    )
+    fast: bool = knob(
+        False,
+        cli=Flag("cache cutouts per source (for benchmarks)", action="store_true"),
+    )
+    invalid_params_style: Literal["top", "problem"] = knob(
+        "top",
+        cli=Flag("where 400 answers put invalid_params", choices=("top", "problem")),
+    )
+    expired_status: int = knob(
+        404, cli=Flag("status of a download of an expired link", metavar="CODE", parse=int)
+    )
+    fetch_timeout: float = knob(
+        10.0,
+        converter=float,
+        cli=Flag("seconds allowed to fetch image_url", metavar="S", parse=float),
+    )
+    max_source_bytes: int = knob(
+        MAX_SOURCE_BYTES, cli=Flag("source size limit", metavar="BYTES", parse=int)
+    )
+    png_compress_level: int = knob(
+        1, cli=Flag("zlib level of the high-resolution PNG", metavar="0-9", parse=int)
+    )
 
     @link_ttl.validator
     def _check_ttl(self, _attribute: object, value: float) -> None:
@@ -135,120 +255,60 @@ class EmulatorConfig:
         if value not in ("top", "problem"):
             raise ValueError('invalid_params_style must be "top" or "problem"')
 
-    def with_changes(self, **changes: Any) -> EmulatorConfig:
-        """A copy with ``changes``; also understands ``api_key``, ``rate`` and ``burst``.
+    @classmethod
+    def knob_names(cls) -> tuple[str, ...]:
+        """Every keyword :meth:`with_changes` (and so ``Emulator(...)``) accepts."""
+        return (*attrs.fields_dict(cls), *_SHORTHANDS)
 
-        ``rate``/``burst`` set a single token bucket (``rate=None`` removes all limits);
-        ``api_key`` replaces the accepted keys with that one.
+    def with_changes(self, **changes: Any) -> EmulatorConfig:
+        """A copy with ``changes``: field names, plus the shorthands below.
+
+        ``api_key`` replaces the accepted keys with that one, ``extra_api_keys`` adds
+        keys after the first; ``rate``/``burst`` set a single token bucket (``rate=None``
+        removes all limits). Raises TypeError for a keyword that is not a knob.
         """
-        if "api_key" in changes:
-            changes["api_keys"] = (changes.pop("api_key"),)
-        if "rate" in changes or "burst" in changes:
-            rate = changes.pop("rate", None)
-            burst = changes.pop("burst", None)
-            changes["rate_limits"] = single_bucket(rate, burst)
-        return attrs.evolve(self, **changes)
+        return attrs.evolve(self, **self.field_changes(changes))
+
+    def field_changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The field values that :meth:`with_changes` keywords stand for."""
+        unknown = [name for name in changes if name not in self.knob_names()]
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument {unknown[0]!r}: not an emulator knob "
+                f"(knobs: {', '.join(self.knob_names())})"
+            )
+        fields = dict(changes)
+        if "api_key" in fields or "extra_api_keys" in fields:
+            first = fields.pop("api_key", self.api_keys[0])
+            fields["api_keys"] = (first, *fields.pop("extra_api_keys", ()))
+        if "rate" in fields or "burst" in fields:
+            if "rate_limits" in fields:
+                raise ValueError("give either rate/burst or rate_limits, not both")
+            fields["rate_limits"] = single_bucket(
+                fields.pop("rate", None), fields.pop("burst", None)
+            )
+        return fields
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_json` reverses it."""
-        return {
-            "api_keys": list(self.api_keys),
-            "link_ttl": self.link_ttl,
-            "rate_limits": [[r.rate, r.burst] for r in self.rate_limits],
-            "retry_after_header": self.retry_after_header,
-            "latency": list(self.latency),
-            "download_latency": list(self.download_latency),
-            "fault_rules": [r.to_json() for r in self.fault_rules],
-            "fast": self.fast,
-            "invalid_params_style": self.invalid_params_style,
-            "expired_status": self.expired_status,
-            "fetch_timeout": self.fetch_timeout,
-            "max_source_bytes": self.max_source_bytes,
-            "png_compress_level": self.png_compress_level,
-        }
+        return dump_json(self)
 
     @classmethod
     def changes_from_json(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword changes for :meth:`with_changes` from a (partial) :meth:`to_json` dict."""
-        changes = dict(data)
-        if "rate_limits" in changes:
-            changes["rate_limits"] = tuple(RateLimit(*pair) for pair in changes["rate_limits"])
-        if "fault_rules" in changes:
-            changes["fault_rules"] = tuple(FaultRule.from_json(r) for r in changes["fault_rules"])
-        return changes
+        return load_json(cls, data)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EmulatorConfig:
         """Rebuild a config from :meth:`to_json` output."""
-        return cls().with_changes(**cls.changes_from_json(data))
+        return cls(**cls.changes_from_json(data))
 
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add a command-line option for every knob that has one."""
+        add_knob_arguments(parser, cls)
 
-def single_bucket(rate: float | None, burst: float | None) -> tuple[RateLimit, ...]:
-    """The rate limits for the ``rate``/``burst`` shorthand (burst defaults to max(1, rate))."""
-    if rate is None:
-        if burst is not None:
-            raise ValueError("burst needs a rate")
-        return ()
-    return (RateLimit(rate=float(rate), burst=float(burst if burst is not None else max(1, rate))),)
-
-
-class Clock:
-    """Monotonic time that tests can move forward without sleeping.
-
-    Link expiry and rate-limit refills read this clock; latency and stalls use real time.
-    """
-
-    def __init__(self, source: Callable[[], float] | None = None) -> None:
-        self._source = source or time.monotonic
-        self._offset = 0.0
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._source() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("time only moves forward")
-        with self._lock:
-            self._offset += seconds
-
-
-class RateLimiter:
-    """Token buckets per (API key, limit). All access happens on the server's loop."""
-
-    def __init__(self) -> None:
-        self._limits: tuple[RateLimit, ...] = ()
-        self._buckets: dict[tuple[str, int], tuple[float, float]] = {}
-
-    def acquire(self, key: str, limits: tuple[RateLimit, ...], now: float) -> float | None:
-        """Take one token from every bucket and return None, or the seconds to wait."""
-        if limits != self._limits:
-            # New limits start full: a test that tightens them wants the burst first.
-            self._limits = limits
-            self._buckets.clear()
-        if not limits:
-            return None
-        levels = []
-        wait = 0.0
-        for index, limit in enumerate(limits):
-            tokens, updated = self._buckets.get((key, index), (limit.burst, now))
-            tokens = min(limit.burst, tokens + max(0.0, now - updated) * limit.rate)
-            levels.append(tokens)
-            if tokens < 1.0:
-                wait = max(wait, (1.0 - tokens) / limit.rate)
-        if wait > 0:
-            for index, tokens in enumerate(levels):
-                self._buckets[(key, index)] = (tokens, now)
-            return wait
-        for index, tokens in enumerate(levels):
-            self._buckets[(key, index)] = (tokens - 1.0, now)
-        return None
-
-    def reset(self) -> None:
-        self._buckets.clear()
-
-
-def retry_after_seconds(wait: float) -> int:
-    """``Retry-After`` is whole seconds: round up so a client that obeys it succeeds."""
-    return max(1, math.ceil(wait - 1e-9))
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> EmulatorConfig:
+        """The config that parsed command-line options describe (defaults elsewhere)."""
+        return cls(**knobs_from_options(options, cls))

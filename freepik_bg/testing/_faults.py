@@ -89,10 +89,11 @@ class Fault:
     when False it fails before doing anything and charges nothing. For downloads every
     fault simply replaces or distorts the response.
 
-    Example::
-
+    Examples:
+        ```python
         emu.inject("post", Fault.http_error(503), Fault.reset(after_processing=True))
         emu.inject("download", Fault.truncate(0.5))
+        ```
     """
 
     kind: FaultKind = attrs.field(converter=FaultKind)
@@ -243,9 +244,10 @@ class Fault:
 class FaultRule:
     """Inject ``fault`` on ``endpoint`` with ``probability`` per request.
 
-    Example::
-
+    Examples:
+        ```python
         Emulator(fault_rules=[FaultRule("post", Fault.http_error(503), 0.1)], seed=42)
+        ```
     """
 
     endpoint: Endpoint = attrs.field()

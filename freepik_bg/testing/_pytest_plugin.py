@@ -4,20 +4,21 @@ Loaded by every pytest run in an environment where freepik-bg is installed, so i
 imports nothing heavy at import time: uvicorn, Pillow and numpy are only needed once
 the fixture is used.
 
-Example::
-
+Examples:
+    ```python
     def test_cutout(freepik_emulator):
         ...
 
     @pytest.mark.freepik_emulator(link_ttl=1, rate=5)
     def test_with_knobs(freepik_emulator):
         ...
+    ```
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -48,9 +49,9 @@ def freepik_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
         from freepik_bg.testing._server import Emulator
     except ImportError as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"the freepik_bg emulator needs the 'emulator' extra: {exc}")
-    knobs: dict[str, object] = {}
+    knobs: dict[str, Any] = {}
     marker = request.node.get_closest_marker(_MARKER)
     if marker is not None:
         knobs.update(marker.kwargs)
-    with Emulator(**knobs) as emulator:  # type: ignore[arg-type]
+    with Emulator(**knobs) as emulator:
         yield emulator

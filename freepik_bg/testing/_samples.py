@@ -28,10 +28,10 @@ class SampleKind(str, enum.Enum):
 class SampleInfo:
     """Describes one sample the emulator can serve under ``/samples/<name>``.
 
-    Example::
-
-        info = sample_info("mug-plain.jpg")
-        assert (info.width, info.height) == (800, 600)
+    Examples:
+        >>> info = sample_info("mug-plain.jpg")
+        >>> (info.width, info.height)
+        (800, 600)
     """
 
     name: str
@@ -137,9 +137,9 @@ _BY_NAME = {info.name: info for info in _CATALOGUE}
 def sample_names() -> tuple[str, ...]:
     """Names of every sample the emulator serves under ``/samples/<name>``.
 
-    Example::
-
-        assert "mug-plain.jpg" in sample_names()
+    Examples:
+        >>> "mug-plain.jpg" in sample_names()
+        True
     """
     return tuple(_BY_NAME)
 
@@ -155,10 +155,11 @@ def sample_info(name: str) -> SampleInfo:
 def generate_sample(name: str) -> bytes:
     """The bytes of sample ``name``, generated deterministically (needs Pillow and numpy).
 
-    Example::
-
+    Examples:
+        ```python
         Path("ball.png").write_bytes(generate_sample("ball-small.png"))
+        ```
     """
-    from freepik_bg.testing._images import generate_sample as generate
+    from freepik_bg.testing._render import generate_sample as generate
 
     return generate(name)

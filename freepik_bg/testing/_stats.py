@@ -29,9 +29,10 @@ class RequestRecord:
     For POSTs, ``image_url`` is the submitted URL (once the form parsed) and
     ``charged`` says whether the emulator billed a credit for it.
 
-    Example::
-
+    Examples:
+        ```python
         assert not any(r.api_key_sent for r in emu.stats.log if r.endpoint == "download")
+        ```
     """
 
     method: str
@@ -72,10 +73,11 @@ class EmulatorStats:
         faults_injected: faults drawn, by "<endpoint>:<kind>".
         log: the last 10,000 requests, oldest first.
 
-    Example::
-
+    Examples:
+        ```python
         stats = emu.stats
         assert stats.count("post", 200) == 3 and stats.credits_charged == 3
+        ```
     """
 
     requests: Mapping[tuple[str, int], int] = attrs.field(factory=dict)

@@ -11,13 +11,13 @@ from PIL import Image
 
 from freepik_bg.testing import (
     SampleKind,
-    _images,
+    _matte,
     generate_sample,
     sample_info,
     sample_names,
     sniff_format,
 )
-from freepik_bg.testing._images import fit_within, make_cutout
+from freepik_bg.testing._matte import fit_within, remove_background
 
 OBJECTS = [
     n
@@ -56,7 +56,7 @@ def test_cutout_has_transparent_background_and_opaque_object(name: str) -> None:
     info = sample_info(name)
     source = generate_sample(name)
     assert sniff_format(source) == ("png" if name.endswith(".png") else "jpeg")
-    cutout = make_cutout(source)
+    cutout = remove_background(source)
     alpha = _alpha(cutout.high_png)
     assert alpha.shape == (info.height, info.width)
     assert (_border_ring(alpha) == 0).all()
@@ -73,7 +73,7 @@ def test_ball_cutout_matches_the_drawn_disc(name: str) -> None:
     info = sample_info(name)
     assert info.width is not None
     assert info.height is not None
-    alpha = _alpha(make_cutout(generate_sample(name)).high_png)
+    alpha = _alpha(remove_background(generate_sample(name)).high_png)
     radius = 0.3 * min(info.width, info.height)
     expected = math.pi * radius**2
     assert np.count_nonzero(alpha > 127) == pytest.approx(expected, rel=0.03)
@@ -87,7 +87,7 @@ def test_hole_inside_the_mug_handle_is_removed(name: str) -> None:
     s = min(info.width, info.height)
     body_right = info.width / 2 - 0.06 * s + 0.18 * s
     hole = (int(body_right + 0.035 * s), info.height // 2)
-    alpha = _alpha(make_cutout(generate_sample(name)).high_png)
+    alpha = _alpha(remove_background(generate_sample(name)).high_png)
     assert alpha[hole[1], hole[0]] == 0
     # ...while the handle itself stays.
     handle = (int(body_right + 0.095 * s), info.height // 2)
@@ -100,7 +100,7 @@ def test_edges_are_decontaminated(name: str) -> None:
     # object's colour, not the light background's (which shows as a halo).
     source = generate_sample(name)
     before = np.asarray(Image.open(io.BytesIO(source)).convert("RGB")).astype(int)
-    after = np.asarray(Image.open(io.BytesIO(make_cutout(source).high_png))).astype(int)
+    after = np.asarray(Image.open(io.BytesIO(remove_background(source).high_png))).astype(int)
     edge = (after[..., 3] > 30) & (after[..., 3] < 225)
     assert edge.any()
     brightness_before = before[edge].sum(axis=1).mean()
@@ -111,7 +111,7 @@ def test_edges_are_decontaminated(name: str) -> None:
 def test_twelve_megapixel_cutout() -> None:
     # How long it takes is a benchmark's business, not a unit test's.
     source = generate_sample("bottle-diagonal-12mp.jpg")
-    cutout = make_cutout(source)
+    cutout = remove_background(source)
     assert (cutout.width, cutout.height) == (4000, 3000)
     assert cutout.preview_width * cutout.preview_height <= 250_000
     alpha = _alpha(cutout.high_png)
@@ -120,8 +120,8 @@ def test_twelve_megapixel_cutout() -> None:
 
 
 def test_output_is_capped_at_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_images, "MAX_OUTPUT_PIXELS", 10_000)
-    cutout = make_cutout(generate_sample("ball-small.png"))
+    monkeypatch.setattr(_matte, "MAX_OUTPUT_PIXELS", 10_000)
+    cutout = remove_background(generate_sample("ball-small.png"))
     assert cutout.width * cutout.height <= 10_000
     assert cutout.width / cutout.height == pytest.approx(160 / 120, rel=0.02)
 
@@ -146,7 +146,7 @@ def test_sources_of_other_modes() -> None:
     grey = Image.new("L", (120, 90), 230)
     grey.paste(40, (40, 30, 80, 60))
     grey.save(buffer, "PNG")
-    alpha = _alpha(make_cutout(buffer.getvalue()).high_png)
+    alpha = _alpha(remove_background(buffer.getvalue()).high_png)
     assert alpha[0, 0] == 0
     assert alpha[45, 60] == 255
 
@@ -156,7 +156,7 @@ def test_sources_of_other_modes() -> None:
     rgba.paste((200, 30, 30, 0), (40, 30, 50, 60))
     buffer = io.BytesIO()
     rgba.save(buffer, "PNG")
-    alpha = _alpha(make_cutout(buffer.getvalue()).high_png)
+    alpha = _alpha(remove_background(buffer.getvalue()).high_png)
     assert alpha[45, 45] == 0
     assert alpha[45, 70] == 255
 
@@ -167,13 +167,13 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", exif=exif)
-    cutout = make_cutout(buffer.getvalue())
+    cutout = remove_background(buffer.getvalue())
     assert (cutout.width, cutout.height) == (100, 200)
 
 
 def test_corrupt_and_huge_declared_images_are_refused() -> None:
-    with pytest.raises(_images.ImageDecodeError):
-        make_cutout(generate_sample("corrupt.jpg"))
+    with pytest.raises(_matte.ImageDecodeError):
+        remove_background(generate_sample("corrupt.jpg"))
     png = generate_sample("too-large.png")
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 20 * 1024 * 1024

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from freepik_bg.testing import REAL_API_RATE_LIMITS, Emulator, RateLimit
-from freepik_bg.testing._config import RateLimiter
+from freepik_bg.testing._ratelimit import RateLimiter
 
 from .conftest import Post
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -10,13 +12,23 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
-from freepik_bg.testing import Emulator, EmulatorConfig, Fault, build_parser
+from freepik_bg.testing import (
+    Emulator,
+    EmulatorConfig,
+    Fault,
+    FaultRule,
+    _serving,
+    build_parser,
+)
 from freepik_bg.testing._cli import config_from_options
+from freepik_bg.testing._exchange import ConnectionRegistry
 
 SAMPLE = "ball-small.png"
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +78,79 @@ def test_stop_interrupts_stalled_responses(client: httpx.Client) -> None:
         assert time.monotonic() - started < 2
         with pytest.raises(httpx.RemoteProtocolError):
             response.read()
+
+
+def _errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_stop_with_a_request_in_flight_logs_no_traceback(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A source server that accepts and never answers keeps one POST in flight past the
+    # shutdown grace period, which is shortened so the test does not wait for it.
+    monkeypatch.setattr(_serving, "_STOP_GRACE", 0.1)
+    with socket.create_server(("127.0.0.1", 0)) as silent, ThreadPoolExecutor(1) as pool:
+        silent.settimeout(30)
+        emu = Emulator(latency=0.01).start()
+        source = f"http://127.0.0.1:{silent.getsockname()[1]}/never.jpg"
+        headers = {"x-freepik-api-key": emu.api_key}
+        answer = pool.submit(client.post, emu.api_url, data={"image_url": source}, headers=headers)
+        fetch, _ = silent.accept()  # the emulator is fetching the source: in flight
+        with fetch:
+            emu.stop()
+        with pytest.raises(httpx.TransportError):
+            answer.result()
+    assert _errors_logged(caplog) == []
+
+
+@pytest.mark.anyio
+async def test_stop_while_clients_connect_logs_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Connections accepted just as the listener closes used to be served after the drain,
+    # and cancelled with a traceback when the loop ended. A race: several rounds.
+    for _ in range(5):
+        emu = await anyio.to_thread.run_sync(Emulator(latency=1.0).start)
+        limits = httpx.Limits(max_connections=None)
+        # A connection still half-open when the listener closes is dropped by the kernel,
+        # and the client would only learn of it on its SYN retry, a second or more later.
+        timeout = httpx.Timeout(30.0, connect=0.25)
+        async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout) as http:
+            headers = {"x-freepik-api-key": emu.api_key}
+            data = {"image_url": emu.image_url(SAMPLE)}
+            async with anyio.create_task_group() as group:
+                for _ in range(30):
+                    group.start_soon(_post_ignoring_errors, http, emu.api_url, data, headers)
+                await anyio.to_thread.run_sync(emu.stop)
+    assert _errors_logged(caplog) == []
+
+
+def test_connections_arriving_after_stop_are_aborted() -> None:
+    class Transport:
+        aborted = False
+
+        def get_extra_info(self, name: str) -> object:
+            return ("127.0.0.1", 50000) if name == "peername" else None
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    registry = ConnectionRegistry()
+    early, late = Transport(), Transport()
+    registry.add(early)  # type: ignore[arg-type]
+    registry.abort_all()
+    assert early.aborted
+    registry.add(late)  # type: ignore[arg-type]
+    assert late.aborted
+    assert registry.get(("127.0.0.1", 50000)) is None
+
+
+async def _post_ignoring_errors(
+    http: httpx.AsyncClient, url: str, data: dict[str, str], headers: dict[str, str]
+) -> None:
+    with contextlib.suppress(httpx.TransportError):
+        await http.post(url, data=data, headers=headers)
 
 
 def test_fixed_port_and_single_use() -> None:
@@ -136,6 +221,7 @@ def test_process_mode_takes_knobs_and_faults_before_start(client: httpx.Client) 
     emu = Emulator(process=True, api_key="proc-key")
     emu.configure(expired_status=410)
     emu.inject("post", Fault.http_error(502))
+    assert emu.stats.posts == 0  # answered locally until the child runs
     with emu:
         assert emu.api_key == "proc-key"
         assert emu.config.expired_status == 410
@@ -208,9 +294,57 @@ def test_command_line_options_map_to_config() -> None:
     assert len(real.rate_limits) == 2
 
 
+def test_every_knob_but_fault_rules_has_a_command_line_option() -> None:
+    options = build_parser().parse_args(
+        [
+            "--expired-status",
+            "410",
+            "--fetch-timeout",
+            "2.5",
+            "--max-source-bytes",
+            "1000",
+            "--png-compress-level",
+            "6",
+            "--download-latency",
+            "0.3",
+        ]
+    )
+    config = config_from_options(options)
+    assert config == EmulatorConfig(
+        expired_status=410,
+        fetch_timeout=2.5,
+        max_source_bytes=1000,
+        png_compress_level=6,
+        download_latency=0.3,
+    )
+    help_text = build_parser().format_help()
+    # Each knob's default is read from its field, not repeated next to the flag.
+    assert "link lifetime in seconds (default: 300.0)" in help_text
+    for option in ("--api-key", "--rate", "--no-retry-after", "--fast", "--max-source-bytes"):
+        assert option in help_text
+    assert "--fault-rules" not in help_text
+    with pytest.raises(ValueError, match="either"):
+        config_from_options(build_parser().parse_args(["--rate", "1", "--real-rate-limits"]))
+
+
 def test_config_json_round_trip() -> None:
-    config = EmulatorConfig(link_ttl=3, latency=(0.1, 0.2)).with_changes(rate=5)
+    rule = FaultRule("post", Fault.http_error(503), 0.25)
+    config = EmulatorConfig(link_ttl=3, latency=(0.1, 0.2), fault_rules=[rule])
+    config = config.with_changes(rate=5, extra_api_keys=["second"])
+    assert config.api_keys == ("test-key", "second")
     assert EmulatorConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    with pytest.raises(TypeError, match="linkttl"):
+        EmulatorConfig.changes_from_json({"linkttl": 3})
+
+
+def test_emulator_takes_config_and_knob_keywords() -> None:
+    base = EmulatorConfig(link_ttl=30, fast=True)
+    emu = Emulator(base, latency=0.1, api_key="k")
+    assert emu.config == base.with_changes(latency=0.1, api_key="k")
+    with pytest.raises(TypeError, match="'link_tll'"):
+        Emulator(link_tll=3)
+    with pytest.raises(TypeError, match="'speed'"):
+        emu.configure(speed=2)
 
 
 def test_fixture(freepik_emulator: Emulator) -> None:
