@@ -7,17 +7,21 @@ sink comes out as itself, never wrapped in an ``ExceptionGroup``.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 
 from ._config import BatchConfig
+from ._errors import ConfigurationError, FreepikError
+from ._input import BadLine, InputLine, read_entries
 from ._models import BatchReport, BatchStats, ItemResult
 from ._runner import BatchClient, Runner
 from ._sinks import DirectorySink, Sink
@@ -25,9 +29,12 @@ from ._sinks import DirectorySink, Sink
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["BatchResults", "collect_report", "open_batch"]
+__all__ = ["BatchResults", "collect_report", "make_sink", "open_batch", "raise_single"]
 
 Dest = str | os.PathLike[str] | Sink
+Entry = str | InputLine | BadLine
+Urls = Iterable[Entry] | AsyncIterable[Entry]
+"""URLs (or parsed input lines); a file object is read by the shared input parser."""
 
 
 class BatchResults:
@@ -41,10 +48,33 @@ class BatchResults:
         ...         print(item.index, item.status, results.stats.in_flight)
     """
 
-    def __init__(self, receive: ObjectReceiveStream[ItemResult], stats: BatchStats) -> None:
+    def __init__(self, receive: ObjectReceiveStream[ItemResult], runner: Runner) -> None:
         self._receive = receive
-        self.stats = stats
+        self._runner = runner
+        self.stats: BatchStats = runner.stats
         self.started_at = anyio.current_time()
+
+    @property
+    def stopped_by(self) -> FreepikError | None:
+        """The error that stopped the batch early (a refused key, ...), if one did."""
+        return self._runner.breaker.error
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the batch stopped early, naming what to check; ``None`` if it did not."""
+        return self._runner.breaker.reason
+
+    def stop(self) -> None:
+        """Send nothing more; finish, store and journal what was already sent.
+
+        The iteration then ends once those items are in (within the batch's
+        ``drain_timeout``). Calling it again does nothing more; use `abort`.
+        """
+        self._runner.stop(drain=True)
+
+    def abort(self) -> None:
+        """Stop at once, abandoning POSTs in flight (their answers, if any, are journaled)."""
+        self._runner.stop(drain=False)
 
     def __aiter__(self) -> BatchResults:
         return self
@@ -56,8 +86,17 @@ class BatchResults:
             raise StopAsyncIteration from None
 
 
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def make_sink(dest: Dest) -> Sink:
     """A `DirectorySink` for a path, the sink itself otherwise."""
+    if isinstance(dest, str) and _URL_LIKE.match(dest):
+        # Never a local folder named "s3:": that would pay for results stored nowhere useful.
+        raise ConfigurationError(
+            f"dest {dest!r} is a URL, and no object storage is configured for it: "
+            "pass a local directory or a Sink"
+        )
     if isinstance(dest, str | os.PathLike):
         return DirectorySink(Path(dest))
     if not isinstance(dest, Sink):
@@ -65,7 +104,15 @@ def make_sink(dest: Dest) -> Sink:
     return dest
 
 
-def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+def _entries(urls: Iterable[Any] | AsyncIterable[Any]) -> Iterable[Any] | AsyncIterable[Any]:
+    """A file object is read by the shared parser (comments, blank lines, bad bytes)."""
+    if isinstance(urls, io.IOBase):
+        stream = urls.buffer if isinstance(urls, io.TextIOWrapper) else urls
+        return read_entries(stream)  # type: ignore[arg-type]
+    return urls
+
+
+def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     """Raise the group's only leaf exception as itself; any other group as it is."""
     leaves: list[BaseException] = []
     pending: list[BaseException] = [group]
@@ -90,25 +137,31 @@ def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
 @asynccontextmanager
 async def open_batch(
     client: BatchClient,
-    urls: Iterable[str] | AsyncIterable[str],
+    urls: Urls,
     dest: Dest,
     config: BatchConfig,
 ) -> AsyncIterator[BatchResults]:
     """Run a batch of ``urls`` into ``dest`` under ``config``; see `AsyncClient.batch`."""
     if isinstance(urls, str | bytes):
         raise TypeError("urls must be an iterable of URLs, not a single string")
-    runner = Runner.create(client, make_sink(dest), config)
+    sink = make_sink(dest)
+    check = getattr(sink, "check", None)
+    if check is not None:
+        await check()  # before the first POST: a destination that cannot store costs nothing
+    runner = Runner.create(client, sink, config)
     send, receive = anyio.create_memory_object_stream[ItemResult](config.concurrency)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(runner.run, urls, send)
+            tg.start_soon(runner.run, _entries(urls), send)
             try:
-                yield BatchResults(receive, runner.stats)
+                yield BatchResults(receive, runner)
             finally:
-                # Leaving the block early (break, exception) cancels what is in flight.
-                tg.cancel_scope.cancel()
+                # However the block is left (break, an exception, a cancelled scope),
+                # what was sent is finished and stored; nothing new is sent.
+                runner.stop(drain=True)
+                receive.close()
     except BaseExceptionGroup as group:
-        _raise_single(group)
+        raise_single(group)
     finally:
         receive.close()
         runner.close()
@@ -132,4 +185,6 @@ async def collect_report(results: BatchResults) -> BatchReport:
         skipped=tuple(skipped),
         elapsed=anyio.current_time() - results.started_at,
         posts=results.stats.posts,
+        stopped_by=results.stopped_by,
+        stop_reason=results.stop_reason,
     )

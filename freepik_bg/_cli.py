@@ -1,43 +1,34 @@
-"""The ``freepik-bg`` command line.
+"""The ``freepik-bg`` command line: its parser, and the dispatch to each command.
 
-Exit codes: 0 when every item succeeded (or was already done), 1 when some
-failed, 2 for a usage or configuration error, 130 when interrupted.
+Exit codes: 0 every item stored (or already stored), 1 some items failed,
+2 a usage or configuration error, 3 stopped by an account or configuration
+problem, 130 interrupted (see `freepik_bg._remove_command`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
-import os
-import shlex
-import signal
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any
 
 import anyio
 import attrs
 
-from ._config import API_KEY_ENV, BatchConfig, at_least, resolve_api_key
-from ._display import make_display
-from ._errors import ConfigurationError, FreepikError
-from ._models import ItemResult
-from ._sync import batch_client
+from ._config import API_KEY_ENV, BatchConfig, at_least
+from ._errors import ConfigurationError, FreepikError, JournalError, SinkError
+from ._remove_command import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    run_remove,
+)
 from ._version import __version__
 
-__all__ = ["main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_JOURNAL_NAME = ".freepik-bg-journal.jsonl"
-
-
-class UsageError(Exception):
-    """A problem the user fixes by changing the command or the environment."""
+__all__ = ["build_parser", "main"]
 
 
 def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -111,10 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     remove.add_argument(
-        "input", metavar="INPUT", help="a text file of URLs (one per line), a CSV file, or -"
+        "input",
+        metavar="INPUT",
+        help="a text file of URLs (one per line; # comments), a CSV/TSV file, or - for stdin",
     )
-    remove.add_argument("-o", "--output", required=True, type=Path, help="output directory")
+    remove.add_argument("-o", "--output", required=True, help="output directory")
     remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
+    remove.add_argument("--delimiter", help="the CSV delimiter (default ',', or tab for .tsv)")
     add_batch_options(remove)
     remove.set_defaults(journal=None)
     remove.add_argument("--base-url", help="API base URL (default $FREEPIK_BASE_URL or production)")
@@ -129,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never retry a POST that may have been billed",
     )
-    remove.add_argument("--report", type=Path, help="write per-item results as JSON here")
+    remove.add_argument(
+        "--report", type=Path, help="write per-item results as JSON here (- for stdout)"
+    )
     remove.add_argument(
         "--api-key-file",
         type=Path,
@@ -164,180 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--concurrency", type=_argument_type(at_least(1)), default=8)
     return parser
-
-
-# -- input ---------------------------------------------------------------------
-
-
-def _lines(stream: TextIO) -> Iterator[str]:
-    for line in stream:
-        text = line.strip()
-        if text and not text.startswith("#"):
-            yield text
-
-
-def _csv_column(stream: TextIO, column: str) -> Iterator[str]:
-    reader = csv.DictReader(stream)
-    if reader.fieldnames is None or column not in reader.fieldnames:
-        found = ", ".join(reader.fieldnames or []) or "no header"
-        raise UsageError(f"CSV has no column {column!r} (found: {found})")
-    for row in reader:
-        value = (row.get(column) or "").strip()
-        if value:
-            yield value
-
-
-def open_input(path: str, column: str | None, stack: ExitStack) -> Iterator[str]:
-    """A lazy iterator of URLs from a file or stdin."""
-    if path == "-":
-        stream: TextIO = sys.stdin
-    else:
-        file = Path(path)
-        if not file.is_file():
-            raise UsageError(f"input file not found: {path}")
-        if file.suffix.lower() == ".csv" and column is None:
-            raise UsageError(f"{path} looks like a CSV file: say which column with --column NAME")
-        try:
-            stream = stack.enter_context(file.open(encoding="utf-8-sig", newline=""))
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    if column is not None:
-        iterator = _csv_column(stream, column)
-        # Read the header now, so a wrong column is a usage error before any request.
-        first = next(iterator, None)
-
-        def chained() -> Iterator[str]:
-            if first is not None:
-                yield first
-            yield from iterator
-
-        return chained()
-    return _lines(stream)
-
-
-def count_urls(path: str, column: str | None) -> int | None:
-    """How many URLs a file holds (a cheap streaming pass), for the ETA; None for stdin."""
-    if path == "-":
-        return None
-    with ExitStack() as stack:
-        try:
-            return sum(1 for _ in open_input(path, column, stack))
-        except (UsageError, OSError, UnicodeDecodeError, csv.Error):
-            return None
-
-
-def read_api_key(key_file: Path | None) -> str:
-    """The key from ``--api-key-file`` or the environment, checked; never printed."""
-    if key_file is None:
-        return resolve_api_key(None)
-    try:
-        lines = key_file.read_text(encoding="utf-8").strip().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UsageError(f"cannot read --api-key-file {key_file}: {reason}") from None
-    if not lines or not lines[0].strip():
-        raise UsageError(f"--api-key-file {key_file} is empty")
-    return resolve_api_key(lines[0])
-
-
-# -- report --------------------------------------------------------------------
-
-
-class ReportWriter:
-    """Streams per-item JSON to a temp file, renamed into place at the end.
-
-    The report is ``{"items": [...], "summary": {...}}``; streaming keeps
-    memory flat for million-item runs.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        self._tmp = Path(tmp)
-        self._fh: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
-        self._fh.write('{"items": [\n')
-        self._first = True
-
-    def add(self, item: ItemResult) -> None:
-        if not self._first:
-            self._fh.write(",\n")
-        self._first = False
-        self._fh.write(json.dumps(item.to_record(), ensure_ascii=False))
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        self._fh.write('\n], "summary": ' + json.dumps(summary) + "}\n")
-        self._fh.close()
-        os.replace(self._tmp, self.path)
-
-    def discard(self) -> None:
-        self._fh.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-# -- commands ------------------------------------------------------------------
-
-
-def _resume_command(argv: Sequence[str]) -> str:
-    return shlex.join(["freepik-bg", *argv])
-
-
-async def _run_remove(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    api_key = read_api_key(args.api_key_file)
-    journal = Path(args.journal) if args.journal else args.output / DEFAULT_JOURNAL_NAME
-    with ExitStack() as stack:
-        urls = open_input(args.input, args.column, stack)
-        total = count_urls(args.input, args.column)
-        display = make_display(args.progress, quiet=args.quiet)
-        config = batch_config(args, journal=journal, progress=display.on_event)
-        client = batch_client(
-            config,
-            api_key=api_key,
-            base_url=args.base_url,
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-            retry_ambiguous=not args.no_retry_ambiguous,
-        )
-        report = ReportWriter(args.report) if args.report else None
-        interrupted = False
-        counts = {"ok": 0, "failed": 0, "skipped": 0}
-        start = anyio.current_time()
-        try:
-            async with client, anyio.create_task_group() as tg:
-
-                async def watch_signals() -> None:
-                    nonlocal interrupted
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            interrupted = True
-                            display.interrupted()
-                            tg.cancel_scope.cancel()
-                            return
-
-                tg.start_soon(watch_signals)
-                async with client.batch(urls, args.output, config) as results:
-                    display.start(results.stats, total)
-                    async for item in results:
-                        counts[item.status] += 1
-                        display.item(item)
-                        if report is not None:
-                            report.add(item)
-                tg.cancel_scope.cancel()
-        finally:
-            display.stop()
-        elapsed = anyio.current_time() - start
-        summary = {**counts, "total": sum(counts.values()), "elapsed_seconds": round(elapsed, 3)}
-        summary["interrupted"] = interrupted
-        if report is not None:
-            report.finish(summary)
-        display.summary(counts, elapsed, output=str(args.output), journal=str(journal))
-        if interrupted:
-            print(
-                f"Interrupted. Resume with:\n  {_resume_command(argv)}",
-                file=sys.stderr,
-            )
-            return EXIT_INTERRUPTED
-        return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
@@ -378,11 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "remove":
-            return anyio.run(_run_remove, args, arguments)
+            return anyio.run(run_remove, args, arguments, batch_config(args))
         if args.command == "emulator":
             return _run_emulator(args)
         return _run_demo(args)
-    except (UsageError, ConfigurationError) as exc:
+    except (UsageError, ConfigurationError, JournalError, SinkError) as exc:
+        # All raised before the first POST: nothing was spent.
         print(f"freepik-bg: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FreepikError as exc:

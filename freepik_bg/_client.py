@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
-from ._batch import BatchResults, Dest, collect_report, open_batch
+from ._batch import BatchResults, Dest, Urls, collect_report, open_batch
 from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -343,7 +343,7 @@ class AsyncClient:
 
     def batch(
         self,
-        urls: Iterable[str] | AsyncIterable[str],
+        urls: Urls,
         dest: Dest,
         config: BatchConfig | None = None,
         *,
@@ -356,6 +356,7 @@ class AsyncClient:
         fail_fast: bool = _BATCH.fail_fast,
         resubmit_expired: int = _BATCH.resubmit_expired,
         progress: ProgressHook | None = _BATCH.progress,
+        drain_timeout: float = _BATCH.drain_timeout,
     ) -> AbstractAsyncContextManager[BatchResults]:
         """Fan out many URLs; yield an `ItemResult` for each as it finishes.
 
@@ -393,7 +394,7 @@ class AsyncClient:
 
     async def run_batch(
         self,
-        urls: Iterable[str] | AsyncIterable[str],
+        urls: Urls,
         dest: Dest,
         config: BatchConfig | None = None,
         **options: Any,

@@ -191,6 +191,17 @@ def parse_rate(text: str) -> float | None:
     return value
 
 
+def parse_seconds(text: str) -> float:
+    """A number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def _option(
     default: Any,
     *,
@@ -232,6 +243,9 @@ class BatchConfig:
         resubmit_expired: how many times to submit again when a link expired
             before it could be downloaded (each costs a credit).
         progress: called with a `ProgressEvent` as things happen.
+        drain_timeout: when the batch stops (Ctrl-C, a cancelled scope, leaving
+            the block), POSTs already sent are finished, downloaded and stored,
+            for at most this many seconds; items not yet sent are dropped.
 
     Examples:
         >>> config = BatchConfig(concurrency=8, rate=5)
@@ -264,7 +278,9 @@ class BatchConfig:
         validator=lambda _i, _a, value: check_size(value),
     )
     journal: str | os.PathLike[str] | Journal | None = _option(
-        None, help="resume journal", metavar="FILE"
+        None,
+        help="resume journal (the CLI's default: OUTPUT/.freepik-bg-journal.jsonl)",
+        metavar="FILE",
     )
     overwrite: bool = _option(False, help="replace existing outputs instead of skipping them")
     fail_fast: bool = _option(False, help="stop at the first failed item")
@@ -275,6 +291,13 @@ class BatchConfig:
         validator=attrs.validators.ge(0),
     )
     progress: ProgressHook | None = _option(None, help="called with each ProgressEvent", cli=False)
+    drain_timeout: float = _option(
+        30.0,
+        help="seconds to finish POSTs already sent when stopping, before abandoning them "
+        "(default 30)",
+        parse=parse_seconds,
+        validator=attrs.validators.ge(0),
+    )
 
     def evolve(self, **changes: Any) -> BatchConfig:
         """A copy with ``changes``; an unknown name is a ``TypeError`` listing the valid ones."""

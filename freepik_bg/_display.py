@@ -6,6 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ._errors import SkippedError
 from ._models import BatchStats, ItemResult, ProgressEvent
 
 if TYPE_CHECKING:
@@ -20,9 +21,22 @@ class Display(Protocol):
     def start(self, stats: BatchStats, total: int | None = None) -> None: ...
     def on_event(self, event: ProgressEvent) -> None: ...
     def item(self, item: ItemResult) -> None: ...
-    def interrupted(self) -> None: ...
+    def interrupted(self, *, drain: bool) -> None: ...
     def stop(self) -> None: ...
     def summary(self, counts: dict[str, int], elapsed: float, **where: str) -> None: ...
+
+
+def _not_attempted(item: ItemResult) -> bool:
+    return isinstance(item.error, SkippedError)
+
+
+def _interrupt_message(drain: bool) -> str:
+    if drain:
+        return (
+            "stopping: sending nothing more; finishing and storing what was already paid for. "
+            "Press Ctrl-C again to abandon it (its links stay in the journal for a resume)."
+        )
+    return "abandoning items in flight: paid links are in the journal; rerun to resume"
 
 
 def _describe(item: ItemResult) -> str:
@@ -56,11 +70,13 @@ class PlainDisplay:
     def item(self, item: ItemResult) -> None:
         if not self._per_item:
             return
+        if _not_attempted(item):
+            return  # one line in the summary says how many, and why
         if not self._quiet or not item.ok:
             print(_describe(item), file=self._stream, flush=True)
 
-    def interrupted(self) -> None:
-        print("stopping: waiting for in-flight items to wind down...", file=sys.stderr, flush=True)
+    def interrupted(self, *, drain: bool) -> None:
+        print(_interrupt_message(drain), file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         pass
@@ -125,7 +141,7 @@ class RichDisplay:
 
     def item(self, item: ItemResult) -> None:
         self._done += 1
-        if not item.ok:
+        if not item.ok and not _not_attempted(item):
             self._failed += 1
             from rich.text import Text
 
@@ -140,8 +156,10 @@ class RichDisplay:
             in_flight=self._stats.in_flight if self._stats else 0,
         )
 
-    def interrupted(self) -> None:
-        self._progress.console.print("[yellow]stopping: winding down in-flight items...")
+    def interrupted(self, *, drain: bool) -> None:
+        from rich.text import Text
+
+        self._progress.console.print(Text(_interrupt_message(drain), style="yellow"))
 
     def stop(self) -> None:
         self._progress.stop()

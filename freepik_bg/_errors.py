@@ -28,6 +28,7 @@ __all__ = [
     "InvalidImageError",
     "InvalidParam",
     "InvalidRequestError",
+    "JournalError",
     "LinkExpiredError",
     "NotFoundError",
     "OutputConflictError",
@@ -113,6 +114,13 @@ class SinkError(FreepikError):
     The credit was spent and the links were valid: with a journal, a rerun
     downloads them again without a new POST while they live. The sink's own
     exception is the ``__cause__``.
+    """
+
+
+class JournalError(FreepikError):
+    """The journal cannot be written (disk full, permissions): the batch stops.
+
+    What was already paid for is drained first; the journal's earlier lines stay valid.
     """
 
 

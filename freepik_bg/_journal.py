@@ -20,11 +20,12 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import FreepikError
+from ._errors import FreepikError, JournalError
 from ._models import Cutout, ItemResult
 
 __all__ = ["Journal"]
@@ -113,8 +114,16 @@ class Journal:
             return None
         return cutout
 
-    def _write(self, record: dict[str, Any]) -> None:
-        if self._fh is None:
+    def open(self) -> None:
+        """Open for appending and take the run's exclusive lock; before any credit is spent.
+
+        Two runs writing one journal (and so, by default, one output folder)
+        would each pay for the same items: the second is refused with a
+        `JournalError` instead. The lock goes with the process, even on ``kill -9``.
+        """
+        if self._fh is not None:
+            return
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A crash mid-write leaves a torn last line: start on a fresh one.
             needs_newline = False
@@ -123,12 +132,38 @@ class Journal:
                     fh.seek(-1, os.SEEK_END)
                     needs_newline = fh.read(1) != b"\n"
             self._fh = self.path.open("a", encoding="utf-8")
-            if needs_newline:
-                self._fh.write("\n")
+        except OSError as exc:
+            raise JournalError(f"cannot open the journal {self.path}: {exc.strerror}") from exc
+        self._lock()
+        if needs_newline:
+            self._fh.write("\n")
+
+    def _lock(self) -> None:
+        if sys.platform == "win32" or self._fh is None:  # pragma: no cover - POSIX only
+            return
+        import fcntl
+
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._fh.close()
+            self._fh = None
+            raise JournalError(
+                f"another run is using the journal {self.path} (and so, most likely, the same "
+                "output folder): wait for it to finish, or give this run its own output "
+                "and journal"
+            ) from exc
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.open()
+        assert self._fh is not None
         record = {"v": _VERSION, "ts": datetime.now(timezone.utc).isoformat(), **record}
-        # One write call per line, then flush: a line is all there or torn, never mixed.
-        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        try:
+            # One write call per line, then flush: a line is all there or torn, never mixed.
+            self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}") from exc
 
     def record_posted(self, index: int, cutout: Cutout) -> None:
         """Note that ``cutout`` was paid for, before downloading it."""

@@ -247,6 +247,8 @@ class BatchReport:
     skipped: tuple[ItemResult, ...]
     elapsed: float
     posts: int = 0
+    stopped_by: FreepikError | None = None
+    stop_reason: str | None = None
 
     @property
     def total(self) -> int:

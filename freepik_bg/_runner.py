@@ -1,5 +1,12 @@
 """The runner: pulls URLs, paces POSTs, downloads each result at once, stores it, journals it.
 
+Each item lives through QUEUED -> POSTING -> PAID -> STORED. Stopping (Ctrl-C,
+a cancelled scope, leaving the block) drains: items not yet sent are dropped
+at once, and every POST already sent is finished, downloaded, stored and
+journaled within ``drain_timeout``, because a processed POST costs a credit
+whether or not its answer is kept. `Runner.stop` with ``drain=False`` aborts;
+even then, every answer that had arrived is in the journal as paid.
+
 It knows nothing of the client's insides: it drives any `BatchClient` (the
 small protocol below, which `AsyncClient` satisfies) through its public
 methods, the way aiometer's runner knows nothing of the work it runs.
@@ -11,7 +18,8 @@ generator of millions (or an endless one) runs in flat memory.
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import enum
 import logging
 from collections.abc import (
     AsyncGenerator,
@@ -23,23 +31,25 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import attrs
 from anyio.abc import ObjectSendStream
 
+from ._breaker import Breaker
 from ._config import BatchConfig, validate_image_url
+from ._dedupe import Duplicates
 from ._errors import (
-    AuthenticationError,
     FreepikError,
-    InsufficientCreditsError,
+    InvalidRequestError,
+    JournalError,
     LinkExpiredError,
-    PermissionDeniedError,
     RateLimitError,
     SinkError,
     SkippedError,
 )
+from ._input import BadLine, InputLine
 from ._journal import Journal
 from ._models import (
     BatchStats,
@@ -54,21 +64,11 @@ from ._ratelimit import AdaptiveConcurrency, RateGate
 from ._retries import RetryHook, RetryPolicy
 from ._sinks import DirectorySink, Sink, SinkItem, output_name
 
-__all__ = ["BatchClient", "Runner"]
+__all__ = ["BatchClient", "Phase", "Runner"]
 
 logger = logging.getLogger("freepik_bg")
 
 T = TypeVar("T")
-
-# These mean every further request would fail the same way.
-# A failing sink (disk full, no permission) would fail every later item too,
-# each after paying for its result: stop, as for a refused key or no credits.
-_STOPPING_ERRORS = (
-    AuthenticationError,
-    InsufficientCreditsError,
-    PermissionDeniedError,
-    SinkError,
-)
 
 
 class BatchClient(Protocol):
@@ -101,7 +101,30 @@ class BatchClient(Protocol):
         ...
 
 
-async def _iterate(urls: Iterable[str] | AsyncIterable[str]) -> AsyncGenerator[str, None]:
+class Phase(enum.Enum):
+    """Where an item is in its life; what stopping may do to it depends on this."""
+
+    QUEUED = "queued"
+    """Not sent (or between attempts): stopping drops it at once."""
+    POSTING = "posting"
+    """A POST is on the wire: it may be billed, so it is finished."""
+    PAID = "paid"
+    """The links arrived: the result is downloaded and stored."""
+
+
+@attrs.define(slots=True, eq=False)
+class _Flight:
+    """An item in flight: its phase, and the scope that is shielded while it is owed."""
+
+    scope: anyio.CancelScope
+    phase: Phase = Phase.QUEUED
+
+    def enter(self, phase: Phase) -> None:
+        self.phase = phase
+        self.scope.shield = phase is not Phase.QUEUED
+
+
+async def _iterate(urls: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(urls, AsyncIterable):
         async for url in urls:
             yield url
@@ -112,7 +135,7 @@ async def _iterate(urls: Iterable[str] | AsyncIterable[str]) -> AsyncGenerator[s
 
 @attrs.define(slots=True, kw_only=True)
 class Runner:
-    """One batch's state: options, pacing, counters, and the stop decision."""
+    """One batch's state: options, pacing, counters, the items in flight, the stop decision."""
 
     client: BatchClient
     sink: Sink
@@ -121,14 +144,21 @@ class Runner:
     gate: RateGate
     slots: AdaptiveConcurrency
     stats: BatchStats
-    stop_error: FreepikError | None = None
+    breaker: Breaker
+    duplicates: Duplicates = attrs.field(factory=Duplicates)
+    fatal: BaseException | None = None
+    _stopping: bool = False
+    _flights: set[_Flight] = attrs.field(factory=set)
+    _intake: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
 
     @classmethod
     def create(cls, client: BatchClient, sink: Sink, config: BatchConfig) -> Runner:
-        """A runner for ``config``; it opens the journal when given a path."""
+        """A runner for ``config``; it opens (and locks) the journal when given a path."""
         journal = config.journal
         if journal is not None and not isinstance(journal, Journal):
             journal = Journal(journal)
+        if journal is not None:
+            journal.open()
         return cls(
             client=client,
             sink=sink,
@@ -137,12 +167,33 @@ class Runner:
             gate=RateGate(config.rate, config.burst),
             slots=AdaptiveConcurrency(config.concurrency),
             stats=BatchStats(concurrency=config.concurrency),
+            breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
         )
 
     def close(self) -> None:
         """Close the journal if the runner opened it."""
         if self.journal is not None and self.journal is not self.config.journal:
             self.journal.close()
+
+    # -- stopping ------------------------------------------------------------
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Send nothing more; finish what was sent (``drain``) or abandon it at once."""
+        self._stopping = True
+        self._intake.cancel()
+        deadline = anyio.current_time() + self.config.drain_timeout
+        for flight in self._flights:
+            if drain and flight.phase is not Phase.QUEUED:
+                flight.scope.deadline = min(flight.scope.deadline, deadline)
+            else:
+                flight.scope.cancel()
+
+    def _fail_hard(self, error: BaseException) -> None:
+        # A broken journal or a raising progress hook ends the batch: keep the first
+        # error, drain what was paid for, and raise it once the runner is done.
+        if self.fatal is None:
+            self.fatal = error
+        self.stop(drain=True)
 
     def _emit(
         self,
@@ -153,42 +204,82 @@ class Runner:
         result: ItemResult | None = None,
         retry: RetryEvent | None = None,
     ) -> None:
-        if self.config.progress is not None:
+        if self.config.progress is None:
+            return
+        try:
             self.config.progress(ProgressEvent(kind, index, url, result=result, retry=retry))
+        except Exception as exc:
+            self._fail_hard(exc)
+
+    # -- the intake loop -----------------------------------------------------
 
     async def run(
-        self, urls: Iterable[str] | AsyncIterable[str], send: ObjectSendStream[ItemResult]
+        self, urls: Iterable[Any] | AsyncIterable[Any], send: ObjectSendStream[ItemResult]
     ) -> None:
-        async with send, anyio.create_task_group() as tg, aclosing(_iterate(urls)) as source:
-            index = 0
-            while True:
-                owner = object()
-                await self.slots.acquire(owner)
-                try:
-                    url = await source.__anext__()
-                except StopAsyncIteration:
-                    self.slots.release(owner)
-                    break
-                except BaseException:
-                    self.slots.release(owner)
-                    raise
-                self.stats.queued += 1
-                tg.start_soon(self._item, index, url, owner, send)
-                index += 1
+        """Pull items while there is room, one task each; raise a fatal error at the end."""
+        async with send, anyio.create_task_group() as tg:
+            with self._intake:
+                async with aclosing(_iterate(urls)) as source:
+                    index = 0
+                    while True:
+                        owner = object()
+                        await self.slots.acquire(owner)
+                        try:
+                            entry = await source.__anext__()
+                        except StopAsyncIteration:
+                            self.slots.release(owner)
+                            break
+                        except BaseException:
+                            self.slots.release(owner)
+                            raise
+                        self.stats.queued += 1
+                        if self.breaker.tripped:
+                            # Not sent, and no task needed: one shared reason for all of them.
+                            self.slots.release(owner)
+                            await self._deliver(send, self._not_attempted(index, entry))
+                        else:
+                            tg.start_soon(self._item, index, entry, owner, send)
+                        index += 1
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _deliver(self, send: ObjectSendStream[ItemResult], result: ItemResult) -> None:
+        self._count(result)
+        # The consumer may have left; the result is stored and journaled all the same.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await send.send(result)
 
     async def _item(
-        self, index: int, url: object, owner: object, send: ObjectSendStream[ItemResult]
+        self, index: int, entry: object, owner: object, send: ObjectSendStream[ItemResult]
     ) -> None:
         self.stats.in_flight += 1
+        # Shielded only while a POST is on the wire or its result is being stored
+        # (see _Flight): a cancelled scope outside then drops the item only before
+        # it is sent or between attempts, never while its answer is owed.
+        flight = _Flight(anyio.CancelScope())
+        self._flights.add(flight)
         try:
-            result = await self._process(index, url)
-            if self.journal is not None:
-                self.journal.record(result, size=self.config.size)
-            self._count(result)
-            await send.send(result)
+            if self._stopping:
+                flight.scope.cancel()
+            result: ItemResult | None = None
+            with flight.scope:
+                result = await self._process(index, entry, flight)
+                self._journal(result)
         finally:
+            self._flights.discard(flight)
             self.stats.in_flight -= 1
             self.slots.release(owner)
+        if result is None:
+            result = self._interrupted(index, entry, flight)
+        await self._deliver(send, result)
+
+    def _journal(self, result: ItemResult) -> None:
+        if self.journal is None or result.duplicate_of is not None:
+            return
+        try:
+            self.journal.record(result, size=self.config.size)
+        except JournalError as exc:
+            self._fail_hard(exc)
 
     def _count(self, result: ItemResult) -> None:
         if result.skipped:
@@ -202,27 +293,72 @@ class Runner:
             kind = ProgressKind.FAILED
         self._emit(kind, result.index, result.image_url, result=result)
 
-    async def _process(self, index: int, raw_url: object) -> ItemResult:
-        queued_at = anyio.current_time()
-        url = raw_url if isinstance(raw_url, str) else repr(raw_url)
-        self._emit(ProgressKind.QUEUED, index, url)
-        if self.stop_error is not None:
-            return self._stopped(index, url, queued_at)
-        try:
-            url = validate_image_url(raw_url)
-        except FreepikError as exc:
-            return self._failure(index, url, exc, queued_at=queued_at)
+    # -- one item --------------------------------------------------------------
 
-        item = SinkItem(
-            index=index,
-            image_url=url,
-            name=output_name(url, self.config.size),
-            size=self.config.size,
+    @staticmethod
+    def _label(entry: object) -> str:
+        if isinstance(entry, str):
+            return entry
+        if isinstance(entry, InputLine):
+            return entry.url
+        if isinstance(entry, BadLine):
+            return entry.text
+        return repr(entry)
+
+    def _not_attempted(self, index: int, entry: object) -> ItemResult:
+        return ItemResult(
+            index=index, image_url=self._label(entry), ok=False, error=self.breaker.not_attempted()
         )
+
+    def _interrupted(self, index: int, entry: object, flight: _Flight) -> ItemResult:
+        if flight.phase is Phase.QUEUED:
+            error = SkippedError("not attempted: the batch was stopped before it was sent")
+        else:
+            error = SkippedError(
+                f"interrupted while {flight.phase.value}: if it was paid for, the journal "
+                "has its links and a resume downloads them without a new POST"
+            )
+        return ItemResult(index=index, image_url=self._label(entry), ok=False, error=error)
+
+    async def _process(self, index: int, entry: object, flight: _Flight) -> ItemResult:
+        queued_at = anyio.current_time()
+        label = self._label(entry)
+        self._emit(ProgressKind.QUEUED, index, label)
+        if self.breaker.tripped:
+            return self._not_attempted(index, entry)
+        try:
+            if isinstance(entry, BadLine):
+                raise InvalidRequestError(str(entry))
+            url = validate_image_url(entry.url if isinstance(entry, InputLine) else entry)
+        except FreepikError as exc:
+            return self._failure(index, label, exc, queued_at=queued_at)
+        first = self.duplicates.claim(url, self.config.size, index)
+        if first is not None:
+            self.stats.duplicates += 1
+            result = await self.duplicates.follow(first, index, url, self.config.size)
+            if result.ok:
+                result = attrs.evolve(result, location=self._location(self._sink_item(index, url)))
+            return result
+        try:
+            result = await self._stored_or_submit(index, url, flight, queued_at)
+        except BaseException:
+            self.duplicates.abandon(url, self.config.size)
+            raise
+        self.duplicates.settle(url, self.config.size, result)
+        return result
+
+    async def _stored_or_submit(
+        self, index: int, url: str, flight: _Flight, queued_at: float
+    ) -> ItemResult:
+        size = self.config.size
+        item = self._sink_item(index, url)
         if not self.config.overwrite:
-            done = self.journal is not None and self.journal.is_stored(url, self.config.size)
-            # The journal is enough: no need to ask the sink (a request, for object storage).
-            location = None if done else await self.sink.exists(item)
+            done = self.journal is not None and self.journal.is_stored(url, size)
+            try:
+                # The journal is enough: no need to ask the sink (a request, for object storage).
+                location = None if done else await self.sink.exists(item)
+            except FreepikError as exc:
+                return self._failure(index, url, exc, queued_at=queued_at)
             if done or location is not None:
                 return ItemResult(
                     index=index,
@@ -232,59 +368,76 @@ class Runner:
                     skipped=True,
                     queued_at=queued_at,
                 )
-        return await self._submit_and_store(index, url, item, queued_at)
+        return await self._submit_and_store(index, url, item, flight, queued_at)
+
+    def _sink_item(self, index: int, url: str) -> SinkItem:
+        size = self.config.size
+        return SinkItem(index=index, image_url=url, name=output_name(url, size), size=size)
 
     def _location(self, item: SinkItem) -> str:
         if isinstance(self.sink, DirectorySink):
             return str(self.sink.path_for(item))
         return item.name
 
-    def _stopped(self, index: int, url: str, queued_at: float) -> ItemResult:
-        error = copy.copy(self.stop_error)
-        if error is None:  # pragma: no cover - only called once stop_error is set
-            error = SkippedError("batch stopped")
-        error.attempts = error.ambiguous_retries = 0
-        return ItemResult(index=index, image_url=url, ok=False, error=error, queued_at=queued_at)
-
-    def _raise_if_stopped(self) -> None:
-        if self.stop_error is not None:
-            raise SkippedError(f"batch stopped: {self.stop_error}", cause=self.stop_error)
-
-    async def _before_attempt(self) -> None:
-        self._raise_if_stopped()
+    async def _before_attempt(self, flight: _Flight) -> None:
+        if self.breaker.tripped:
+            raise self.breaker.not_attempted()
         await self.gate.wait()
         # The batch may have stopped while this task waited for its turn.
-        self._raise_if_stopped()
+        if self.breaker.tripped:
+            raise self.breaker.not_attempted()
+        # The last moment an outer cancellation can drop the item for free.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        flight.enter(Phase.POSTING)
         self.stats.posts += 1
 
-    def _on_retry(self, index: int) -> Callable[[RetryEvent], None]:
+    def _on_retry(self, index: int, flight: _Flight) -> Callable[[RetryEvent], None]:
         def hook(event: RetryEvent) -> None:
             self.stats.retries += 1
             if event.ambiguous:
                 self.stats.ambiguous_retries += 1
-            if event.operation == "post" and isinstance(event.error, RateLimitError):
-                self.stats.throttled += 1
-                self.gate.pause(event.wait)
-                self.slots.throttled()
-                self.stats.concurrency = self.slots.limit
+            if event.operation == "post":
+                # The attempt is over: between attempts, stopping drops the item.
+                flight.enter(Phase.QUEUED)
+                if self._stopping:
+                    flight.scope.cancel()
+                self.breaker.attempt_failed(event.error, on_post=True)
+                if isinstance(event.error, RateLimitError):
+                    self.stats.throttled += 1
+                    self.gate.pause(event.wait)
+                    self.slots.throttled()
+                    self.stats.concurrency = self.slots.limit
             self._emit(ProgressKind.RETRIED, index, event.url, retry=event)
 
         return hook
 
+    async def _post(self, url: str, flight: _Flight, hook: Callable[[RetryEvent], None]) -> Cutout:
+        try:
+            cutout = await self.client.remove_background(
+                url, before_attempt=lambda: self._before_attempt(flight), on_retry=(hook,)
+            )
+        except FreepikError as exc:
+            self.breaker.attempt_failed(exc, on_post=True)
+            self.breaker.item_failed(exc, on_post=True)
+            raise
+        flight.enter(Phase.PAID)
+        self.breaker.post_succeeded()
+        return cutout
+
     async def _submit_and_store(
-        self, index: int, url: str, item: SinkItem, queued_at: float
+        self, index: int, url: str, item: SinkItem, flight: _Flight, queued_at: float
     ) -> ItemResult:
         attempts = ambiguous = resubmits = 0
         posted_at: float | None = None
         cutout: Cutout | None = self.journal.pending_cutout(url) if self.journal else None
-        hook = self._on_retry(index)
+        if cutout is not None:
+            flight.enter(Phase.PAID)
+        hook = self._on_retry(index, flight)
         while True:
             try:
                 if cutout is None:
                     try:
-                        cutout = await self.client.remove_background(
-                            url, before_attempt=self._before_attempt, on_retry=(hook,)
-                        )
+                        cutout = await self._post(url, flight, hook)
                     except FreepikError as exc:
                         attempts += exc.attempts
                         ambiguous += exc.ambiguous_retries
@@ -292,29 +445,25 @@ class Runner:
                     attempts += cutout.attempts
                     ambiguous += cutout.ambiguous_retries
                     posted_at = anyio.current_time()
-                    if self.journal is not None:
-                        self.journal.record_posted(index, cutout)
+                    self._journal_posted(index, cutout)
                     self._emit(ProgressKind.POSTED, index, url)
-                store_item = attrs.evolve(item, cutout=cutout)
-
-                async def store(chunks: AsyncIterator[bytes], it: SinkItem = store_item) -> str:
-                    try:
-                        return await self.sink.store(it, chunks)
-                    except FreepikError:
-                        raise  # a broken transfer: retried by download_with
-                    except Exception as exc:
-                        # A typed failure of this item (which stops the batch), not a crash.
-                        raise SinkError(f"storing {it.name} failed: {exc!r}") from exc
-
                 location = await self.client.download_with(
-                    cutout, store, size=self.config.size, on_retry=(hook,)
+                    cutout,
+                    self._storer(attrs.evolve(item, cutout=cutout)),
+                    size=self.config.size,
+                    on_retry=(hook,),
                 )
             except FreepikError as exc:
-                if isinstance(exc, LinkExpiredError) and resubmits < self.config.resubmit_expired:
+                if (
+                    isinstance(exc, LinkExpiredError)
+                    and resubmits < self.config.resubmit_expired
+                    and not self._stopping
+                ):
                     logger.warning("link for %s expired before download; submitting again", url)
                     resubmits += 1
                     self.stats.resubmits += 1
                     cutout = None
+                    flight.enter(Phase.QUEUED)
                     continue
                 return self._failure(
                     index,
@@ -342,17 +491,26 @@ class Runner:
                 stored_at=anyio.current_time(),
             )
 
-    def _stops_everything(self, exc: FreepikError) -> bool:
-        if isinstance(exc, _STOPPING_ERRORS):
-            return True
-        # A 429 demanding a longer wait than we retry for is a temporary block:
-        # every other request would be refused too.
-        limit = self.client.retry_policy.max_retry_after
-        return (
-            isinstance(exc, RateLimitError)
-            and exc.retry_after is not None
-            and exc.retry_after > limit
-        )
+    def _journal_posted(self, index: int, cutout: Cutout) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_posted(index, cutout)
+        except JournalError as exc:
+            # Stop, but still store this one: it is paid for.
+            self._fail_hard(exc)
+
+    def _storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
+        async def store(chunks: AsyncIterator[bytes]) -> str:
+            try:
+                return await self.sink.store(item, chunks)
+            except FreepikError:
+                raise  # a broken transfer: retried by download_with
+            except Exception as exc:
+                # A typed failure of this item (which stops the batch), not a crash.
+                raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
+
+        return store
 
     def _failure(
         self,
@@ -366,14 +524,7 @@ class Runner:
         resubmits: int = 0,
         posted_at: float | None = None,
     ) -> ItemResult:
-        if isinstance(exc, SkippedError) and exc.cause is not None:
-            return self._stopped(index, url, queued_at)
-        if self.stop_error is None and (
-            self._stops_everything(exc)
-            or (self.config.fail_fast and not isinstance(exc, SkippedError))
-        ):
-            self.stop_error = exc
-            logger.error("stopping the batch: %s", exc)
+        self.breaker.item_failed(exc, on_post=False)
         return ItemResult(
             index=index,
             image_url=url,

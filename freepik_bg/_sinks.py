@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from ._errors import OutputConflictError
+from ._errors import OutputConflictError, SinkError
 from ._models import Cutout, Size
 
 __all__ = [
@@ -56,7 +56,7 @@ def output_name(image_url: str, size: Size = "high_resolution") -> str:
     return f"{stem}-{digest}{_SUFFIX[size]}"
 
 
-def _file_mode() -> int:
+def file_mode() -> int:
     """What ``open()`` would create: 0o666 less the process umask."""
     # os.umask can only be read by setting it; do so once, at first use.
     global _MODE
@@ -106,7 +106,7 @@ async def write_atomic(
     try:
         with os.fdopen(fd, "wb") as fh:
             # mkstemp makes 0600 files; a cutout is for a web server or a colleague too.
-            os.fchmod(fh.fileno(), _file_mode())
+            os.fchmod(fh.fileno(), file_mode())
             if source is not None:
                 _record_source(fh.fileno(), source)
             async for chunk in chunks:
@@ -191,6 +191,20 @@ class DirectorySink:
         if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
             raise ValueError(f"unsafe output name {name!r}")
         return self.directory / name
+
+    async def check(self) -> None:
+        """Create the directory if needed and make sure files can be written there."""
+        directory = self.directory
+        if directory.exists() and not directory.is_dir():
+            raise SinkError(f"the output {directory} is a file, not a directory")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # A real write: permission bits alone miss read-only mounts and ACLs.
+            fd, probe = tempfile.mkstemp(prefix=".freepik-bg-check.", dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise SinkError(f"cannot write to the output {directory}: {exc.strerror}") from exc
 
     async def exists(self, item: SinkItem) -> str | None:
         """The path if the file is already there and holds ``item``'s cutout."""

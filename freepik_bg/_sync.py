@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 import anyio
 import httpx
 
-from ._batch import Dest
+from ._batch import Dest, Urls
 from ._client import AsyncClient
 from ._config import BatchConfig
 from ._models import BatchReport
@@ -42,7 +41,7 @@ def batch_client(config: BatchConfig, **client_options: Any) -> AsyncClient:
 
 
 def remove_backgrounds(
-    urls: Iterable[str] | AsyncIterable[str],
+    urls: Urls,
     dest: Dest,
     config: BatchConfig | None = None,
     *,

@@ -102,9 +102,15 @@ async def test_stop_on_401_sends_nothing_more(service: FakeService, client: Asyn
         service.fail[url] = httpx.Response(401, json={"message": "Invalid API key"})
     report = await client.run_batch(urls(50), MemorySink(), concurrency=4, rate=None)
     assert len(report.failed) == 50
-    assert all(isinstance(r.error, AuthenticationError) for r in report.failed)
-    assert len(service.posts) <= 4
-    assert "Invalid API key" in str(report.failed[-1].error)
+    refused = [r for r in report.failed if isinstance(r.error, AuthenticationError)]
+    assert 1 <= len(refused) == len(service.posts) <= 4
+    # The others were never sent: one shared reason, naming what to check.
+    others = [r.error for r in report.failed if r not in refused]
+    assert all(isinstance(e, freepik_bg.SkippedError) for e in others)
+    assert {str(e) for e in others} == {f"not attempted: {report.stop_reason}"}
+    assert "Invalid API key" in str(report.stop_reason)
+    assert "FREEPIK_API_KEY" in str(report.stop_reason)
+    assert isinstance(report.stopped_by, AuthenticationError)
 
 
 async def test_fail_fast(service: FakeService, client: AsyncClient) -> None:
@@ -114,6 +120,12 @@ async def test_fail_fast(service: FakeService, client: AsyncClient) -> None:
     )
     assert len(report.failed) == 30
     assert len(service.posts) == 1
+    first, *rest = sorted(report.failed, key=lambda r: r.index)
+    assert isinstance(first.error, freepik_bg.BadRequestError)
+    # Valid items that were never attempted are not blamed for item 0's error.
+    assert all(isinstance(r.error, freepik_bg.SkippedError) for r in rest)
+    assert all("bad" not in str(r.error).split("fail_fast")[0] for r in rest)
+    assert all(r.attempts == 0 for r in rest)
 
 
 async def test_skip_existing_without_a_credit(
@@ -311,7 +323,8 @@ class _HangingBody(httpx.AsyncByteStream):
         await anyio.sleep_forever()
 
 
-async def test_cancellation_is_prompt_and_leaves_no_temp_files(
+@pytest.mark.virtual_clock
+async def test_cancelled_batch_drains_then_abandons_stuck_downloads(
     service: FakeService, client: AsyncClient, tmp_path: Path
 ) -> None:
     reached = anyio.Event()
@@ -322,45 +335,86 @@ async def test_cancellation_is_prompt_and_leaves_no_temp_files(
     out = tmp_path / "out"
 
     async def consume() -> None:
-        async with client.batch(urls(50), out, concurrency=4, rate=None, journal=journal) as res:
-            async for _ in res:
+        async with client.batch(
+            urls(50), out, concurrency=4, rate=None, journal=journal, drain_timeout=2.0
+        ) as results:
+            async for _ in results:
                 pass
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(consume)
-        with anyio.fail_after(5):
-            await reached.wait()
+        await reached.wait()
         # Downloads are mid-file: temp files exist right now.
         assert list(out.glob("*.part"))
         tg.cancel_scope.cancel()
         started = anyio.current_time()
-    assert anyio.current_time() - started < 1.0
+    # The paid downloads were given drain_timeout to finish, then abandoned.
+    assert anyio.current_time() - started == pytest.approx(2.0)
     assert list(out.iterdir()) == []
-    for line in journal.read_text().splitlines():
-        json.loads(line)
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    # Every POST that was answered is in the journal as paid: a resume downloads it.
+    assert sorted(e["url"] for e in events if e["event"] == "posted") == sorted(service.posts)
+    assert 1 <= len(service.posts) <= 4
 
 
-async def test_cancelling_hanging_posts_is_prompt(
+@pytest.mark.virtual_clock
+async def test_cancelled_batch_finishes_what_was_sent_and_sends_nothing_more(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    sent = anyio.Event()
+    on_the_wire = 0
+
+    async def slow_post(request: httpx.Request) -> httpx.Response:
+        nonlocal on_the_wire
+        on_the_wire += 1
+        if on_the_wire == 4:
+            sent.set()
+        await anyio.sleep(5)  # well under the drain timeout
+        return await service.on_post(request)
+
+    service.post_route.side_effect = slow_post
+    journal = tmp_path / "run.jsonl"
+    with anyio.CancelScope() as scope:
+        async with client.batch(urls(50), tmp_path, concurrency=4, journal=journal) as results:
+            await sent.wait()
+            scope.cancel()  # as a deadline or a sibling's failure would
+            async for _ in results:
+                pass
+    assert scope.cancelled_caught
+    assert len(service.posts) == 4
+    stored = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert sorted(e["url"] for e in stored if e["event"] == "stored") == sorted(service.posts)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(
+        output_name(u) for u in service.posts
+    )
+
+
+@pytest.mark.virtual_clock
+async def test_stop_drains_and_abort_abandons_at_once(
     service: FakeService, client: AsyncClient
 ) -> None:
     posted = anyio.Event()
+    hanging: list[httpx.Request] = []
 
     async def hang(request: httpx.Request) -> httpx.Response:
+        hanging.append(request)
         posted.set()
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
     service.post_route.side_effect = hang
-    with anyio.CancelScope() as scope:
-        async with client.batch(urls(10), MemorySink(), rate=None) as results:
-            with anyio.fail_after(5):
-                await posted.wait()
-            scope.cancel()
-            started = anyio.current_time()
-            async for _ in results:
-                pass
-    assert scope.cancelled_caught
-    assert anyio.current_time() - started < 1.0
+    async with client.batch(urls(10), MemorySink(), rate=None, drain_timeout=30) as results:
+        await posted.wait()
+        results.stop()
+        await anyio.sleep(1)
+        assert results.stats.in_flight > 0  # still draining the POSTs on the wire
+        started = anyio.current_time()
+        results.abort()
+        items = [item async for item in results]
+    assert anyio.current_time() - started == pytest.approx(0.0)
+    assert all(isinstance(item.error, freepik_bg.SkippedError) for item in items)
+    abandoned = [item for item in items if "interrupted while posting" in str(item.error)]
+    assert len(abandoned) == len(hanging) >= 1
 
 
 async def test_long_retry_after_stops_the_batch(service: FakeService, client: AsyncClient) -> None:
@@ -368,9 +422,10 @@ async def test_long_retry_after_stops_the_batch(service: FakeService, client: As
         service.fail[url] = httpx.Response(429, headers={"retry-after": "3600"})
     report = await client.run_batch(urls(20), MemorySink(), concurrency=2, rate=None)
     assert len(report.failed) == 20
-    assert all(isinstance(r.error, freepik_bg.RateLimitError) for r in report.failed)
-    assert all(r.error.retry_after == 3600 for r in report.failed)  # type: ignore[union-attr]
-    assert len(service.posts) <= 2
+    blocked = [r.error for r in report.failed if isinstance(r.error, freepik_bg.RateLimitError)]
+    assert 1 <= len(blocked) == len(service.posts) <= 2
+    assert all(e.retry_after == 3600 for e in blocked)
+    assert "temporary block" in str(report.stop_reason)
 
 
 class _BrokenSink(MemorySink):

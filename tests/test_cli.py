@@ -128,7 +128,7 @@ def test_csv_input(emu: Emulator, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "key", "message"),
     [
-        (["remove", "no-such-file.txt", "-o", "out"], KEY, "input file not found"),
+        (["remove", "no-such-file.txt", "-o", "out"], KEY, "No such file"),
         (["remove", "urls.txt", "-o", "out"], None, "FREEPIK_API_KEY"),
         (["remove", "urls.txt", "-o", "out", "--api-key-file", "nope"], None, "--api-key-file"),
         (["remove", "urls.txt", "-o", "out", "--base-url", "ftp://x"], KEY, "base_url"),
@@ -177,9 +177,11 @@ def test_api_key_file_and_key_never_echoed(emu: Emulator, tmp_path: Path) -> Non
         ["remove", str(listing), "-o", str(tmp_path / "o2"), "--base-url", emu.base_url],
         key="wrong-key",
     )
-    assert bad.returncode == 1
+    # A refused key stops the run at once: exit 3, one line naming what to check.
+    assert bad.returncode == 3
     assert "401" in bad.stdout
-    assert "Invalid API key" in bad.stdout
+    assert "Invalid API key" in bad.stderr
+    assert "check $FREEPIK_API_KEY" in bad.stderr
 
 
 def test_sigint_then_resume_pays_nothing_twice(tmp_path: Path) -> None:

@@ -207,15 +207,6 @@ CASES = [
         1,
         setup=post_faults(Fault.http_error(501, message="Not Implemented")),
     ),
-    Case(
-        "404 from the API",
-        good(113),
-        freepik_bg.NotFoundError,
-        "Not found",
-        404,
-        1,
-        setup=post_faults(Fault.http_error(404)),
-    ),
 ]
 
 
@@ -305,6 +296,9 @@ STOPPERS = [
     (403, freepik_bg.PermissionDeniedError, "Forbidden"),
     # A 429 demanding more than max_retry_after (60 s) is a block: not waited for.
     (429, freepik_bg.RateLimitError, "Rate limit exceeded"),
+    # The endpoint itself answering 404 or 405 is a wrong base URL.
+    (404, freepik_bg.NotFoundError, "Not found"),
+    (405, freepik_bg.APIStatusError, "Method Not Allowed"),
 ]
 
 
@@ -320,6 +314,8 @@ async def test_errors_that_stop_the_batch(
             emu.inject("post", Fault.http_error(402, message=message))
         elif status == 429:
             emu.inject("post", Fault.http_error(429, retry_after=120))
+        elif status in (404, 405):
+            emu.inject("post", Fault.http_error(status, message=message))
         else:
             emu.inject("post", Fault.http_error(403))
         urls = [emu.image_url(GOOD) + f"?i={i}" for i in range(20)]
@@ -341,8 +337,12 @@ async def test_errors_that_stop_the_batch(
     if status == 429:
         assert isinstance(first.error, freepik_bg.RateLimitError)
         assert first.error.retry_after == 120
+    # The rest were never sent: one shared reason, not the first item's error.
+    assert report.stopped_by is first.error
     for rest in report.failed:
-        assert isinstance(rest.error, error)
         if rest is not first:
+            assert isinstance(rest.error, freepik_bg.SkippedError)
+            assert str(rest.error) == f"not attempted: {report.stop_reason}"
+            assert rest.error.cause is first.error
             assert rest.attempts == 0
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

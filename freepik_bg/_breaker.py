@@ -1,0 +1,125 @@
+"""The circuit breaker: when one failure means every later request would fail the same way.
+
+A wrong key, an account out of credits, a base URL whose endpoint answers
+404, an API host where nothing listens, a destination that cannot be written:
+each of these would fail every remaining item, most of them after a request.
+The breaker trips once, with one message that names what to check, and the
+runner gives every item not yet sent the same "not attempted" error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    FreepikError,
+    InsufficientCreditsError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    SinkError,
+    SkippedError,
+)
+
+__all__ = ["Breaker"]
+
+logger = logging.getLogger("freepik_bg")
+
+_BASE_URL_HINT = "check base_url (--base-url, $FREEPIK_BASE_URL)"
+# Failed connection attempts in a row, across the batch, with no POST getting
+# through in between: enough to ride out a blip, few enough to stop in seconds.
+CONNECT_RUN_LIMIT = 8
+
+
+def _origin(error: APIConnectionError) -> str:
+    request = error.request
+    if request is None:
+        return "the API host"
+    return str(request.url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+
+
+def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
+    """Why ``error`` stops the whole batch, naming what to check; ``None`` if it does not."""
+    if isinstance(error, AuthenticationError):
+        return f"the API key was refused ({error}): check $FREEPIK_API_KEY or --api-key-file"
+    if isinstance(error, InsufficientCreditsError):
+        return f"the account has no credits left ({error}): top up, then resume"
+    if isinstance(error, PermissionDeniedError):
+        return f"the API key may not use this endpoint ({error})"
+    if on_post and (
+        isinstance(error, NotFoundError)
+        or (isinstance(error, APIStatusError) and error.status_code == 405)
+    ):
+        return f"the remove-background endpoint answered {error}: {_BASE_URL_HINT}"
+    if isinstance(error, SinkError):
+        return f"results cannot be stored ({error}): fix the destination, then resume"
+    return None
+
+
+@attrs.define(slots=True)
+class Breaker:
+    """Trips once on a batch-wide failure; remembers why.
+
+    ``max_retry_after`` is the retry policy's cap: a 429 demanding a longer
+    wait is a temporary block, and every other request would be refused too.
+    """
+
+    max_retry_after: float
+    fail_fast: bool = False
+    error: FreepikError | None = None
+    reason: str | None = None
+    _connect_run: int = 0
+
+    @property
+    def tripped(self) -> bool:
+        """True once the batch must stop submitting."""
+        return self.error is not None
+
+    def trip(self, error: FreepikError, reason: str) -> None:
+        """Stop the batch for ``reason``; only the first trip counts."""
+        if self.error is None:
+            self.error, self.reason = error, reason
+            logger.error("stopping the batch: %s", reason)
+
+    def not_attempted(self) -> SkippedError:
+        """The error of an item that was not sent because the breaker tripped."""
+        return SkippedError(f"not attempted: {self.reason}", cause=self.error)
+
+    def post_succeeded(self) -> None:
+        """A POST got through: the API host is reachable."""
+        self._connect_run = 0
+
+    def attempt_failed(self, error: FreepikError, *, on_post: bool) -> None:
+        """One attempt failed (it may still be retried)."""
+        if not (on_post and isinstance(error, APIConnectionError)) or error.maybe_processed:
+            return
+        self._connect_run += 1
+        if self._connect_run >= CONNECT_RUN_LIMIT:
+            self.trip(
+                error,
+                f"cannot connect to {_origin(error)} ({self._connect_run} attempts in a row "
+                f"failed, the last with: {error}): {_BASE_URL_HINT} and the network",
+            )
+
+    def item_failed(self, error: FreepikError, *, on_post: bool) -> None:
+        """An item failed for good: does that stop everything?"""
+        if isinstance(error, SkippedError):
+            return
+        reason = stop_reason(error, on_post=on_post)
+        blocked = (
+            isinstance(error, RateLimitError)
+            and error.retry_after is not None
+            and error.retry_after > self.max_retry_after
+        )
+        if reason is None and blocked:
+            reason = f"the service asked to wait over {self.max_retry_after:.0f} s ({error}): "
+            reason += "a temporary block; resume later"
+        if reason is None and self.fail_fast:
+            reason = f"fail_fast is on and an item failed: {error}"
+        if reason is not None:
+            self.trip(error, reason)

@@ -1,0 +1,93 @@
+"""Duplicates in one batch: the same (URL, rendition) is paid for and stored once.
+
+The first occurrence does the work; later ones wait for it (if it is still in
+flight) and report its outcome as their own, marked ``duplicate_of`` its
+index, so every input line still gets a result and the counts add up.
+Memory is about 100 bytes per distinct URL: a 64-bit key and the first index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import anyio
+import attrs
+
+from ._errors import FreepikError, SkippedError
+from ._models import ItemResult
+
+__all__ = ["Duplicates"]
+
+
+def _key(url: str, size: str) -> int:
+    digest = hashlib.blake2b(f"{size}\0{url}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
+
+
+@attrs.define(slots=True, eq=False)
+class _Leader:
+    """The first occurrence, while it is in flight."""
+
+    index: int
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    error: FreepikError | None = None
+    settled: bool = False
+
+
+@attrs.define(slots=True)
+class Duplicates:
+    """Which (URL, rendition) pairs this batch has seen, and how the first one ended."""
+
+    # The first index of a settled success, or the leader while it is in flight.
+    _seen: dict[int, int | _Leader] = attrs.field(factory=dict)
+    # Failures are rare: only they keep their error, so that duplicates can report it.
+    _failed: dict[int, tuple[int, FreepikError]] = attrs.field(factory=dict)
+
+    def claim(self, url: str, size: str, index: int) -> int | _Leader | None:
+        """``None`` if this is the first occurrence (now the leader), else the first's record."""
+        key = _key(url, size)
+        if key in self._failed:
+            return self._failed[key][0]
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = _Leader(index)
+        return first
+
+    def settle(self, url: str, size: str, result: ItemResult) -> None:
+        """The leader finished: record how, and wake its followers."""
+        key = _key(url, size)
+        leader = self._seen.get(key)
+        if not isinstance(leader, _Leader):  # pragma: no cover - settle follows claim
+            return
+        leader.settled = True
+        if result.ok:
+            self._seen[key] = leader.index
+        else:
+            leader.error = result.error
+            del self._seen[key]
+            if result.error is not None:
+                self._failed[key] = (leader.index, result.error)
+        leader.done.set()
+
+    def abandon(self, url: str, size: str) -> None:
+        """The leader was interrupted: its followers are interrupted too."""
+        leader = self._seen.pop(_key(url, size), None)
+        if isinstance(leader, _Leader):
+            leader.done.set()
+
+    async def follow(self, first: int | _Leader, index: int, url: str, size: str) -> ItemResult:
+        """This item's result, as a duplicate of ``first``."""
+        if isinstance(first, _Leader):
+            await first.done.wait()
+            if not first.settled:
+                error: FreepikError = SkippedError(
+                    f"not attempted: item {first.index}, the same URL, was interrupted"
+                )
+                return ItemResult(index, url, ok=False, error=error, duplicate_of=first.index)
+            first_index = first.index
+        else:
+            first_index = first
+        failed = self._failed.get(_key(url, size))
+        if failed is not None:
+            return ItemResult(index, url, ok=False, error=failed[1], duplicate_of=failed[0])
+        return ItemResult(index, url, ok=True, skipped=True, duplicate_of=first_index)

@@ -1,0 +1,197 @@
+"""``freepik-bg remove``: checks before any credit, the batch, signals that drain, the report.
+
+Exit codes: 0 every item stored (or already stored), 1 some items failed,
+2 a usage or configuration error (nothing was sent), 3 the batch was stopped
+by an account or configuration problem (a refused key, no credits, a wrong
+base URL, an unreachable API, a destination that cannot be written),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import attrs
+
+from ._batch import BatchResults, make_sink, raise_single
+from ._config import BatchConfig, resolve_api_key
+from ._display import Display, make_display
+from ._errors import SkippedError
+from ._input import InputError, count_entries, read_entries
+from ._journal import Journal
+from ._report import ReportWriter, check_report_path
+from ._sync import batch_client
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = [
+    "DEFAULT_JOURNAL_NAME",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_USAGE",
+    "UsageError",
+    "read_api_key",
+    "run_remove",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_JOURNAL_NAME = ".freepik-bg-journal.jsonl"
+
+
+class UsageError(Exception):
+    """A problem the user fixes by changing the command or the environment."""
+
+
+def read_api_key(key_file: Path | None) -> str:
+    """The key from ``--api-key-file`` or the environment, checked; never printed."""
+    if key_file is None:
+        return resolve_api_key(None)
+    try:
+        lines = key_file.read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read --api-key-file {key_file}: {reason}") from None
+    if not lines or not lines[0].strip():
+        raise UsageError(f"--api-key-file {key_file} is empty")
+    return resolve_api_key(lines[0])
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    return shlex.join(["freepik-bg", *argv])
+
+
+@attrs.define(slots=True)
+class _Tally:
+    """What the run did, for the summary, the report and the exit code."""
+
+    counts: dict[str, int] = attrs.field(factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
+    not_attempted: int = 0
+    duplicates: int = 0
+    signals: int = 0
+
+    def add(self, item_status: str, *, not_attempted: bool, duplicate: bool) -> None:
+        self.counts[item_status] += 1
+        self.not_attempted += not_attempted
+        self.duplicates += duplicate
+
+
+async def _watch_signals(results: BatchResults, display: Display, tally: _Tally) -> None:
+    # First signal: send nothing more, finish and store what was paid for.
+    # Second: abandon what is in flight (its links are in the journal).
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            tally.signals += 1
+            if tally.signals == 1:
+                display.interrupted(drain=True)
+                results.stop()
+            else:
+                display.interrupted(drain=False)
+                results.abort()
+                return
+
+
+def _open_journal(args: argparse.Namespace) -> Journal:
+    path = Path(args.journal) if args.journal else Path(args.output) / DEFAULT_JOURNAL_NAME
+    journal = Journal(path)
+    journal.open()  # takes the run's lock: a second run into the same folder is refused here
+    return journal
+
+
+async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
+    """Run ``freepik-bg remove``; everything that can be checked is checked before any POST."""
+    api_key = read_api_key(args.api_key_file)
+    # The client first: a bad base URL is found before anything is created on disk.
+    client = batch_client(
+        config,
+        api_key=api_key,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        retry_ambiguous=not args.no_retry_ambiguous,
+    )
+    try:
+        entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
+    except InputError as exc:
+        # The parser speaks the SDK's option names; here they are flags.
+        raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+    sink = make_sink(args.output)
+    check = getattr(sink, "check", None)
+    if check is not None:
+        await check()
+    if args.report is not None:
+        try:
+            check_report_path(args.report)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    total = None if args.input == "-" else count_entries(args.input, column=args.column)
+    if total == 0:
+        entries.close()
+        print(f"freepik-bg: found 0 URLs in {args.input}: nothing to do", file=sys.stderr)
+        return EXIT_OK
+    journal = _open_journal(args)
+    display = make_display(args.progress, quiet=args.quiet)
+    config = attrs.evolve(config, journal=journal, progress=display.on_event)
+    report = ReportWriter(args.report) if args.report is not None else None
+    tally = _Tally()
+    start = anyio.current_time()
+    stop_reason: str | None = None
+    try:
+        async with client, anyio.create_task_group() as tg:
+            async with client.batch(entries, sink, config) as results:
+                tg.start_soon(_watch_signals, results, display, tally)
+                display.start(results.stats, total)
+                async for item in results:
+                    skipped_error = isinstance(item.error, SkippedError)
+                    tally.add(
+                        item.status,
+                        not_attempted=skipped_error,
+                        duplicate=item.duplicate_of is not None,
+                    )
+                    display.item(item)
+                    if report is not None:
+                        report.add(item)
+                stop_reason = results.stop_reason
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise_single(group)
+    finally:
+        display.stop()
+        entries.close()
+        journal.close()
+    elapsed = anyio.current_time() - start
+    summary = {
+        **tally.counts,
+        "total": sum(tally.counts.values()),
+        "not_attempted": tally.not_attempted,
+        "duplicates": tally.duplicates,
+        "elapsed_seconds": round(elapsed, 3),
+        "interrupted": tally.signals > 0,
+        "stop_reason": stop_reason,
+    }
+    if report is not None:
+        report.finish(summary)
+    display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))
+    if stop_reason is not None:
+        untried = (
+            f" {tally.not_attempted} item(s) were not attempted." if tally.not_attempted else ""
+        )
+        print(
+            f"freepik-bg: stopped: {stop_reason}.{untried} Rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
+    if tally.signals:
+        if tally.not_attempted:
+            print(f"{tally.not_attempted} item(s) were not attempted.", file=sys.stderr)
+        print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if tally.counts["failed"] else EXIT_OK

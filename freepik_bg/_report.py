@@ -1,0 +1,75 @@
+"""The CLI's JSON report: one record per item, streamed, written atomically (or to stdout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from ._models import ItemResult
+from ._sinks import file_mode
+
+__all__ = ["ReportWriter", "check_report_path"]
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse, before any credit is spent, a report path that cannot be written."""
+    if str(path) == "-":
+        return
+    if path.is_dir():
+        raise ValueError(
+            f"--report {path} is a directory: give a file name, e.g. {path}/report.json"
+        )
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--report {path}: cannot create {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--report {path}: {parent} is not writable")
+
+
+class ReportWriter:
+    """Streams ``{"items": [...], "summary": {...}}``; memory stays flat for millions of items.
+
+    A file report goes to a temp file beside it, renamed into place at the
+    end with the permissions ``open()`` would give; ``-`` writes to stdout.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp: Path | None = None
+        if str(path) == "-":
+            self._fh: IO[str] = sys.stdout
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            os.fchmod(fd, file_mode())
+            self._tmp = Path(tmp)
+            self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        self._fh.write('{"items": [\n')
+        self._first = True
+
+    def add(self, item: ItemResult) -> None:
+        """Append one item's record."""
+        if not self._first:
+            self._fh.write(",\n")
+        self._first = False
+        self._fh.write(json.dumps(item.to_record(), ensure_ascii=False))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Write the summary and put the report in place."""
+        self._fh.write('\n], "summary": ' + json.dumps(summary) + "}\n")
+        if self._tmp is None:
+            self._fh.flush()
+            return
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        """Drop a report that will not be finished."""
+        if self._tmp is not None:
+            self._fh.close()
+            self._tmp.unlink(missing_ok=True)
