@@ -178,14 +178,17 @@ class RichDisplay:
         self.console.print(table)
 
 
-def make_display(mode: str, *, quiet: bool) -> Display:
-    """``auto`` picks the bar on a terminal when rich is installed, else plain lines."""
+def make_display(mode: str, *, quiet: bool, stream: TextIO | None = None) -> Display:
+    """``auto`` picks the bar on a terminal when rich is installed, else plain lines.
+
+    Plain lines go to ``stream`` (stdout by default; stderr when stdout carries the report).
+    """
     if mode == "none":
-        return PlainDisplay(quiet=True, per_item=False)
+        return PlainDisplay(quiet=True, per_item=False, stream=stream)
     if mode in ("auto", "bar") and (mode == "bar" or sys.stderr.isatty()):
         try:
             return RichDisplay()
         except ImportError:
             if mode == "bar":
                 print("rich is not installed; showing plain progress", file=sys.stderr)
-    return PlainDisplay(quiet=quiet)
+    return PlainDisplay(quiet=quiet, stream=stream)

@@ -16,6 +16,7 @@ error messages, never the API key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -68,7 +69,9 @@ class Journal:
         self._load()
 
     def _load(self) -> None:
-        if not self.path.exists():
+        # Only a regular file holds earlier runs; a device or a pipe (/dev/full,
+        # /dev/null) would read forever or block.
+        if not self.path.is_file():
             return
         with self.path.open("r", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -195,10 +198,13 @@ class Journal:
         self._write({"event": "stored" if result.ok else "failed", "size": size, **record})
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the file (and so release the run's lock)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            # Every line is flushed as written: what is left is a line whose write
+            # already failed and was raised as a JournalError.
+            with contextlib.suppress(OSError):
+                fh.close()
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, completed={self.completed})"

@@ -138,7 +138,10 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         print(f"freepik-bg: found 0 URLs in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
     journal = _open_journal(args)
-    display = make_display(args.progress, quiet=args.quiet)
+    to_stdout = args.report is not None and str(args.report) == "-"
+    display = make_display(
+        args.progress, quiet=args.quiet, stream=sys.stderr if to_stdout else None
+    )
     config = attrs.evolve(config, journal=journal, progress=display.on_event)
     report = ReportWriter(args.report) if args.report is not None else None
     tally = _Tally()
