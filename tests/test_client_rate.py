@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,11 +13,13 @@ import pytest
 
 import freepik_bg
 from freepik_bg import AsyncClient, MemorySink
+from freepik_bg.testing import Emulator
 
 from .conftest import API, KEY, FakeService, urls
 
 pytestmark = pytest.mark.anyio
 
+ROOT = Path(__file__).parent.parent
 #: The gate paces 2 % under the given rate.
 PACE = 0.98
 
@@ -180,3 +184,54 @@ async def test_a_batch_on_a_rated_client_goes_at_the_lower_limit(
 def test_rate_and_burst_are_checked(rate: float | None, burst: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AsyncClient(KEY, base_url=API, rate=rate, burst=burst)
+
+
+# -- the README's FastAPI example -------------------------------------------------
+
+
+def fastapi_example(markdown: Path) -> str:
+    """The FastAPI example of a Markdown file, as written there."""
+    blocks = re.findall(r"```python\n(.*?)```", markdown.read_text(), flags=re.DOTALL)
+    [block] = [b for b in blocks if "FastAPI(lifespan=" in b]
+    return block
+
+
+@pytest.mark.real_backoff
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_readme_fastapi_app_survives_a_burst(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = fastapi_example(ROOT / "README.md")
+    assert fastapi_example(ROOT / "docs" / "async.md") == source
+    # The example as the README has it: it reads the key and the URL from the environment.
+    monkeypatch.setenv("FREEPIK_API_KEY", emu.api_key)
+    monkeypatch.setenv("FREEPIK_BASE_URL", emu.base_url)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "README.md", "exec"), namespace)
+    app = namespace["app"]
+    # The key's real limits over the first minute: a bucket of 50, refilled at 10/s.
+    emu.configure(rate=10, burst=50)
+
+    statuses: list[int] = []
+
+    async def request(web: httpx.AsyncClient, i: int) -> None:
+        image_url = f"{emu.image_url('ball-small.png')}?i={i}"
+        response = await web.post("/cutout", params={"image_url": image_url})
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            assert response.content.startswith(b"\x89PNG")
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as web,
+        anyio.create_task_group() as tg,
+    ):
+        for i in range(100):
+            tg.start_soon(request, web, i)
+    assert statuses == [200] * 100
+    stats = emu.stats
+    assert stats.count("post", 200) == 100
+    # Paced under the key's limit rather than retried into it. The emulator's bucket
+    # starts when the first POST arrives, so a few ms of jitter on loopback can cost a
+    # 429 or two (the real API's windows are no kinder). Unpaced, some 45 are refused.
+    assert stats.count("post", 429) <= 5
