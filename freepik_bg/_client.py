@@ -16,6 +16,7 @@ import httpx
 
 from ._batch import BatchResults, Dest, Urls, collect_report, open_batch
 from ._config import (
+    DEFAULT_BURST,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_RETRIES,
@@ -29,11 +30,13 @@ from ._config import (
 from ._errors import (
     APIResponseValidationError,
     LinkExpiredError,
+    RateLimitError,
     decode_body,
     status_error,
 )
 from ._journal import Journal
-from ._models import BatchReport, Cutout, ProgressHook, Size, check_size, utc_now
+from ._models import BatchReport, Cutout, ProgressHook, RetryEvent, Size, check_size, utc_now
+from ._ratelimit import RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
@@ -59,6 +62,13 @@ class AsyncClient:
     shared: create one per application, use it from many tasks, close it at
     the end. Works under asyncio and trio.
 
+    Freepik limits each API key (50 requests/s over 5 s, 10/s on average over
+    2 minutes), not each task: give ``rate`` and every POST attempt of this
+    client, from any task, retries included, waits on one shared limiter,
+    and a 429 on any call holds back all of them for the server's
+    ``Retry-After`` (or the backoff). A `batch` keeps its own ``rate`` too:
+    both apply, so a batch goes no faster than the lower of the two.
+
     Args:
         api_key: your Freepik key; defaults to ``$FREEPIK_API_KEY``.
         base_url: defaults to ``$FREEPIK_BASE_URL``, then ``https://api.freepik.com``.
@@ -78,11 +88,22 @@ class AsyncClient:
         proxy: a proxy URL, when we create the pool (``HTTPS_PROXY`` and
             friends are honoured too).
         on_retry: callables given a :class:`RetryEvent` before each retry.
+        rate: POSTs per second for the whole client, shared by all its tasks
+            (paced 2 % under it); ``None`` (the default) sets no limit.
+        burst: how many POSTs may go at once before ``rate`` applies.
+
+    Raises:
+        ValueError: ``rate`` is not a positive finite number or ``None``,
+            ``burst`` is below 1, or another size is out of range.
 
     Examples:
         >>> async with AsyncClient() as client:  # doctest: +SKIP
         ...     cutout = await client.remove_background("https://example.com/shoe.jpg")
         ...     await client.download_to(cutout, "shoe.png")
+
+        One client for a web app, within Freepik's 10 requests/s per key:
+
+        >>> client = AsyncClient(rate=10, burst=50)  # doctest: +SKIP
     """
 
     def __init__(
@@ -99,7 +120,13 @@ class AsyncClient:
         verify: Any = True,
         proxy: str | httpx.URL | None = None,
         on_retry: RetryHook | Sequence[RetryHook] = (),
+        rate: float | None = None,
+        burst: int = DEFAULT_BURST,
     ) -> None:
+        # RateGate validates both; without a rate, single calls keep no gate at all
+        # (not even the shared 429 pause), exactly as before.
+        gate = RateGate(rate, burst)
+        self._gate = gate if rate is not None else None
         self.base_url = resolve_base_url(base_url)
         self._auth = ApiKeyAuth(resolve_api_key(api_key), self.base_url)
         self._endpoint = self.base_url.copy_with(
@@ -183,7 +210,8 @@ class AsyncClient:
             image_url: a public http(s) URL of a JPEG or PNG.
             on_retry: hooks for this call, after the client's own.
             before_attempt: awaited before every attempt, retries included
-                (a shared rate limiter, say); it may raise to stop retrying.
+                (a shared rate limiter, say), after the client's own ``rate``
+                gate; it may raise to stop retrying.
 
         Raises:
             InvalidRequestError: ``image_url`` is not an absolute http(s) URL
@@ -198,15 +226,27 @@ class AsyncClient:
             ...     print(cutout.high_resolution)
         """
         url = validate_image_url(image_url)
+        hooks = (*self._hooks, *_hooks(on_retry))
+        gate = self._gate
+        if gate is not None:
+            # The pause comes first, so that the caller's hooks see it already set.
+            hooks = (self._pause_on_429, *hooks)
+            before_attempt = _after_gate(gate, before_attempt)
         cutout, attempts, ambiguous = await retry_call(
             lambda: self._post_once(url),
             operation="post",
             url=url,
             policy=self.retry_policy,
-            hooks=(*self._hooks, *_hooks(on_retry)),
+            hooks=hooks,
             before_attempt=before_attempt,
         )
         return attrs.evolve(cutout, attempts=attempts, ambiguous_retries=ambiguous)
+
+    def _pause_on_429(self, event: RetryEvent) -> None:
+        # Every task of the client shares one key's limit: when one is told to
+        # wait, all wait, instead of each spending attempts on more 429s.
+        if self._gate is not None and isinstance(event.error, RateLimitError):
+            self._gate.pause(event.wait)
 
     async def _post_once(self, image_url: str) -> Cutout:
         headers = {"accept": "application/json", **self._auth.headers_for(self._endpoint)}
@@ -412,3 +452,21 @@ class AsyncClient:
 
 def _hooks(on_retry: RetryHook | Sequence[RetryHook]) -> tuple[RetryHook, ...]:
     return (on_retry,) if callable(on_retry) else tuple(on_retry)
+
+
+def _after_gate(
+    gate: RateGate, before_attempt: Callable[[], Awaitable[None]] | None
+) -> Callable[[], Awaitable[None]]:
+    """``before_attempt`` behind the client's gate.
+
+    The gate goes first so that the caller's hook (the batch runner's) is the
+    last thing before the request: its own gate and its "may this item still
+    be sent?" checks then see the moment of sending, not a slot far ahead.
+    """
+
+    async def attempt() -> None:
+        await gate.wait()
+        if before_attempt is not None:
+            await before_attempt()
+
+    return attempt
