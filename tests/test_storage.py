@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from freepik_bg import ConfigurationError, OutputConflictError, SinkError, SinkItem, output_name
@@ -134,6 +135,43 @@ async def test_a_stream_that_breaks_leaves_no_object(s3: S3, overwrite: bool) ->
     assert s3.uploads() == []  # the multipart upload was aborted, not left to bill
 
 
+async def test_racing_writers_of_two_urls_end_with_one_object_and_one_conflict(s3: S3) -> None:
+    sink = sink_from_url(s3.url(), overwrite=False)
+    urls = ["https://img.test/one.jpg", "https://img.test/two.jpg"]
+    outcomes: dict[str, str] = {}
+
+    async def write(url: str) -> None:
+        try:
+            outcomes[url] = await sink.store(item(url, name="same-name.png"), megabytes(2))
+        except OutputConflictError:
+            outcomes[url] = "conflict"
+
+    async with anyio.create_task_group() as tg:
+        for url in urls:
+            tg.start_soon(write, url)
+    assert sorted(outcomes.values()) == ["conflict", f"s3://{s3.bucket}/same-name.png"]
+    winner = next(url for url, outcome in outcomes.items() if outcome != "conflict")
+    assert s3.head("same-name.png")["Metadata"] == {SOURCE_ATTRIBUTE: winner}
+
+
+async def test_cancelling_an_upload_leaves_nothing_behind(s3: S3) -> None:
+    sink = sink_from_url(s3.url(), overwrite=True)
+    sent = anyio.Event()
+
+    async def stalls_after_a_part() -> AsyncIterator[bytes]:
+        async for chunk in megabytes(7):
+            yield chunk
+        sent.set()
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sink.store, item(), stalls_after_a_part())
+        await sent.wait()
+        tg.cancel_scope.cancel()
+    assert s3.keys() == []
+    assert s3.uploads() == []
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_large_cutout_streams_in_multipart_parts(s3: S3) -> None:
     sink = sink_from_url(s3.url(), overwrite=True)
@@ -204,6 +242,19 @@ async def test_check_says_an_endpoint_that_is_down_cannot_be_reached(
         SinkError, match=rf"cannot reach s3://bucket/out/ at http://127.0.0.1:{port}"
     ):
         await sink.check()
+
+
+async def test_check_gives_up_on_an_endpoint_that_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete in the kernel; nothing ever answers
+        port = silent.getsockname()[1]
+        set_aws_env(monkeypatch, f"http://127.0.0.1:{port}")
+        sink = sink_from_url("s3://bucket/", overwrite=False, check_timeout=0.5)
+        with pytest.raises(SinkError, match=r"cannot reach s3://bucket/: no answer within 0.5 s"):
+            await sink.check()
 
 
 async def test_memory_store_needs_no_server() -> None:
