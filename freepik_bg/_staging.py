@@ -118,6 +118,11 @@ def read_image(path: Path) -> tuple[bytes, str, str]:
     raise InvalidRequestError(f"{path} is not a JPEG or PNG image{hint}")
 
 
+def _load(path: Path) -> tuple[bytes, str, str, str]:
+    data, content_type, extension = read_image(path)
+    return data, content_type, extension, hashlib.sha256(data).hexdigest()
+
+
 def _too_large(path: Path, size: int) -> str:
     return f"{path} is {size} bytes; the service takes images up to 20 MB ({MAX_IMAGE_BYTES} bytes)"
 
@@ -170,9 +175,10 @@ class Stager:
             StagingError: the bucket refused the upload or the signature.
         """
         path = Path(path)
-        data, content_type, extension = await anyio.to_thread.run_sync(read_image, path)
+        # Reading and hashing 20 MB would hold up the event loop: both go to a thread.
+        data, content_type, extension, digest = await anyio.to_thread.run_sync(_load, path)
         suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else extension
-        name = hashlib.sha256(data).hexdigest() + suffix
+        name = digest + suffix
         self._refs[name] = self._refs.get(name, 0) + 1
         try:
             await self._upload(name, data, content_type)
