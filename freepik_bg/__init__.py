@@ -9,6 +9,7 @@ Examples:
 """
 
 import logging as _logging
+from typing import TYPE_CHECKING
 
 from ._batch import BatchResults
 from ._client import AsyncClient
@@ -84,6 +85,7 @@ __all__ = [
     "LinkExpiredError",
     "MemorySink",
     "NotFoundError",
+    "ObjectStoreSink",
     "OutputConflictError",
     "PermissionDeniedError",
     "ProgressEvent",
@@ -105,10 +107,27 @@ __all__ = [
     "validate_image_url",
 ]
 
+if TYPE_CHECKING:
+    from ._storage import ObjectStoreSink
+
+
+def __getattr__(name: str) -> object:
+    # ObjectStoreSink needs the optional obstore: imported on first use, so that
+    # `import freepik_bg` stays light (the CLI's start-up time depends on it).
+    if name == "ObjectStoreSink":
+        from ._storage import ObjectStoreSink
+
+        ObjectStoreSink.__module__ = "freepik_bg"
+        return ObjectStoreSink
+    raise AttributeError(f"module 'freepik_bg' has no attribute {name!r}")
+
+
 # Show the public path in reprs and tracebacks (`freepik_bg.AsyncClient`, not
 # `freepik_bg._client.AsyncClient`), as httpx does; pickling finds them here too.
 _globals = globals()
 for _name in __all__:
+    if _name not in _globals:
+        continue  # a lazy export (see __getattr__)
     _obj = _globals[_name]
     if callable(_obj) and getattr(_obj, "__module__", "").startswith("freepik_bg."):
         _obj.__module__ = "freepik_bg"

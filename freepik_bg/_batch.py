@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from ._config import BatchConfig
+from ._config import STORAGE_SCHEMES, BatchConfig, is_storage_url
 from ._errors import ConfigurationError, FreepikError
 from ._input import BadLine, InputLine, read_entries
 from ._models import BatchReport, BatchStats, ItemResult
@@ -89,18 +89,27 @@ class BatchResults:
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def make_sink(dest: Dest) -> Sink:
-    """A `DirectorySink` for a path, the sink itself otherwise."""
+def make_sink(dest: Dest, *, overwrite: bool = False) -> Sink:
+    """The sink for ``dest``: object storage for a storage URL, a folder for a path.
+
+    ``s3://``, ``gs://``, ``az://``, ``file://`` and ``memory://`` URLs need the
+    ``storage`` extra (obstore); any other URL is refused, never taken for a
+    local folder named ``s3:``.
+    """
     if isinstance(dest, str) and _URL_LIKE.match(dest):
-        # Never a local folder named "s3:": that would pay for results stored nowhere useful.
+        if is_storage_url(dest):
+            from ._storage import sink_from_url  # obstore is optional
+
+            return sink_from_url(dest, overwrite=overwrite)
+        schemes = ", ".join(f"{scheme}://" for scheme in sorted(STORAGE_SCHEMES))
         raise ConfigurationError(
-            f"dest {dest!r} is a URL, and no object storage is configured for it: "
-            "pass a local directory or a Sink"
+            f"dest {dest!r} is a URL of a kind that cannot hold outputs: use a local "
+            f"directory, a Sink, or object storage ({schemes})"
         )
     if isinstance(dest, str | os.PathLike):
         return DirectorySink(Path(dest))
     if not isinstance(dest, Sink):
-        raise TypeError("dest must be a directory path or a Sink (with exists() and store())")
+        raise TypeError("dest must be a directory path, a storage URL or a Sink")
     return dest
 
 
@@ -144,7 +153,7 @@ async def open_batch(
     """Run a batch of ``urls`` into ``dest`` under ``config``; see `AsyncClient.batch`."""
     if isinstance(urls, str | bytes):
         raise TypeError("urls must be an iterable of URLs, not a single string")
-    sink = make_sink(dest)
+    sink = make_sink(dest, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
     if check is not None:
         await check()  # before the first POST: a destination that cannot store costs nothing

@@ -106,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="INPUT",
         help="a text file of URLs (one per line; # comments), a CSV/TSV file, or - for stdin",
     )
-    remove.add_argument("-o", "--output", required=True, help="output directory")
+    remove.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output directory, or object storage: s3://bucket/prefix/, gs://..., az://...",
+    )
     remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
     remove.add_argument("--delimiter", help="the CSV delimiter (default ',', or tab for .tsv)")
     add_batch_options(remove)

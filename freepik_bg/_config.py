@@ -29,8 +29,10 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ENDPOINT_PATH",
     "MAX_URL_LENGTH",
+    "STORAGE_SCHEMES",
     "BatchConfig",
     "Origin",
+    "is_storage_url",
     "origin_of",
     "resolve_api_key",
     "resolve_base_url",
@@ -62,6 +64,9 @@ DEFAULT_BURST = 50
 """Freepik allows bursts up to 50 requests/s."""
 
 MAX_URL_LENGTH = 8192
+
+STORAGE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss", "file", "memory")
+"""URL schemes naming object storage; ``abfs``/``abfss`` are Azure with the account in the URL."""
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 Origin = tuple[str, str, int]
@@ -312,3 +317,16 @@ class BatchConfig:
         """``config`` (or the defaults) with ``options`` applied."""
         base = config if config is not None else cls()
         return base.evolve(**options) if options else base
+
+
+def is_storage_url(text: str) -> bool:
+    """Whether ``text`` names object storage (``s3://``, ``gs://``, ``az://``, ``file://``...).
+
+    Examples:
+        >>> is_storage_url("s3://bucket/cutouts/")
+        True
+        >>> is_storage_url("https://example.com/cat.jpg")
+        False
+    """
+    scheme, sep, _ = text.strip().partition("://")
+    return bool(sep) and scheme.lower() in STORAGE_SCHEMES

@@ -10,6 +10,7 @@ base URL, an unreachable API, a destination that cannot be written),
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import signal
 import sys
@@ -20,7 +21,7 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._config import BatchConfig, resolve_api_key
+from ._config import BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
 from ._input import InputError, count_entries, read_entries
@@ -99,8 +100,18 @@ async def _watch_signals(results: BatchResults, display: Display, tally: _Tally)
                 return
 
 
+def _journal_path(args: argparse.Namespace) -> Path:
+    if args.journal:
+        return Path(args.journal)
+    if is_storage_url(args.output):
+        # Outputs in a bucket: the journal stays here, one per destination.
+        digest = hashlib.sha256(args.output.encode()).hexdigest()[:12]
+        return Path(DEFAULT_JOURNAL_NAME.replace(".jsonl", f".{digest}.jsonl"))
+    return Path(args.output) / DEFAULT_JOURNAL_NAME
+
+
 def _open_journal(args: argparse.Namespace) -> Journal:
-    path = Path(args.journal) if args.journal else Path(args.output) / DEFAULT_JOURNAL_NAME
+    path = _journal_path(args)
     journal = Journal(path)
     journal.open()  # takes the run's lock: a second run into the same folder is refused here
     return journal
@@ -123,7 +134,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
     except InputError as exc:
         # The parser speaks the SDK's option names; here they are flags.
         raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
-    sink = make_sink(args.output)
+    sink = make_sink(args.output, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
     if check is not None:
         await check()

@@ -21,6 +21,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ._config import STORAGE_SCHEMES, is_storage_url
 from ._errors import ConfigurationError
 
 try:
@@ -52,8 +53,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-STORAGE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss", "file", "memory")
-"""URL schemes naming object storage; ``abfs``/``abfss`` are Azure with the account in the URL."""
 SIGNING_SCHEMES = ("s3", "gs", "az", "abfs", "abfss")
 """The schemes whose stores can presign URLs (and need network)."""
 
@@ -69,19 +68,6 @@ _CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
     | {"AuthenticationFailed", "InvalidAuthenticationInfo"}  # Azure's
 )
-
-
-def is_storage_url(text: str) -> bool:
-    """Whether ``text`` names object storage (``s3://``, ``gs://``, ``az://``, ``file://``...).
-
-    Examples:
-        >>> is_storage_url("s3://bucket/cutouts/")
-        True
-        >>> is_storage_url("https://example.com/cat.jpg")
-        False
-    """
-    scheme, sep, _ = text.strip().partition("://")
-    return bool(sep) and scheme.lower() in STORAGE_SCHEMES
 
 
 def require_obstore() -> None:

@@ -1,0 +1,80 @@
+"""Batches and the CLI writing straight into object storage (moto's S3 on loopback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("obstore")
+
+import freepik_bg
+from freepik_bg import output_name
+from freepik_bg.testing import Emulator
+
+from .conftest import KEY, run_cli
+from .storage_fixtures import (
+    S3,
+    boto_fixture,  # noqa: F401 - fixtures
+    moto_endpoint_fixture,  # noqa: F401
+    s3_fixture,  # noqa: F401
+)
+
+
+def urls_for(emu: Emulator, n: int) -> list[str]:
+    return [f"{emu.image_url('ball-small.png')}?s3={i}" for i in range(n)]
+
+
+def test_cli_stores_cutouts_in_a_bucket_and_resumes_without_paying(
+    emu: Emulator, s3: S3, tmp_path: Path
+) -> None:
+    urls = urls_for(emu, 6)
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    args = ["remove", str(listing), "-o", s3.url("cutouts/"), "--base-url", emu.base_url]
+    args += ["--report", str(tmp_path / "report.json")]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert sorted(s3.keys()) == sorted(f"cutouts/{output_name(u)}" for u in urls)
+    head = s3.client.head_object(Bucket=s3.bucket, Key=f"cutouts/{output_name(urls[0])}")
+    assert head["ContentType"] == "image/png"
+    items = json.loads((tmp_path / "report.json").read_text())["items"]
+    assert all(i["location"].startswith(f"s3://{s3.bucket}/cutouts/") for i in items)
+    # The journal stays local, one per destination; the rerun pays nothing.
+    assert list(tmp_path.glob(".freepik-bg-journal.*.jsonl"))
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert emu.stats.credits_charged == len(urls)
+
+
+def test_cli_refuses_a_missing_bucket_before_any_credit(
+    emu: Emulator, s3: S3, tmp_path: Path
+) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls_for(emu, 3)) + "\n")
+    result = run_cli(
+        ["remove", str(listing), "-o", "s3://no-such-bucket-here/x/", "--base-url", emu.base_url],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no-such-bucket-here" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert emu.stats.posts == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_sdk_accepts_a_storage_url_as_dest(emu: Emulator) -> None:
+    urls = urls_for(emu, 3)
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(urls, "memory://", rate=None)
+    assert len(report.stored) == 3
+    assert all(
+        item.location == f"memory:///{output_name(item.image_url)}" for item in report.stored
+    )
+
+
+def test_a_url_that_is_not_storage_is_refused() -> None:
+    with pytest.raises(freepik_bg.ConfigurationError, match=r"s3://"):
+        freepik_bg.remove_backgrounds([], "ftp://host/out", api_key=KEY)
