@@ -22,8 +22,9 @@ from anyio.abc import ObjectReceiveStream
 from ._config import STORAGE_SCHEMES, BatchConfig, is_storage_url
 from ._errors import ConfigurationError, FreepikError
 from ._input import BadLine, InputLine, read_entries
+from ._lifecycle import BatchClient
 from ._models import BatchReport, BatchStats, ItemResult
-from ._runner import BatchClient, Runner
+from ._runner import Runner
 from ._sinks import DirectorySink, Sink
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there

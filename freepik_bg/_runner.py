@@ -19,19 +19,16 @@ generator of millions (or an endless one) runs in flat memory.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
-    Sequence,
 )
 from contextlib import aclosing
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import anyio
 import attrs
@@ -47,10 +44,10 @@ from ._errors import (
     LinkExpiredError,
     RateLimitError,
     SinkError,
-    SkippedError,
 )
 from ._input import BadLine, InputLine
 from ._journal import Journal
+from ._lifecycle import BatchClient, Flight, Phase, iterate, label
 from ._models import (
     BatchStats,
     Cutout,
@@ -58,79 +55,13 @@ from ._models import (
     ProgressEvent,
     ProgressKind,
     RetryEvent,
-    Size,
 )
 from ._ratelimit import AdaptiveConcurrency, RateGate
-from ._retries import RetryHook, RetryPolicy
 from ._sinks import DirectorySink, Sink, SinkItem, output_name
 
-__all__ = ["BatchClient", "Phase", "Runner"]
+__all__ = ["Runner"]
 
 logger = logging.getLogger("freepik_bg")
-
-T = TypeVar("T")
-
-
-class BatchClient(Protocol):
-    """What the runner needs from a client: submit with hooks, download into a consumer."""
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """The policy whose public knobs (``max_retry_after``) the runner reads."""
-        ...
-
-    async def remove_background(
-        self,
-        image_url: str,
-        *,
-        on_retry: RetryHook | Sequence[RetryHook] = (),
-        before_attempt: Callable[[], Awaitable[None]] | None = None,
-    ) -> Cutout:
-        """POST ``image_url``; ``before_attempt`` runs before every attempt."""
-        ...
-
-    async def download_with(
-        self,
-        cutout: Cutout,
-        consumer: Callable[[AsyncIterator[bytes]], Awaitable[T]],
-        *,
-        size: Size = "high_resolution",
-        on_retry: RetryHook | Sequence[RetryHook] = (),
-    ) -> T:
-        """Stream one rendition of ``cutout`` into ``consumer``."""
-        ...
-
-
-class Phase(enum.Enum):
-    """Where an item is in its life; what stopping may do to it depends on this."""
-
-    QUEUED = "queued"
-    """Not sent (or between attempts): stopping drops it at once."""
-    POSTING = "posting"
-    """A POST is on the wire: it may be billed, so it is finished."""
-    PAID = "paid"
-    """The links arrived: the result is downloaded and stored."""
-
-
-@attrs.define(slots=True, eq=False)
-class _Flight:
-    """An item in flight: its phase, and the scope that is shielded while it is owed."""
-
-    scope: anyio.CancelScope
-    phase: Phase = Phase.QUEUED
-
-    def enter(self, phase: Phase) -> None:
-        self.phase = phase
-        self.scope.shield = phase is not Phase.QUEUED
-
-
-async def _iterate(urls: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
-    if isinstance(urls, AsyncIterable):
-        async for url in urls:
-            yield url
-    else:
-        for url in urls:
-            yield url
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -148,7 +79,7 @@ class Runner:
     duplicates: Duplicates = attrs.field(factory=Duplicates)
     fatal: BaseException | None = None
     _stopping: bool = False
-    _flights: set[_Flight] = attrs.field(factory=set)
+    _flights: set[Flight] = attrs.field(factory=set)
     _intake: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
 
     @classmethod
@@ -219,7 +150,7 @@ class Runner:
         """Pull items while there is room, one task each; raise a fatal error at the end."""
         async with send, anyio.create_task_group() as tg:
             with self._intake:
-                async with aclosing(_iterate(urls)) as source:
+                async with aclosing(iterate(urls)) as source:
                     index = 0
                     while True:
                         owner = object()
@@ -254,9 +185,9 @@ class Runner:
     ) -> None:
         self.stats.in_flight += 1
         # Shielded only while a POST is on the wire or its result is being stored
-        # (see _Flight): a cancelled scope outside then drops the item only before
+        # (see Flight): a cancelled scope outside then drops the item only before
         # it is sent or between attempts, never while its answer is owed.
-        flight = _Flight(anyio.CancelScope())
+        flight = Flight(anyio.CancelScope())
         self._flights.add(flight)
         try:
             if self._stopping:
@@ -270,7 +201,7 @@ class Runner:
             self.stats.in_flight -= 1
             self.slots.release(owner)
         if result is None:
-            result = self._interrupted(index, entry, flight)
+            result = ItemResult(index, label(entry), ok=False, error=flight.interruption())
         await self._deliver(send, result)
 
     def _journal(self, result: ItemResult) -> None:
@@ -295,35 +226,13 @@ class Runner:
 
     # -- one item --------------------------------------------------------------
 
-    @staticmethod
-    def _label(entry: object) -> str:
-        if isinstance(entry, str):
-            return entry
-        if isinstance(entry, InputLine):
-            return entry.url
-        if isinstance(entry, BadLine):
-            return entry.text
-        return repr(entry)
-
     def _not_attempted(self, index: int, entry: object) -> ItemResult:
-        return ItemResult(
-            index=index, image_url=self._label(entry), ok=False, error=self.breaker.not_attempted()
-        )
+        return ItemResult(index, label(entry), ok=False, error=self.breaker.not_attempted())
 
-    def _interrupted(self, index: int, entry: object, flight: _Flight) -> ItemResult:
-        if flight.phase is Phase.QUEUED:
-            error = SkippedError("not attempted: the batch was stopped before it was sent")
-        else:
-            error = SkippedError(
-                f"interrupted while {flight.phase.value}: if it was paid for, the journal "
-                "has its links and a resume downloads them without a new POST"
-            )
-        return ItemResult(index=index, image_url=self._label(entry), ok=False, error=error)
-
-    async def _process(self, index: int, entry: object, flight: _Flight) -> ItemResult:
+    async def _process(self, index: int, entry: object, flight: Flight) -> ItemResult:
         queued_at = anyio.current_time()
-        label = self._label(entry)
-        self._emit(ProgressKind.QUEUED, index, label)
+        shown = label(entry)
+        self._emit(ProgressKind.QUEUED, index, shown)
         if self.breaker.tripped:
             return self._not_attempted(index, entry)
         try:
@@ -331,7 +240,7 @@ class Runner:
                 raise InvalidRequestError(str(entry))
             url = validate_image_url(entry.url if isinstance(entry, InputLine) else entry)
         except FreepikError as exc:
-            return self._failure(index, label, exc, queued_at=queued_at)
+            return self._failure(index, shown, exc, queued_at=queued_at)
         first = self.duplicates.claim(url, self.config.size, index)
         if first is not None:
             self.stats.duplicates += 1
@@ -348,7 +257,7 @@ class Runner:
         return result
 
     async def _stored_or_submit(
-        self, index: int, url: str, flight: _Flight, queued_at: float
+        self, index: int, url: str, flight: Flight, queued_at: float
     ) -> ItemResult:
         size = self.config.size
         item = self._sink_item(index, url)
@@ -379,7 +288,7 @@ class Runner:
             return str(self.sink.path_for(item))
         return item.name
 
-    async def _before_attempt(self, flight: _Flight) -> None:
+    async def _before_attempt(self, flight: Flight) -> None:
         if self.breaker.tripped:
             raise self.breaker.not_attempted()
         await self.gate.wait()
@@ -391,7 +300,7 @@ class Runner:
         flight.enter(Phase.POSTING)
         self.stats.posts += 1
 
-    def _on_retry(self, index: int, flight: _Flight) -> Callable[[RetryEvent], None]:
+    def _on_retry(self, index: int, flight: Flight) -> Callable[[RetryEvent], None]:
         def hook(event: RetryEvent) -> None:
             self.stats.retries += 1
             if event.ambiguous:
@@ -411,7 +320,7 @@ class Runner:
 
         return hook
 
-    async def _post(self, url: str, flight: _Flight, hook: Callable[[RetryEvent], None]) -> Cutout:
+    async def _post(self, url: str, flight: Flight, hook: Callable[[RetryEvent], None]) -> Cutout:
         try:
             cutout = await self.client.remove_background(
                 url, before_attempt=lambda: self._before_attempt(flight), on_retry=(hook,)
@@ -425,7 +334,7 @@ class Runner:
         return cutout
 
     async def _submit_and_store(
-        self, index: int, url: str, item: SinkItem, flight: _Flight, queued_at: float
+        self, index: int, url: str, item: SinkItem, flight: Flight, queued_at: float
     ) -> ItemResult:
         attempts = ambiguous = resubmits = 0
         posted_at: float | None = None

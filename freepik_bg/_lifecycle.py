@@ -1,0 +1,116 @@
+"""An item's life in a batch, and what the runner needs from a client to live it.
+
+`Phase` names where an item is (QUEUED -> POSTING -> PAID, then stored); a
+`Flight` ties that phase to the item's cancel scope, shielded exactly while a
+credit is owed; `BatchClient` is the small protocol the runner drives, which
+`AsyncClient` satisfies through its public methods.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import attrs
+
+from ._errors import SkippedError
+from ._input import BadLine, InputLine
+from ._models import Cutout, Size
+from ._retries import RetryHook, RetryPolicy
+
+__all__ = ["BatchClient", "Flight", "Phase", "iterate", "label"]
+
+T = TypeVar("T")
+
+
+class BatchClient(Protocol):
+    """What the runner needs from a client: submit with hooks, download into a consumer."""
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy whose public knobs (``max_retry_after``) the runner reads."""
+        ...
+
+    async def remove_background(
+        self,
+        image_url: str,
+        *,
+        on_retry: RetryHook | Sequence[RetryHook] = (),
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> Cutout:
+        """POST ``image_url``; ``before_attempt`` runs before every attempt."""
+        ...
+
+    async def download_with(
+        self,
+        cutout: Cutout,
+        consumer: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+        *,
+        size: Size = "high_resolution",
+        on_retry: RetryHook | Sequence[RetryHook] = (),
+    ) -> T:
+        """Stream one rendition of ``cutout`` into ``consumer``."""
+        ...
+
+
+class Phase(enum.Enum):
+    """Where an item is in its life; what stopping may do to it depends on this."""
+
+    QUEUED = "queued"
+    """Not sent (or between attempts): stopping drops it at once."""
+    POSTING = "posting"
+    """A POST is on the wire: it may be billed, so it is finished."""
+    PAID = "paid"
+    """The links arrived: the result is downloaded and stored."""
+
+
+@attrs.define(slots=True, eq=False)
+class Flight:
+    """An item in flight: its phase, and the scope that is shielded while it is owed."""
+
+    scope: anyio.CancelScope
+    phase: Phase = Phase.QUEUED
+
+    def interruption(self) -> SkippedError:
+        """Why the item ended when the batch was stopped in this phase."""
+        if self.phase is Phase.QUEUED:
+            return SkippedError("not attempted: the batch was stopped before it was sent")
+        return SkippedError(
+            f"interrupted while {self.phase.value}: if it was paid for, the journal has "
+            "its links and a resume downloads them without a new POST"
+        )
+
+    def enter(self, phase: Phase) -> None:
+        self.phase = phase
+        self.scope.shield = phase is not Phase.QUEUED
+
+
+async def iterate(urls: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
+    """Any iterable or async iterable, as an async generator (pulled one item at a time)."""
+    if isinstance(urls, AsyncIterable):
+        async for url in urls:
+            yield url
+    else:
+        for url in urls:
+            yield url
+
+
+def label(entry: object) -> str:
+    """How an input entry is shown in results: its URL, or a bad line's text."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, InputLine):
+        return entry.url
+    if isinstance(entry, BadLine):
+        return entry.text
+    return repr(entry)
