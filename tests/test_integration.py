@@ -164,7 +164,8 @@ async def test_batch_concurrency_bound_as_server_sees_it(
 
 
 async def test_no_link_expires_under_load(emu: Emulator, client: AsyncClient) -> None:
-    emu.configure(link_ttl=2.0, latency=(0.0, 0.02), download_latency=(0.0, 0.02))
+    # Short links, but not so short that a loaded CI machine misses them by scheduling alone.
+    emu.configure(link_ttl=10.0, latency=(0.0, 0.02), download_latency=(0.0, 0.02))
     report = await client.run_batch(
         [sample(emu, i) for i in range(300)], MemorySink(), concurrency=32, rate=None
     )
