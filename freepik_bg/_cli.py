@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import attrs
 
-from ._config import API_KEY_ENV, BatchConfig, at_least
+from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError
 from ._remove_command import (
     EXIT_FAILED,
@@ -43,13 +43,10 @@ def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"must be a positive number, got {text}")
+def _positive_seconds(text: str) -> float:
+    value = parse_seconds(text)
+    if value == 0:
+        raise ValueError("must be more than 0 seconds")
     return value
 
 
@@ -118,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(journal=None)
     remove.add_argument("--base-url", help="API base URL (default $FREEPIK_BASE_URL or production)")
     remove.add_argument(
-        "--timeout", type=_argument_type(_positive_float), help="per-request timeout in seconds"
+        "--timeout", type=_argument_type(_positive_seconds), help="per-request timeout in seconds"
     )
     remove.add_argument(
         "--max-retries", type=_argument_type(at_least(0)), help="retries per request"

@@ -227,19 +227,10 @@ class BadRequestError(APIStatusError):
     ``image_url``. These are never retried.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        body: object = None,
-        headers: Mapping[str, str] | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            message, status_code=status_code, body=body, headers=headers, retry_after=retry_after
-        )
-        self.invalid_params: tuple[InvalidParam, ...] = _parse_invalid_params(body)
+    @property
+    def invalid_params(self) -> tuple[InvalidParam, ...]:
+        """Which fields were refused and why (``invalid_params``, flat or under ``problem``)."""
+        return _parse_invalid_params(self.body)
 
     def __str__(self) -> str:
         base = super().__str__()
