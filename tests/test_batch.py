@@ -389,6 +389,29 @@ async def test_cancelled_batch_finishes_what_was_sent_and_sends_nothing_more(
     )
 
 
+async def test_leaving_the_block_early_stores_what_was_sent(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    # On both backends, in real time: break out while POSTs are on the wire.
+    async def slow_post(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.05)
+        return await service.on_post(request)
+
+    service.post_route.side_effect = slow_post
+    journal = tmp_path / "run.jsonl"
+    async with client.batch(urls(40), tmp_path, concurrency=8, journal=journal) as results:
+        async for _ in results:
+            break
+    stored = {
+        e["url"]
+        for e in map(json.loads, journal.read_text().splitlines())
+        if e["event"] == "stored"
+    }
+    # Every POST that was made is stored: none was paid for and thrown away.
+    assert stored == set(service.posts)
+    assert len(service.posts) < 40
+
+
 @pytest.mark.virtual_clock
 async def test_stop_drains_and_abort_abandons_at_once(
     service: FakeService, client: AsyncClient
