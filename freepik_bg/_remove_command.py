@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shlex
 import signal
 import sys
@@ -21,7 +22,7 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._config import BatchConfig, is_storage_url, resolve_api_key
+from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
 from ._input import InputError, count_entries, read_entries
@@ -55,6 +56,8 @@ class UsageError(Exception):
 def read_api_key(key_file: Path | None) -> str:
     """The key from ``--api-key-file`` or the environment, checked; never printed."""
     if key_file is None:
+        if not os.environ.get(API_KEY_ENV, "").strip():
+            raise UsageError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
         return resolve_api_key(None)
     try:
         lines = key_file.read_text(encoding="utf-8").strip().splitlines()
