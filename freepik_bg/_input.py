@@ -21,77 +21,25 @@ Examples:
 
 from __future__ import annotations
 
-import codecs
 import csv
-import io
 import os
-import re
 import sys
-from collections.abc import Callable, Generator, Iterator
-from typing import IO, TYPE_CHECKING, cast
+from collections.abc import Generator, Iterator
+from typing import IO, cast
 
 import attrs
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from ._decode import (
+    SUSPECT,
+    TEXT_MAX,
+    Unreadable,
+    decoded_lines,
+    describe,
+    os_reason,
+    shown_text,
+)
 
 __all__ = ["BadLine", "Entry", "InputError", "InputLine", "count_entries", "read_entries"]
-
-# How much of a byte input is looked at up front to tell text from UTF-16 or an image.
-_HEAD_SIZE = 4096
-# BadLine.text is for a report line, not a copy of a runaway line or CSV field.
-_TEXT_MAX = 200
-
-# Undecodable bytes must never raise. "surrogateescape" cannot stand for bytes
-# below 0x80, which UTF-16 and UTF-32 can get wrong (a lone surrogate, a cut-off
-# last code unit), so every bad byte b becomes U+DC00 + b here. A decoder never
-# yields a lone low surrogate for valid input, so such a character always means
-# "this byte was bad", and the BadLine can name it.
-_ESCAPE = "freepik_bg.input-escape"
-
-
-def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
-    if not isinstance(error, UnicodeDecodeError):
-        raise error
-    bad = error.object[error.start : error.end]
-    return "".join(chr(0xDC00 + byte) for byte in bad), error.end
-
-
-codecs.register_error(_ESCAPE, _escape_bytes)
-
-# Characters that make a line or cell unusable: C0 and C1 controls (a tab or a
-# line break inside a URL included) and lone surrogates (undecodable bytes).
-_SUSPECT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-# For BadLine.text: everything a terminal would mangle, except the tab of a TSV row.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_NAMES = {0x00: "NUL", 0x09: "tab", 0x0A: "line feed", 0x0D: "carriage return"}
-
-# A text stream splits lines its own way (io.StringIO only at "\n"); lines are
-# split again at "\r", "\r\n" and "\n", the way the files are read.
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
-
-_BOMS = (
-    # UTF-32 LE first: its BOM starts with UTF-16 LE's.
-    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
-    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
-    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
-    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
-    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
-)
-
-# Files people pass by mistake: a cutout, the spreadsheet instead of its CSV export.
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"%PDF-", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook? export it as CSV)"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Office document (export it as CSV)"),
-    (b"\x1f\x8b", "a gzip file (decompress it first)"),
-    (b"\xfd7zXZ\x00", "an xz file (decompress it first)"),
-    (b"\x28\xb5\x2f\xfd", "a zstd file (decompress it first)"),
-)
 
 
 @attrs.frozen(slots=True)
@@ -148,6 +96,7 @@ class InputError(ValueError):
     yielded, so before any credit is spent.
 
     Examples:
+        >>> import io
         >>> read_entries(io.StringIO("sku,url\\n"), column="image")
         Traceback (most recent call last):
             ...
@@ -192,6 +141,7 @@ def read_entries(
             ``column``, a CSV header without the column asked for).
 
     Examples:
+        >>> import io
         >>> data = io.BytesIO(b"# shots\nhttps://example.com/a.png\n\nhttps://example.com/\xff.png\n")
         >>> for entry in read_entries(data):
         ...     print(entry)
@@ -225,6 +175,7 @@ def count_entries(
     up) and for an input :func:`read_entries` refuses.
 
     Examples:
+        >>> import io
         >>> count_entries(os.devnull)
         0
         >>> count_entries(io.BytesIO(b"https://example.com/a.png\\n")) is None
@@ -268,7 +219,7 @@ def _entries(
                 try:
                     opened = open(path, "rb")  # noqa: SIM115 - closed in the finally below
                 except OSError as exc:
-                    raise InputError(f"cannot read {path}: {_os_reason(exc)}") from None
+                    raise InputError(f"cannot read {path}: {os_reason(exc)}") from None
                 stream, label = opened, path
                 suffix = os.path.splitext(path)[1].lower()
                 if column is None and suffix in (".csv", ".tsv"):
@@ -280,7 +231,10 @@ def _entries(
                     delimiter = "\t"
         else:
             stream, label = source, _stream_label(source)
-        text, encoding = _decoded_lines(stream, label, owned=opened is not None)
+        try:
+            text, encoding = decoded_lines(stream, label, owned=opened is not None)
+        except Unreadable as exc:
+            raise InputError(str(exc)) from None
         if column is None:
             yield None
             yield from _text_entries(text, encoding)
@@ -306,139 +260,6 @@ def _stream_label(stream: IO[bytes] | IO[str]) -> str:
     return name if isinstance(name, str) else "the input stream"
 
 
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _decoded_lines(
-    stream: IO[bytes] | IO[str], label: str, *, owned: bool
-) -> tuple[Iterator[str], str | None]:
-    """The physical lines of a stream as text, and the encoding bytes were decoded from.
-
-    The encoding is None for a text stream: it was decoded before it got here.
-    ``owned`` says the stream was opened here, so a wrapper may close it.
-    """
-    try:
-        # read(0) consumes nothing and tells a text stream from a binary one,
-        # whatever class implements it.
-        probe = stream.read(0)
-    except (OSError, ValueError) as exc:
-        reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
-        raise InputError(f"cannot read {label}: {reason}") from None
-    if isinstance(probe, str):
-        return _split_lines(cast("IO[str]", stream)), None
-    binary = cast("IO[bytes]", stream)
-    # read1 returns what is there without waiting for more: a slow pipe on
-    # stdin yields its first lines as they come.
-    read: Callable[[int], bytes | None] = getattr(binary, "read1", binary.read)
-    head = b""
-    try:
-        # At least 4 bytes, for any byte-order mark, however a pipe splits them.
-        while len(head) < 4:
-            chunk = read(_HEAD_SIZE - len(head))
-            if not chunk:
-                break
-            head += chunk
-    except OSError as exc:
-        raise InputError(f"cannot read {label}: {_os_reason(exc)}") from None
-    encoding, shown = _sniff(head, label)
-    raw: IO[bytes]
-    if owned and binary.seekable():
-        # Our own file: go back over the head rather than replay it, which is
-        # the faster read of a big list.
-        binary.seek(0)
-        raw = binary
-    else:
-        # Someone else's stream, maybe a pipe: replay the head, and keep the
-        # wrapper from closing the stream when it is collected.
-        raw = io.BufferedReader(_Replay(head, read))
-    text = io.TextIOWrapper(
-        raw,
-        encoding=encoding,
-        errors=_ESCAPE,
-        # Split at "\r", "\r\n" and "\n" but leave the endings in: csv needs them.
-        newline="",
-    )
-    return text, shown
-
-
-def _sniff(head: bytes, label: str) -> tuple[str, str]:
-    """The codec and display name of the encoding, from a BOM; InputError if it is not text."""
-    for bom, codec, shown in _BOMS:
-        if head.startswith(bom):
-            return codec, shown
-    for signature, what in _SIGNATURES:
-        if head.startswith(signature):
-            raise InputError(f"{label} looks like {what}, not a list of URLs")
-    if head[4:8] == b"ftyp" or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        raise InputError(f"{label} looks like an image or video file, not a list of URLs")
-    nuls = head.count(0)
-    if nuls:
-        wide = _wide_encoding(head)
-        if wide is not None:
-            raise InputError(
-                f"{label} looks like {wide} text without a byte-order mark: re-save it as UTF-8"
-            )
-        # One stray NUL is a bad line; NULs all over are not text at all.
-        if nuls >= 2 and nuls * 32 > len(head):
-            raise InputError(f"{label} looks like a binary file (NUL bytes), not a list of URLs")
-    return "utf-8", "UTF-8"
-
-
-def _wide_encoding(head: bytes) -> str | None:
-    """UTF-16 or UTF-32 text of mostly ASCII, told by where its NUL bytes fall."""
-
-    def nul_share(start: int, step: int) -> float:
-        part = head[start::step]
-        return part.count(0) / len(part) if part else 0.0
-
-    if len(head) >= 8:
-        shares = [nul_share(offset, 4) for offset in range(4)]
-        if min(shares[1:]) > 0.9 and shares[0] < 0.5:
-            return "UTF-32 LE"
-        if min(shares[:3]) > 0.9 and shares[3] < 0.5:
-            return "UTF-32 BE"
-    if len(head) >= 4:
-        even, odd = nul_share(0, 2), nul_share(1, 2)
-        if odd > 0.5 and even < 0.1:
-            return "UTF-16 LE"
-        if even > 0.5 and odd < 0.1:
-            return "UTF-16 BE"
-    return None
-
-
-class _Replay(io.RawIOBase):
-    """A raw stream giving back the sniffed head, then reading on from the source.
-
-    Closing it leaves the source alone: whoever opened the source closes it.
-    """
-
-    def __init__(self, head: bytes, read: Callable[[int], bytes | None]) -> None:
-        super().__init__()
-        self._pending = memoryview(head)
-        self._read = read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        if not self._pending:
-            self._pending = memoryview(self._read(len(view)) or b"")
-        size = min(len(view), len(self._pending))
-        view[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-def _split_lines(stream: IO[str]) -> Iterator[str]:
-    for chunk in stream:
-        if "\r" in chunk:
-            yield from _LINE.findall(chunk)
-        else:
-            yield chunk
-
-
 def _stopped(after: int, exc: OSError | ValueError) -> BadLine:
     """The last BadLine when reading fails after ``after`` lines.
 
@@ -453,7 +274,7 @@ def _stopped(after: int, exc: OSError | ValueError) -> BadLine:
             "pass the path or a binary stream to read past bad bytes"
         )
     else:
-        reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
     return BadLine(after + 1, f"reading stopped: {reason}", "")
 
 
@@ -483,8 +304,8 @@ class _Lines:
             raise StopIteration from None
         self.count += 1
         # One character past the limit, so that BadLine.text shows it was cut.
-        if len(self.raw) <= _TEXT_MAX:
-            self.raw += line[: _TEXT_MAX + 1]
+        if len(self.raw) <= TEXT_MAX:
+            self.raw += line[: TEXT_MAX + 1]
         return line
 
 
@@ -516,13 +337,13 @@ def _text_entries(lines: Iterator[str], encoding: str | None) -> Iterator[Entry]
             continue
         # isprintable() is False for controls and lone surrogates, but also
         # for a no-break space and the like, which are for URL validation.
-        flaw = None if text.isprintable() else _SUSPECT.search(text)
+        flaw = None if text.isprintable() else SUSPECT.search(text)
         if flaw is None:
             yield InputLine(number, text)
         else:
             column = line.index(text) + flaw.start() + 1
-            reason = _describe(flaw.group(), encoding, f"at column {column}")
-            yield BadLine(number, reason, _shown(text))
+            reason = describe(flaw.group(), encoding, f"at column {column}")
+            yield BadLine(number, reason, shown_text(text))
 
 
 def _csv_entries(
@@ -535,7 +356,7 @@ def _csv_entries(
 ) -> Generator[Entry | None, None, None]:
     reader = csv.reader(lines, delimiter=delimiter)
     header = _header(reader, lines, label)
-    found = ", ".join(_shown(name) for name in header) or "no header"
+    found = ", ".join(shown_text(name) for name in header) or "no header"
     for wanted in (column, name_column):
         if wanted is not None and wanted not in header:
             raise InputError(f"CSV has no column {wanted!r} (found: {found})")
@@ -553,15 +374,15 @@ def _csv_entries(
         except csv.Error as exc:
             if lines.count < start:
                 # Nothing consumed: asking again would fail the same way forever.
-                yield BadLine(start, f"reading stopped: {exc}", _shown(lines.raw))
+                yield BadLine(start, f"reading stopped: {exc}", shown_text(lines.raw))
                 return
-            yield BadLine(start, f"unreadable CSV row ({exc})", _shown(lines.raw))
+            yield BadLine(start, f"unreadable CSV row ({exc})", shown_text(lines.raw))
             continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != width:
             reason = f"row has {len(row)} field{'s' * (len(row) != 1)}, header has {width}"
-            yield BadLine(start, reason, _shown(lines.raw))
+            yield BadLine(start, reason, shown_text(lines.raw))
             continue
         url, problem = _cell(row[url_at], column, encoding)
         name = None
@@ -570,7 +391,7 @@ def _csv_entries(
         if problem is None:
             yield InputLine(start, url, name)
         else:
-            yield BadLine(start, problem, _shown(lines.raw))
+            yield BadLine(start, problem, shown_text(lines.raw))
     if lines.error is not None:
         yield _stopped(lines.count, lines.error)
 
@@ -596,29 +417,8 @@ def _cell(value: str, column: str, encoding: str | None) -> tuple[str, str | Non
     text = value.strip()
     if not text:
         return text, f"empty {column!r} cell"
-    flaw = _SUSPECT.search(text)
+    flaw = SUSPECT.search(text)
     if flaw is None:
         return text, None
     where = f"in the {column!r} cell, character {flaw.start() + 1}"
-    return text, _describe(flaw.group(), encoding, where)
-
-
-def _describe(char: str, encoding: str | None, where: str) -> str:
-    """The BadLine reason for a suspect character found ``where``."""
-    code = ord(char)
-    if 0xD800 <= code <= 0xDFFF:
-        if encoding is not None:
-            return f"not valid {encoding} (byte 0x{code - 0xDC00:02x} {where})"
-        if 0xDC80 <= code <= 0xDCFF:
-            # A text stream opened with errors="surrogateescape" keeps bad bytes this way.
-            return f"not valid text (undecodable byte 0x{code - 0xDC00:02x} {where})"
-        return f"not valid text (lone surrogate U+{code:04X} {where})"
-    name = _CONTROL_NAMES.get(code)
-    shown = f"U+{code:04X} ({name})" if name else f"U+{code:04X}"
-    return f"control character {shown} {where}"
-
-
-def _shown(text: str) -> str:
-    """Text fit for a one-line report: bad bytes and controls as U+FFFD, at most 200 chars."""
-    text = _UNPRINTABLE.sub("\ufffd", text.rstrip("\r\n"))
-    return text if len(text) <= _TEXT_MAX else text[: _TEXT_MAX - 1] + "\u2026"
+    return text, describe(flaw.group(), encoding, where)

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pytest
 
-from freepik_bg import _input
+from freepik_bg import _decode, _input
 from freepik_bg._input import (
     BadLine,
     Entry,
@@ -211,10 +211,10 @@ def test_crlf_lone_cr_and_lf_endings_all_split_lines() -> None:
 
 def test_a_crlf_split_by_the_sniffed_head_is_one_line_ending() -> None:
     # The first 4 KiB are read up front and replayed: "\r" ends the head, "\n" starts the rest.
-    first = "https://example.com/" + "x" * (_input._HEAD_SIZE - 21) + "\r"
+    first = "https://example.com/" + "x" * (_decode._HEAD_SIZE - 21) + "\r"
     data = (first + f"\n{B}\r\n").encode()
-    assert data[_input._HEAD_SIZE - 1 : _input._HEAD_SIZE + 1] == b"\r\n"
-    assert entries(Trickle(data, step=_input._HEAD_SIZE)) == [
+    assert data[_decode._HEAD_SIZE - 1 : _decode._HEAD_SIZE + 1] == b"\r\n"
+    assert entries(Trickle(data, step=_decode._HEAD_SIZE)) == [
         InputLine(1, first.strip()),
         InputLine(2, B),
     ]
