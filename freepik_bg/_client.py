@@ -403,7 +403,8 @@ class AsyncClient:
         Each item is submitted and then downloaded at once by the same task,
         so no result waits behind new submissions while its link ticks. The
         keywords are the fields of `BatchConfig` (see there); pass
-        ``config`` instead to reuse one, and keywords given with it win.
+        ``config`` instead to reuse one: keywords set to something other than
+        their default override it.
 
         Args:
             urls: any iterable or async iterable of URLs, pulled lazily (an
@@ -412,9 +413,11 @@ class AsyncClient:
                 written atomically) or a `Sink`.
             config: a `BatchConfig` to start from.
 
-        Leaving the block (or breaking out of the loop) cancels what is in
-        flight; temp files are removed and the journal stays valid. An
-        exception raised in the block comes out as itself.
+        However the block is left (the end, ``break``, an exception, a
+        cancelled scope), nothing new is sent and every POST already sent is
+        finished, stored and journaled within ``drain_timeout``;
+        ``results.abort()`` abandons them instead. An exception raised in the
+        block comes out as itself.
 
         Examples:
             >>> async def main(client: AsyncClient, urls: list[str]) -> None:
