@@ -20,7 +20,6 @@ from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
     ENDPOINT_PATH,
     BatchConfig,
     resolve_api_key,
@@ -40,8 +39,7 @@ from ._ratelimit import RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
-from ._transport import ApiKeyAuth, open_stream, translate_transport_error
-from ._version import __version__
+from ._transport import ApiKeyAuth, make_http_client, open_stream, translate_transport_error
 
 __all__ = ["AsyncClient"]
 
@@ -138,29 +136,10 @@ class AsyncClient:
         self.retry_policy = RetryPolicy(max_retries=retries, retry_ambiguous=retry_ambiguous)
         self.max_download_bytes = max_download_bytes
         self._hooks = _hooks(on_retry)
-        if http_client is not None:
-            self._http = http_client
-            self._owns_http = False
-        else:
-            if max_connections < 1:
-                raise ValueError("max_connections must be >= 1")
-            if timeout is None:
-                timeouts = DEFAULT_TIMEOUT
-            elif isinstance(timeout, httpx.Timeout):
-                timeouts = timeout
-            else:
-                timeouts = httpx.Timeout(float(timeout), pool=None)
-            self._http = httpx.AsyncClient(
-                timeout=timeouts,
-                limits=httpx.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                ),
-                headers={"user-agent": f"freepik-bg/{__version__} httpx/{httpx.__version__}"},
-                verify=verify,
-                proxy=proxy,
-                follow_redirects=False,
-            )
-            self._owns_http = True
+        self._owns_http = http_client is None
+        self._http = http_client or make_http_client(
+            timeout=timeout, max_connections=max_connections, verify=verify, proxy=proxy
+        )
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={str(self.base_url)!r}, auth={self._auth!r})"

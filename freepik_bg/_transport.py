@@ -13,19 +13,55 @@ import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
-from ._config import Origin, origin_of
+from ._config import DEFAULT_TIMEOUT, Origin, origin_of
 from ._errors import APIConnectionError, APITimeoutError, RedirectError
+from ._version import __version__
 
-__all__ = ["API_KEY_HEADER", "ApiKeyAuth", "open_stream", "translate_transport_error"]
+__all__ = [
+    "API_KEY_HEADER",
+    "ApiKeyAuth",
+    "make_http_client",
+    "open_stream",
+    "translate_transport_error",
+]
 
 API_KEY_HEADER = "x-freepik-api-key"
 MAX_REDIRECTS = 5
 
 # Failures that happen before the request can have reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def make_http_client(
+    *,
+    timeout: float | httpx.Timeout | None,
+    max_connections: int,
+    verify: Any,
+    proxy: str | httpx.URL | None,
+) -> httpx.AsyncClient:
+    """The pool an `AsyncClient` owns: no redirects followed by httpx, no default key header."""
+    if max_connections < 1:
+        raise ValueError("max_connections must be >= 1")
+    if timeout is None:
+        timeouts = DEFAULT_TIMEOUT
+    elif isinstance(timeout, httpx.Timeout):
+        timeouts = timeout
+    else:
+        timeouts = httpx.Timeout(float(timeout), pool=None)
+    return httpx.AsyncClient(
+        timeout=timeouts,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        headers={"user-agent": f"freepik-bg/{__version__} httpx/{httpx.__version__}"},
+        verify=verify,
+        proxy=proxy,
+        follow_redirects=False,
+    )
 
 
 class ApiKeyAuth:
