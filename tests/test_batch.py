@@ -478,3 +478,27 @@ async def test_rate_gate_paces_just_under_the_given_rate() -> None:
         await gate.wait()
     # Ten intervals at 98% of 10/s: a server at exactly 10/s always has its token back.
     assert anyio.current_time() - start == pytest.approx(10 / 9.8)
+
+
+async def test_duplicates_share_one_post_and_one_output(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    a, b, c = urls(3)
+    service.fail[c] = httpx.Response(400, json={"message": "Failed to download the image"})
+    listing = [a, b, a, c, a, c, b]
+    report = await client.run_batch(listing, tmp_path, concurrency=4, rate=None)
+    # One POST per distinct URL, one result per input line, and the counts add up.
+    assert sorted(service.posts) == sorted([a, b, c])
+    assert report.total == len(listing)
+    results = {r.index: r for r in (*report.stored, *report.skipped, *report.failed)}
+    firsts = {a: 0, b: 1, c: 3}
+    for index, url in enumerate(listing):
+        result = results[index]
+        if index == firsts[url]:
+            assert result.duplicate_of is None
+        else:
+            assert result.duplicate_of == firsts[url]
+            assert result.attempts == 0
+    assert {results[i].status for i in (2, 4, 6)} == {"skipped"}
+    assert isinstance(results[5].error, freepik_bg.BadRequestError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([output_name(a), output_name(b)])
