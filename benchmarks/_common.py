@@ -37,6 +37,7 @@ class Settings:
     expiry_n: int = 500
     scaling_n: int = 800
     scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
+    startup_rounds: int = 10
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
 
@@ -50,6 +51,7 @@ class Settings:
             expiry_n=20,
             scaling_n=20,
             scaling_levels=(1, 4),
+            startup_rounds=1,
             refill_pause=1.0,
         )
 

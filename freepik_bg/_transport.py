@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ._config import DEFAULT_TIMEOUT, Origin, origin_of
+from ._config import Origin, origin_of
 from ._errors import APIConnectionError, APITimeoutError, RedirectError
 from ._version import __version__
 
@@ -31,6 +31,11 @@ __all__ = [
 
 API_KEY_HEADER = "x-freepik-api-key"
 MAX_REDIRECTS = 5
+
+# Background removal of a 25-megapixel image can take a while, so reads get a
+# generous budget; connecting should be quick. No pool timeout: a task waiting
+# for a free connection is queueing, not failing.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=None)
 
 # Failures that happen before the request can have reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)

@@ -19,6 +19,7 @@ from benchmarks import (
     overhead,
     ratelimit,
     scaling,
+    startup,
 )
 from benchmarks._report import write
 
@@ -80,8 +81,16 @@ def test_scaling(results: dict[str, ScenarioResult]) -> None:
     results["scaling"] = result
 
 
+def test_startup(results: dict[str, ScenarioResult]) -> None:
+    result = startup.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(startup.SIDES)
+    assert all(r.elapsed > 0 for r in result.runs)
+    results["startup"] = result
+
+
 def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
-    if not results:  # run on its own (-k report): make something to report
+    if "scaling" not in results:  # run on its own (-k report): make something to plot
         results["scaling"] = scaling.run(SMOKE)
     out = tmp_path / "docs" / "benchmarks.md"
     written = write(
