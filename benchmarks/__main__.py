@@ -11,7 +11,7 @@ from pathlib import Path
 
 import attrs
 
-from benchmarks import expiry, memory, overhead, ratelimit, scaling, startup
+from benchmarks import expiry, memory, overhead, ratelimit, scaling, slowdisk, startup
 from benchmarks._common import ScenarioResult, Settings, machine_info
 from benchmarks._report import write
 
@@ -22,6 +22,7 @@ SCENARIOS = {
     "expiry": expiry.run,
     "scaling": scaling.run,
     "startup": startup.run,
+    "slowdisk": slowdisk.run,
 }
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "analysis.md"

@@ -38,6 +38,7 @@ class Settings:
     scaling_n: int = 800
     scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
     startup_rounds: int = 10
+    slowdisk_n: int = 600
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
 
@@ -52,6 +53,7 @@ class Settings:
             scaling_n=20,
             scaling_levels=(1, 4),
             startup_rounds=1,
+            slowdisk_n=20,
             refill_pause=1.0,
         )
 

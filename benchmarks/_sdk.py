@@ -9,6 +9,7 @@ import httpx
 
 import freepik_bg
 from benchmarks._common import DiscardSink, Outcome
+from freepik_bg import Sink
 
 
 async def sdk_batch(
@@ -20,8 +21,10 @@ async def sdk_batch(
     rate: float | None = None,
     burst: int = 50,
     measure_gaps: bool = False,
+    sink: Sink | None = None,
 ) -> Outcome:
-    """Run ``client.batch`` over ``urls``; results are counted, not kept.
+    """Run ``client.batch`` over ``urls`` into ``sink``; by default results are counted,
+    not kept.
 
     With ``measure_gaps``, an httpx request hook stamps when each result link's GET is
     sent, and ``gaps`` gets, per item, the seconds from its POST answer
@@ -43,7 +46,9 @@ async def sdk_batch(
             follow_redirects=False,
             event_hooks={"request": [on_request]},
         )
-    sink = DiscardSink()
+    counter = DiscardSink()
+    if sink is None:
+        sink = counter
     try:
         async with (
             freepik_bg.AsyncClient(
@@ -71,5 +76,5 @@ async def sdk_batch(
     finally:
         if http is not None:
             await http.aclose()
-    out.bytes = sink.bytes
+    out.bytes = counter.bytes
     return out

@@ -19,6 +19,7 @@ from benchmarks import (
     overhead,
     ratelimit,
     scaling,
+    slowdisk,
     startup,
 )
 from benchmarks._report import write
@@ -87,6 +88,27 @@ def test_startup(results: dict[str, ScenarioResult]) -> None:
     assert {r.label for r in result.runs} == set(startup.SIDES)
     assert all(r.elapsed > 0 for r in result.runs)
     results["startup"] = result
+
+
+def test_slowdisk(results: dict[str, ScenarioResult]) -> None:
+    result = slowdisk.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(slowdisk.SIDES)
+    assert all(r.ok == SMOKE.slowdisk_n and r.extra["failed"] == 0 for r in result.runs)
+    results["slowdisk"] = result
+
+
+def test_slow_disk_slows_os_replace_in_its_thread_only_while_on(tmp_path: Path) -> None:
+    import os
+    import time
+
+    (tmp_path / "a").write_bytes(b"x")
+    with slowdisk.slow_disk(0.05):
+        started = time.perf_counter()
+        os.replace(tmp_path / "a", tmp_path / "b")
+        assert time.perf_counter() - started >= 0.05
+    assert (tmp_path / "b").read_bytes() == b"x"
+    assert os.replace.__module__ == "posix"
 
 
 def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
