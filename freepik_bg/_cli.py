@@ -143,6 +143,13 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         type=Path,
         help=f"read the API key from this file instead of ${API_KEY_ENV}",
     )
+    remove.add_argument(
+        "--http-backend",
+        choices=("httpx", "aiohttp"),
+        default="httpx",
+        help="what carries the requests: httpx's own pool (default), or aiohttp's "
+        "(less CPU per request; needs pip install 'freepik-bg[aiohttp]')",
+    )
     remove.add_argument("-q", "--quiet", action="store_true", help="no per-item lines")
     remove.add_argument(
         "--progress",

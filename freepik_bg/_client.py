@@ -39,7 +39,13 @@ from ._ratelimit import RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
-from ._transport import ApiKeyAuth, make_http_client, open_stream, translate_transport_error
+from ._transport import (
+    ApiKeyAuth,
+    HttpBackend,
+    make_http_client,
+    open_stream,
+    translate_transport_error,
+)
 
 __all__ = ["AsyncClient"]
 
@@ -89,6 +95,9 @@ class AsyncClient:
         rate: POSTs per second for the whole client, shared by all its tasks
             (paced 2 % under it); ``None`` (the default) sets no limit.
         burst: how many POSTs may go at once before ``rate`` applies.
+        http_backend: what carries the requests of the pool we create: ``"httpx"``
+            (httpcore, the default; asyncio and trio) or ``"aiohttp"`` (asyncio only,
+            less CPU per request; needs ``pip install 'freepik-bg[aiohttp]'``).
 
     Raises:
         ValueError: ``rate`` is not a positive finite number or ``None``,
@@ -120,6 +129,7 @@ class AsyncClient:
         on_retry: RetryHook | Sequence[RetryHook] = (),
         rate: float | None = None,
         burst: int = DEFAULT_BURST,
+        http_backend: HttpBackend = "httpx",
     ) -> None:
         # RateGate validates both; without a rate, single calls keep no gate at all
         # (not even the shared 429 pause), exactly as before.
@@ -138,7 +148,11 @@ class AsyncClient:
         self._hooks = _hooks(on_retry)
         self._owns_http = http_client is None
         self._http = http_client or make_http_client(
-            timeout=timeout, max_connections=max_connections, verify=verify, proxy=proxy
+            timeout=timeout,
+            max_connections=max_connections,
+            verify=verify,
+            proxy=proxy,
+            backend=http_backend,
         )
 
     def __repr__(self) -> str:

@@ -131,6 +131,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         timeout=args.timeout,
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
+        http_backend=args.http_backend,
     )
     try:
         entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
