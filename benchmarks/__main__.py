@@ -11,7 +11,16 @@ from pathlib import Path
 
 import attrs
 
-from benchmarks import expiry, memory, overhead, ratelimit, scaling, slowdisk, startup
+from benchmarks import (
+    expiry,
+    memory,
+    overhead,
+    ratelimit,
+    scaling,
+    slowdisk,
+    startup,
+    transports,
+)
 from benchmarks._common import ScenarioResult, Settings, machine_info
 from benchmarks._report import write
 
@@ -23,6 +32,7 @@ SCENARIOS = {
     "scaling": scaling.run,
     "startup": startup.run,
     "slowdisk": slowdisk.run,
+    "transports": transports.run,
 }
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "analysis.md"

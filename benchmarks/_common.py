@@ -39,6 +39,7 @@ class Settings:
     scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
     startup_rounds: int = 10
     slowdisk_n: int = 600
+    transports_n: int = 1200
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
 
@@ -54,6 +55,7 @@ class Settings:
             scaling_levels=(1, 4),
             startup_rounds=1,
             slowdisk_n=20,
+            transports_n=20,
             refill_pause=1.0,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import anyio
 import httpx
@@ -22,6 +23,7 @@ async def sdk_batch(
     burst: int = 50,
     measure_gaps: bool = False,
     sink: Sink | None = None,
+    http_backend: Literal["httpx", "aiohttp"] = "httpx",
 ) -> Outcome:
     """Run ``client.batch`` over ``urls`` into ``sink``; by default results are counted,
     not kept.
@@ -56,6 +58,7 @@ async def sdk_batch(
                 base_url=base_url,
                 max_connections=max(64, concurrency),
                 http_client=http,
+                http_backend=http_backend,
             ) as client,
             client.batch(
                 urls, sink, concurrency=concurrency, rate=rate, burst=burst, overwrite=True

@@ -21,6 +21,7 @@ from benchmarks import (
     scaling,
     slowdisk,
     startup,
+    transports,
 )
 from benchmarks._report import write
 
@@ -94,7 +95,7 @@ def test_slowdisk(results: dict[str, ScenarioResult]) -> None:
     result = slowdisk.run(SMOKE)
     _check(result)
     assert {r.label for r in result.runs} == set(slowdisk.SIDES)
-    assert all(r.ok == SMOKE.slowdisk_n and r.extra["failed"] == 0 for r in result.runs)
+    assert all(r.ok == SMOKE.slowdisk_n and r.extra["failed_paced"] == 0 for r in result.runs)
     results["slowdisk"] = result
 
 
@@ -109,6 +110,14 @@ def test_slow_disk_slows_os_replace_in_its_thread_only_while_on(tmp_path: Path) 
         assert time.perf_counter() - started >= 0.05
     assert (tmp_path / "b").read_bytes() == b"x"
     assert os.replace.__module__ == "posix"
+
+
+def test_transports(results: dict[str, ScenarioResult]) -> None:
+    result = transports.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(transports.SIDES)
+    assert all(r.ok == SMOKE.transports_n and r.extra["failed"] == 0 for r in result.runs)
+    results["transports"] = result
 
 
 def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
