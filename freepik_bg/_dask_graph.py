@@ -44,7 +44,7 @@ def _partitions(urls: object, column: str | None) -> list[Delayed]:
     if column is not None:
         raise TypeError("column= is only for a Dask DataFrame of URLs")
     if isinstance(urls, dd.Series | db.Bag):
-        return list(urls.to_delayed())  # type: ignore[no-untyped-call]
+        return list(urls.to_delayed())
     raise TypeError(
         "urls must be a dask.bag.Bag of URL strings, a dask.dataframe.Series, or a "
         f"dask.dataframe.DataFrame with column=...; got {type(urls).__name__}"
@@ -114,7 +114,7 @@ def build_frame(
             offset, length, dask_key_name=f"freepik-bg-offset-{job}-{number}"
         )
     if not results:
-        frame: dd.DataFrame = dd.from_pandas(empty_frame(), npartitions=1)  # type: ignore[no-untyped-call]
+        frame: dd.DataFrame = dd.from_pandas(empty_frame(), npartitions=1)
         return frame
     frame = dd.from_delayed(results, meta=empty_frame(), verify_meta=False)
     return frame  # noqa: RET504 - typed here: dask's own annotations are loose

@@ -75,7 +75,7 @@ class _KeyPlugin(WorkerPlugin):
 
 def _current_client() -> Any:
     try:
-        return default_client()  # type: ignore[no-untyped-call]
+        return default_client()
     except ValueError:  # no client: the local scheduler, in this process
         return None
 
