@@ -85,7 +85,7 @@ class AsyncClient:
             ``ssl.SSLContext``); only used when we create the pool.
         proxy: a proxy URL, when we create the pool (``HTTPS_PROXY`` and
             friends are honoured too).
-        on_retry: callables given a :class:`RetryEvent` before each retry.
+        on_retry: callables given a [`RetryEvent`][freepik_bg.RetryEvent] before each retry.
         rate: POSTs per second for the whole client, shared by all its tasks
             (paced 2 % under it); ``None`` (the default) sets no limit.
         burst: how many POSTs may go at once before ``rate`` applies.
@@ -258,7 +258,8 @@ class AsyncClient:
     async def download(self, cutout: Cutout, size: Size = "high_resolution") -> bytes:
         """Download one rendition into memory and return its bytes.
 
-        For large files prefer :meth:`download_to`, which streams to disk.
+        For large files prefer [`download_to`][freepik_bg.AsyncClient.download_to], which
+        streams to disk.
 
         Raises:
             LinkExpiredError: the link answered 403, 404 or 410.

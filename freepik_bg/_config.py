@@ -127,7 +127,8 @@ def origin_of(url: httpx.URL) -> Origin:
 def validate_image_url(image_url: object) -> str:
     """Check that ``image_url`` is an absolute http(s) URL the service could fetch.
 
-    Raises :class:`InvalidRequestError` (no request is sent, no credit spent).
+    Raises [`InvalidRequestError`][freepik_bg.InvalidRequestError] (no request is sent, no
+    credit spent).
 
     Examples:
         >>> validate_image_url("https://example.com/cat.jpg")

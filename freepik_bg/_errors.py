@@ -1,6 +1,6 @@
 """The exception hierarchy.
 
-Every error the SDK raises derives from :class:`FreepikError`, so ``except
+Every error the SDK raises derives from `FreepikError`, so ``except
 freepik_bg.FreepikError`` catches them all. HTTP errors carry the status code
 and the server's own message; nothing here ever holds the API key.
 """
@@ -100,7 +100,8 @@ class SkippedError(FreepikError):
     """An item was not attempted because the batch stopped first.
 
     ``cause`` is the error that stopped the batch (for example an
-    :class:`AuthenticationError`), or ``None`` when the batch was cancelled.
+    [`AuthenticationError`][freepik_bg.AuthenticationError]), or ``None`` when the batch
+    was cancelled.
     """
 
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
