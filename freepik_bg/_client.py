@@ -95,13 +95,18 @@ class AsyncClient:
             ``burst`` is below 1, or another size is out of range.
 
     Examples:
-        >>> async with AsyncClient() as client:  # doctest: +SKIP
-        ...     cutout = await client.remove_background("https://example.com/shoe.jpg")
-        ...     await client.download_to(cutout, "shoe.png")
+        ```python
+        async with AsyncClient() as client:  # key from $FREEPIK_API_KEY
+            cutout = await client.remove_background("https://example.com/shoe.jpg")
+            await client.download_to(cutout, "shoe.png")
+        ```
 
         One client for a web app, within Freepik's 10 requests/s per key:
 
-        >>> client = AsyncClient(rate=10, burst=50)  # doctest: +SKIP
+        ```python
+        async with AsyncClient(rate=10, burst=50) as client:
+            ...  # serve requests with it
+        ```
     """
 
     def __init__(
@@ -288,8 +293,9 @@ class AsyncClient:
         once complete and valid: whatever fails, no partial file is left.
 
         Examples:
-            >>> await client.download_to(cutout, "out/shoe.png")  # doctest: +SKIP
-            PosixPath('out/shoe.png')
+            ```python
+            path = await client.download_to(cutout, "out/shoe.png")  # Path('out/shoe.png')
+            ```
         """
         target = Path(path)
         return await self.download_with(
@@ -354,7 +360,9 @@ class AsyncClient:
         """Submit ``image_url`` and stream the cutout straight into ``path``.
 
         Examples:
-            >>> await client.remove_background_to(url, "out/shoe.png")  # doctest: +SKIP
+            ```python
+            await client.remove_background_to(url, "out/shoe.png")
+            ```
         """
         cutout = await self.remove_background(image_url)
         return await self.download_to(cutout, path, size=size)

@@ -51,10 +51,12 @@ class FreepikError(Exception):
     the service may have billed (see the retry policy).
 
     Examples:
-        >>> try:
-        ...     ...  # await client.remove_background(url)
-        ... except FreepikError as exc:
-        ...     print(f"failed: {exc}")
+        ```python
+        try:
+            cutout = await client.remove_background(url)
+        except FreepikError as exc:
+            print(f"failed: {exc}")
+        ```
     """
 
     attempts: int = 0

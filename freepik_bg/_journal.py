@@ -54,9 +54,9 @@ class Journal:
     """Records finished items and tells a rerun which ones to skip.
 
     Examples:
-        >>> journal = Journal("run.jsonl")  # doctest: +SKIP
-        >>> journal.is_stored("https://example.com/a.jpg")  # doctest: +SKIP
-        True
+        >>> journal = Journal("run.jsonl")  # an earlier run's journal, if any
+        >>> journal.is_stored("https://example.com/a.jpg")
+        False
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

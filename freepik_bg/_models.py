@@ -324,6 +324,7 @@ class ProgressEvent:
         >>> def progress(event: ProgressEvent) -> None:
         ...     if event.kind is ProgressKind.POSTED:
         ...         print("paid for", event.image_url)
+        >>> config = BatchConfig(progress=progress)
     """
 
     kind: ProgressKind

@@ -157,6 +157,7 @@ class Sink(Protocol):
     credit is spent on results that cannot be stored.
 
     Examples:
+        >>> from collections.abc import AsyncIterator
         >>> class S3Sink:
         ...     async def exists(self, item: SinkItem) -> str | None:
         ...         return None

@@ -54,6 +54,8 @@ class Emulator:
 
     Examples:
         ```python
+        import httpx
+
         with Emulator() as emu:
             response = httpx.post(
                 emu.api_url,
