@@ -59,7 +59,8 @@ def test_testing_your_code_recipe_passes(tmp_path: Path) -> None:
 
 
 def _start(script: Path, emu: Emulator) -> subprocess.Popen[str]:
-    env = {**cli_env(emu.api_key), "FREEPIK_BASE_URL": emu.base_url}
+    # Unbuffered, as on a terminal: the test reads the items as they are printed.
+    env = {**cli_env(emu.api_key), "FREEPIK_BASE_URL": emu.base_url, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, script.name],
         cwd=script.parent,
