@@ -37,6 +37,7 @@ from ._errors import (
     RedirectError,
     SinkError,
     SkippedError,
+    StagingError,
 )
 from ._journal import Journal
 from ._models import (
@@ -53,6 +54,7 @@ from ._models import (
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
+from ._targets import LocalImage, local_images
 from ._version import __version__
 
 # A library leaves logging output to the application (the CLI configures it).
@@ -83,6 +85,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "LinkExpiredError",
+    "LocalImage",
     "MemorySink",
     "NotFoundError",
     "ObjectStoreSink",
@@ -100,7 +103,9 @@ __all__ = [
     "SinkItem",
     "Size",
     "SkippedError",
+    "StagingError",
     "__version__",
+    "local_images",
     "output_name",
     "remove_backgrounds",
     "set_testing",
