@@ -369,11 +369,12 @@ class AsyncClient:
         concurrency: int = _BATCH.concurrency,
         rate: float | None = _BATCH.rate,
         burst: int = _BATCH.burst,
-        size: Size = _BATCH.size,
+        size: Size | tuple[Size, ...] = _BATCH.size,
         journal: str | os.PathLike[str] | Journal | None = _BATCH.journal,
         overwrite: bool = _BATCH.overwrite,
         fail_fast: bool = _BATCH.fail_fast,
         resubmit_expired: int = _BATCH.resubmit_expired,
+        repay_missing_renditions: bool = _BATCH.repay_missing_renditions,
         progress: ProgressHook | None = _BATCH.progress,
         drain_timeout: float = _BATCH.drain_timeout,
     ) -> AbstractAsyncContextManager[BatchResults]:

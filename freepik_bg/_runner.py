@@ -22,8 +22,6 @@ import contextlib
 import logging
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
 )
@@ -43,7 +41,6 @@ from ._errors import (
     JournalError,
     LinkExpiredError,
     RateLimitError,
-    SinkError,
 )
 from ._input import BadLine, InputLine
 from ._journal import Journal
@@ -55,9 +52,11 @@ from ._models import (
     ProgressEvent,
     ProgressKind,
     RetryEvent,
+    Size,
 )
 from ._ratelimit import AdaptiveConcurrency, RateGate
-from ._sinks import DirectorySink, Sink, SinkItem, output_name
+from ._renditions import Assessment, Renditions, repay_needed
+from ._sinks import Sink
 
 __all__ = ["Runner"]
 
@@ -76,6 +75,7 @@ class Runner:
     slots: AdaptiveConcurrency
     stats: BatchStats
     breaker: Breaker
+    renditions: Renditions
     duplicates: Duplicates = attrs.field(factory=Duplicates)
     fatal: BaseException | None = None
     _stopping: bool = False
@@ -99,6 +99,7 @@ class Runner:
             slots=AdaptiveConcurrency(config.concurrency),
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
+            renditions=Renditions(sink, config.sizes, journal, overwrite=config.overwrite),
         )
 
     def close(self) -> None:
@@ -208,7 +209,7 @@ class Runner:
         if self.journal is None or result.duplicate_of is not None:
             return
         try:
-            self.journal.record(result, size=self.config.size)
+            self.journal.record(result, size=self.config.sizes[0])
         except JournalError as exc:
             self._fail_hard(exc)
 
@@ -241,52 +242,46 @@ class Runner:
             url = validate_image_url(entry.url if isinstance(entry, InputLine) else entry)
         except FreepikError as exc:
             return self._failure(index, shown, exc, queued_at=queued_at)
-        first = self.duplicates.claim(url, self.config.size, index)
+        # Duplicates are the same URL asking for the same renditions.
+        key = ",".join(self.config.sizes)
+        first = self.duplicates.claim(url, key, index)
         if first is not None:
             self.stats.duplicates += 1
-            result = await self.duplicates.follow(first, index, url, self.config.size)
+            result = await self.duplicates.follow(first, index, url, key)
             if result.ok:
-                result = attrs.evolve(result, location=self._location(self._sink_item(index, url)))
+                where = self.renditions.locations(index, url)
+                result = attrs.evolve(result, location=where[self.config.sizes[0]], locations=where)
             return result
         try:
             result = await self._stored_or_submit(index, url, flight, queued_at)
         except BaseException:
-            self.duplicates.abandon(url, self.config.size)
+            self.duplicates.abandon(url, key)
             raise
-        self.duplicates.settle(url, self.config.size, result)
+        self.duplicates.settle(url, key, result)
         return result
 
     async def _stored_or_submit(
         self, index: int, url: str, flight: Flight, queued_at: float
     ) -> ItemResult:
-        size = self.config.size
-        item = self._sink_item(index, url)
-        if not self.config.overwrite:
-            done = self.journal is not None and self.journal.is_stored(url, size)
-            try:
-                # The journal is enough: no need to ask the sink (a request, for object storage).
-                location = None if done else await self.sink.exists(item)
-            except FreepikError as exc:
-                return self._failure(index, url, exc, queued_at=queued_at)
-            if done or location is not None:
-                return ItemResult(
-                    index=index,
-                    image_url=url,
-                    ok=True,
-                    location=location or self._location(item),
-                    skipped=True,
-                    queued_at=queued_at,
-                )
-        return await self._submit_and_store(index, url, item, flight, queued_at)
-
-    def _sink_item(self, index: int, url: str) -> SinkItem:
-        size = self.config.size
-        return SinkItem(index=index, image_url=url, name=output_name(url, size), size=size)
-
-    def _location(self, item: SinkItem) -> str:
-        if isinstance(self.sink, DirectorySink):
-            return str(self.sink.path_for(item))
-        return item.name
+        try:
+            plan = await self.renditions.assess(index, url)
+        except FreepikError as exc:
+            return self._failure(index, url, exc, queued_at=queued_at)
+        if not plan.missing:
+            return ItemResult(
+                index=index,
+                image_url=url,
+                ok=True,
+                location=plan.stored[self.config.sizes[0]],
+                locations=plan.stored,
+                skipped=True,
+                queued_at=queued_at,
+            )
+        if plan.needs_post and plan.paid_before and not self.config.repay_missing_renditions:
+            # Adding a rendition to an item an earlier run stored: its links are gone.
+            error = repay_needed(url, plan.missing)
+            return self._failure(index, url, error, queued_at=queued_at, stored=plan.stored)
+        return await self._submit_and_store(index, url, plan, flight, queued_at)
 
     async def _before_attempt(self, flight: Flight) -> None:
         if self.breaker.tripped:
@@ -333,12 +328,21 @@ class Runner:
         self.breaker.post_succeeded()
         return cutout
 
+    def _may_resubmit(self, plan: Assessment, resubmits: int, *, earlier_links: bool) -> bool:
+        if self._stopping:
+            return False
+        if earlier_links and plan.paid_before:
+            # Links of an earlier run that stored part of the item: paying again is opt-in.
+            return self.config.repay_missing_renditions
+        return resubmits < self.config.resubmit_expired
+
     async def _submit_and_store(
-        self, index: int, url: str, item: SinkItem, flight: Flight, queued_at: float
+        self, index: int, url: str, plan: Assessment, flight: Flight, queued_at: float
     ) -> ItemResult:
         attempts = ambiguous = resubmits = 0
         posted_at: float | None = None
-        cutout: Cutout | None = self.journal.pending_cutout(url) if self.journal else None
+        cutout = plan.links
+        stored = dict(plan.stored)
         if cutout is not None:
             flight.enter(Phase.PAID)
         hook = self._on_retry(index, flight)
@@ -356,24 +360,28 @@ class Runner:
                     posted_at = anyio.current_time()
                     self._journal_posted(index, cutout)
                     self._emit(ProgressKind.POSTED, index, url)
-                location = await self.client.download_with(
-                    cutout,
-                    self._storer(attrs.evolve(item, cutout=cutout)),
-                    size=self.config.size,
-                    on_retry=(hook,),
-                )
+                # One answer, every missing rendition: each into its own output.
+                for size in plan.missing:
+                    if size not in stored:
+                        item = self.renditions.item(index, url, size, cutout)
+                        stored[size] = await self.client.download_with(
+                            cutout, self.renditions.storer(item), size=size, on_retry=(hook,)
+                        )
             except FreepikError as exc:
-                if (
-                    isinstance(exc, LinkExpiredError)
-                    and resubmits < self.config.resubmit_expired
-                    and not self._stopping
-                ):
+                # Links this item has not paid for in this run came from the journal.
+                earlier_links = posted_at is None
+                expired = isinstance(exc, LinkExpiredError)
+                if expired and self._may_resubmit(plan, resubmits, earlier_links=earlier_links):
                     logger.warning("link for %s expired before download; submitting again", url)
                     resubmits += 1
                     self.stats.resubmits += 1
                     cutout = None
                     flight.enter(Phase.QUEUED)
                     continue
+                if expired and earlier_links and plan.paid_before:
+                    # Say what would get the rest: the flag that pays for it.
+                    missing = tuple(size for size in plan.missing if size not in stored)
+                    exc = repay_needed(url, missing, cause=exc)
                 return self._failure(
                     index,
                     url,
@@ -383,6 +391,7 @@ class Runner:
                     resubmits=resubmits,
                     queued_at=queued_at,
                     posted_at=posted_at,
+                    stored=stored,
                 )
             self.slots.succeeded()
             self.stats.concurrency = self.slots.limit
@@ -390,7 +399,8 @@ class Runner:
                 index=index,
                 image_url=url,
                 ok=True,
-                location=location,
+                location=stored[self.config.sizes[0]],
+                locations={size: stored[size] for size in self.config.sizes},
                 cutout=cutout,
                 attempts=attempts,
                 ambiguous_retries=ambiguous,
@@ -409,18 +419,6 @@ class Runner:
             # Stop, but still store this one: it is paid for.
             self._fail_hard(exc)
 
-    def _storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
-        async def store(chunks: AsyncIterator[bytes]) -> str:
-            try:
-                return await self.sink.store(item, chunks)
-            except FreepikError:
-                raise  # a broken transfer: retried by download_with
-            except Exception as exc:
-                # A typed failure of this item (which stops the batch), not a crash.
-                raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
-
-        return store
-
     def _failure(
         self,
         index: int,
@@ -432,6 +430,7 @@ class Runner:
         ambiguous: int = 0,
         resubmits: int = 0,
         posted_at: float | None = None,
+        stored: dict[Size, str] | None = None,
     ) -> ItemResult:
         self.breaker.item_failed(exc, on_post=False)
         return ItemResult(
@@ -444,4 +443,5 @@ class Runner:
             resubmits=resubmits,
             queued_at=queued_at,
             posted_at=posted_at,
+            locations=stored or {},
         )
