@@ -50,6 +50,7 @@ from ._models import (
     RetryEvent,
     Size,
 )
+from ._plan import Plan, plan_batch
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
@@ -88,6 +89,7 @@ __all__ = [
     "ObjectStoreSink",
     "OutputConflictError",
     "PermissionDeniedError",
+    "Plan",
     "ProgressEvent",
     "ProgressHook",
     "ProgressKind",
@@ -102,6 +104,7 @@ __all__ = [
     "SkippedError",
     "__version__",
     "output_name",
+    "plan_batch",
     "remove_backgrounds",
     "set_testing",
     "validate_image_url",

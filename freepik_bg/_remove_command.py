@@ -15,17 +15,18 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
+from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
-from ._input import InputError, count_entries, read_entries
+from ._input import Entry, InputError, count_entries, read_entries
 from ._journal import Journal
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
@@ -120,8 +121,26 @@ def _open_journal(args: argparse.Namespace) -> Journal:
     return journal
 
 
+def _read_input(args: argparse.Namespace) -> Generator[Entry, None, None]:
+    try:
+        return read_entries(args.input, column=args.column, delimiter=args.delimiter)
+    except InputError as exc:
+        # The parser speaks the SDK's option names; here they are flags.
+        raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+
+
+async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
+    # No key, no client, no journal lock, nothing created: only reads.
+    entries = _read_input(args)
+    sink = make_sink(args.output, overwrite=config.overwrite)
+    await dry_run(entries, sink, attrs.evolve(config, journal=_journal_path(args)))
+    return EXIT_OK
+
+
 async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove``; everything that can be checked is checked before any POST."""
+    if args.dry_run:
+        return await _dry_run(args, config)
     api_key = read_api_key(args.api_key_file)
     # The client first: a bad base URL is found before anything is created on disk.
     client = batch_client(
@@ -132,11 +151,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
     )
-    try:
-        entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
-    except InputError as exc:
-        # The parser speaks the SDK's option names; here they are flags.
-        raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+    entries = _read_input(args)
     sink = make_sink(args.output, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
     if check is not None:
@@ -146,11 +161,20 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    total = None if args.input == "-" else count_entries(args.input, column=args.column)
+    total = (
+        None
+        if args.input == "-"
+        else count_entries(args.input, column=args.column, delimiter=args.delimiter)
+    )
     if total == 0:
         entries.close()
         print(f"freepik-bg: found 0 URLs in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
+    planned = attrs.evolve(config, journal=_journal_path(args))
+    if not await confirm_spending(args, total, lambda: _read_input(args), sink, planned):
+        entries.close()
+        print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
+        return EXIT_USAGE
     journal = _open_journal(args)
     to_stdout = args.report is not None and str(args.report) == "-"
     display = make_display(
