@@ -37,6 +37,7 @@ from ._errors import (
     RedirectError,
     SinkError,
     SkippedError,
+    StagingError,
 )
 from ._journal import Journal
 from ._models import (
@@ -54,6 +55,7 @@ from ._plan import Plan, plan_batch
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
+from ._targets import LocalImage, local_images
 from ._version import __version__
 
 # A library leaves logging output to the application (the CLI configures it).
@@ -84,6 +86,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "LinkExpiredError",
+    "LocalImage",
     "MemorySink",
     "NotFoundError",
     "ObjectStoreSink",
@@ -102,7 +105,9 @@ __all__ = [
     "SinkItem",
     "Size",
     "SkippedError",
+    "StagingError",
     "__version__",
+    "local_images",
     "output_name",
     "plan_batch",
     "remove_backgrounds",

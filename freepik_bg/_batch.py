@@ -159,6 +159,11 @@ async def open_batch(
     if check is not None:
         await check()  # before the first POST: a destination that cannot store costs nothing
     runner = Runner.create(client, sink, config)
+    try:
+        await runner.staging.check()  # and the staging bucket, if local files go through one
+    except BaseException:
+        runner.close()
+        raise
     send, receive = anyio.create_memory_object_stream[ItemResult](config.concurrency)
     try:
         async with anyio.create_task_group() as tg:

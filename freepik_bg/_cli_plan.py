@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
+from ._cli_inputs import Input
 from ._config import BatchConfig
 from ._plan import Plan, plan_batch
 from ._sinks import Sink
@@ -67,10 +68,10 @@ def add_plan_options(parser: argparse.ArgumentParser, number: Callable[[str], An
     )
 
 
-async def dry_run(entries: Generator[Any, None, None], sink: Sink, config: BatchConfig) -> Plan:
-    """Print the plan of ``entries`` into ``sink``; nothing is sent or written."""
-    with closing(entries):
-        plan = await plan_batch(entries, sink, config)
+async def dry_run(source: Input, sink: Sink, config: BatchConfig) -> Plan:
+    """Print the plan of ``source`` into ``sink``; nothing is sent or written."""
+    with closing(source):
+        plan = await plan_batch(source.entries, sink, config)
     print("Dry run: nothing was sent.")
     print(plan.summary())
     return plan
@@ -84,7 +85,7 @@ def _interactive() -> bool:
 async def confirm_spending(
     args: argparse.Namespace,
     upper_bound: int | None,
-    reopen: Callable[[], Generator[Any, None, None]],
+    reopen: Callable[[], Input],
     sink: Sink,
     config: BatchConfig,
 ) -> bool:
@@ -96,8 +97,8 @@ async def confirm_spending(
     limit: int = args.confirm_over
     if args.yes or upper_bound is None or upper_bound <= limit or not _interactive():
         return True
-    with closing(reopen()) as entries:
-        plan = await plan_batch(entries, sink, config)
+    with closing(reopen()) as source:
+        plan = await plan_batch(source.entries, sink, config)
     if plan.credits <= limit:
         return True
     print(plan.summary(), file=sys.stderr)

@@ -230,6 +230,15 @@ def _option(
     )
 
 
+def _check_stage(_instance: object, _attribute: object, value: str | None) -> None:
+    fetchable = isinstance(value, str) and is_storage_url(value)
+    if value is not None and not (fetchable and not value.startswith(("file:", "memory:"))):
+        raise ValueError(
+            f"stage must be an s3://, gs:// or az:// prefix the service can fetch from, "
+            f"got {value!r}"
+        )
+
+
 @attrs.frozen(slots=True)
 class BatchConfig:
     """Every option of a batch, with its default, in one place.
@@ -260,6 +269,12 @@ class BatchConfig:
             of an item and the links it paid for have expired, pay one more
             POST for the missing ones; without it, such an item fails with a
             `LinkExpiredError` that says to pass this.
+        stage: an object-storage prefix (``s3://bucket/staging/``, ``gs://...``,
+            ``az://...``) that local images (`pathlib.Path` items, or paths in a
+            URL list) are uploaded to; the service fetches each through a
+            presigned link. Needs the ``storage`` extra.
+        keep_staged: keep the staged copies; by default each is deleted once
+            its item is finished.
         progress: called with a `ProgressEvent` as things happen.
         drain_timeout: when the batch stops (Ctrl-C, a cancelled scope, leaving
             the block), POSTs already sent are finished, downloaded and stored,
@@ -315,6 +330,16 @@ class BatchConfig:
         False,
         help="pay one more POST for renditions missing from an item stored by an earlier "
         "run, once the links it paid for have expired",
+    )
+    stage: str | None = _option(
+        None,
+        help="object-storage prefix (s3://bucket/staging/) to upload local images to, so the "
+        "service can fetch them through presigned links",
+        metavar="URL",
+        validator=_check_stage,
+    )
+    keep_staged: bool = _option(
+        False, help="keep the staged copies of local images (default: delete each when done)"
     )
     progress: ProgressHook | None = _option(None, help="called with each ProgressEvent", cli=False)
     drain_timeout: float = _option(

@@ -46,9 +46,13 @@ def _key(url: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def _done_key(url: str, size: str) -> int:
+def _done_key(url: str, size: str, name: str | None = None) -> int:
     # Done is per rendition: a high-resolution cutout does not make the preview
     # done. The default size keeps the plain key, so older journals stay valid.
+    # A chosen output name (a SKU) is part of it: the same URL under another
+    # name is another output.
+    if name is not None:
+        return _key(f"{size}\0{name}\0{url}")
     return _key(url) if size == _DEFAULT_SIZE else _key(f"{size}\0{url}")
 
 
@@ -91,8 +95,11 @@ class Journal:
                 if event in ("stored", "done"):
                     # Journals before several renditions per item name one "size".
                     sizes = record.get("sizes") or [record.get("size", _DEFAULT_SIZE)]
+                    name = record.get("name")
                     for size in sizes:
-                        self._done.add(_done_key(str(url), str(size)))
+                        self._done.add(
+                            _done_key(str(url), str(size), None if name is None else str(name))
+                        )
                 elif event == "posted":
                     self._remember(_key(str(url)), record)
         if self.torn_lines:
@@ -128,9 +135,9 @@ class Journal:
         """How many distinct (URL, rendition) pairs are stored."""
         return len(self._done)
 
-    def is_stored(self, url: str, size: str = _DEFAULT_SIZE) -> bool:
-        """Whether ``url``'s ``size`` rendition was stored by an earlier run."""
-        return _done_key(url, size) in self._done
+    def is_stored(self, url: str, size: str = _DEFAULT_SIZE, name: str | None = None) -> bool:
+        """Whether ``url``'s ``size`` rendition (under the chosen ``name``) was stored before."""
+        return _done_key(url, size, name) in self._done
 
     def live_cutout(self, url: str) -> Cutout | None:
         """The links last paid for ``url``, stored or not, if they are still alive."""
@@ -214,8 +221,11 @@ class Journal:
         self._remember(_key(cutout.image_url), record)
         self._write(record)
 
-    def record(self, result: ItemResult, size: str = _DEFAULT_SIZE) -> None:
-        """Append a finished item (skipped ones are not written again).
+    def record(
+        self, result: ItemResult, size: str = _DEFAULT_SIZE, name: str | None = None
+    ) -> None:
+        """Append a finished item, under the chosen output ``name`` (skipped ones are not
+        written again).
 
         The renditions stored are ``result.locations``' sizes, else ``size``.
         A failed item that stored some renditions first gets a ``stored``
@@ -226,16 +236,18 @@ class Journal:
         sizes: list[str] = [*result.locations] or [size]
         record = result.to_record()
         del record["status"]
+        named = {} if name is None else {"name": name}
         if result.ok or result.locations:
-            for name in sizes:
-                self._done.add(_done_key(result.image_url, name))
+            for stored in sizes:
+                self._done.add(_done_key(result.image_url, stored, name))
             # "size" for readers from before several renditions: the first one.
             self._write(
-                {"event": "stored", "size": sizes[0], "sizes": sizes, **record, "error": None}
+                {"event": "stored", "size": sizes[0], "sizes": sizes, **named, **record}
+                | {"error": None}
             )
         if not result.ok:
             # A failed item stays retryable, and links it paid for stay usable.
-            self._write({"event": "failed", "size": sizes[0], **record})
+            self._write({"event": "failed", "size": sizes[0], **named, **record})
 
     def close(self) -> None:
         """Flush and close the file (and so release the run's lock)."""

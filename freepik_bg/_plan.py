@@ -19,13 +19,14 @@ import attrs
 from anyio.abc import ObjectReceiveStream
 
 from ._batch import Dest, _entries, make_sink
-from ._config import BatchConfig, validate_image_url
+from ._config import BatchConfig
 from ._dedupe import _key as duplicate_key
 from ._errors import FreepikError
 from ._input import BadLine, InputLine
 from ._journal import Journal
 from ._lifecycle import iterate
 from ._renditions import Renditions
+from ._targets import Target, resolve
 
 __all__ = ["Plan", "plan_batch"]
 
@@ -172,13 +173,13 @@ async def plan_batch(
     tally = _Tally()
     seen: set[int] = set()
     sizes_key = ",".join(config.sizes)
-    send, receive = anyio.create_memory_object_stream[tuple[int, str]](config.concurrency)
+    send, receive = anyio.create_memory_object_stream[tuple[int, Target]](config.concurrency)
 
-    async def check(items: ObjectReceiveStream[tuple[int, str]]) -> None:
+    async def check(items: ObjectReceiveStream[tuple[int, Target]]) -> None:
         async with items:
-            async for index, url in items:
+            async for index, target in items:
                 try:
-                    plan = await renditions.assess(index, url)
+                    plan = await renditions.assess(index, target)
                 except FreepikError as exc:
                     tally.invalid(index, f"item {index}: {exc}")
                     continue
@@ -200,14 +201,14 @@ async def plan_batch(
             index = 0
             async for entry in iterate(_entries(urls)):
                 tally.counts["total"] += 1
-                url, reason = _checked(index, entry)
-                if url is None:
+                target, reason = _checked(index, entry)
+                if target is None:
                     tally.invalid(index, str(reason))
-                elif duplicate_key(url, sizes_key) in seen:
+                elif duplicate_key(target.identity, sizes_key) in seen:
                     tally.counts["duplicates"] += 1
                 else:
-                    seen.add(duplicate_key(url, sizes_key))
-                    await send.send((index, url))
+                    seen.add(duplicate_key(target.identity, sizes_key))
+                    await send.send((index, target))
                 index += 1
     return Plan(
         **tally.counts,
@@ -217,12 +218,12 @@ async def plan_batch(
     )
 
 
-def _checked(index: int, entry: object) -> tuple[str | None, str | None]:
-    """The entry's valid URL, or why it has none (as the runner would fail it)."""
+def _checked(index: int, entry: object) -> tuple[Target | None, str | None]:
+    """The entry's target, or why it has none (as the runner would fail it)."""
     if isinstance(entry, BadLine):
         return None, str(entry)
     try:
-        return validate_image_url(entry.url if isinstance(entry, InputLine) else entry), None
+        return resolve(entry), None
     except FreepikError as exc:
         where = f"line {entry.line}" if isinstance(entry, InputLine) else f"item {index}"
         return None, f"{where}: {exc}"

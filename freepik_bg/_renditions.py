@@ -13,13 +13,17 @@ allows: `Renditions.assess` is where the runner and the dry run learn that.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ._errors import FreepikError, LinkExpiredError, SinkError
 from ._journal import Journal
 from ._models import SIZES, Cutout, Size, check_size
-from ._sinks import DirectorySink, Sink, SinkItem, output_name
+from ._sinks import DirectorySink, Sink, SinkItem
+
+if TYPE_CHECKING:  # _targets needs the configuration, which needs this module
+    from ._targets import Target
 
 __all__ = [
     "REPAY_FLAG",
@@ -113,10 +117,16 @@ class Renditions:
     journal: Journal | None = None
     overwrite: bool = False
 
-    def item(self, index: int, url: str, size: Size, cutout: Cutout | None = None) -> SinkItem:
-        """What the sink is told about ``url``'s ``size`` rendition."""
+    def item(
+        self, index: int, target: Target, size: Size, cutout: Cutout | None = None
+    ) -> SinkItem:
+        """What the sink is told about ``target``'s ``size`` rendition."""
         return SinkItem(
-            index=index, image_url=url, name=output_name(url, size), size=size, cutout=cutout
+            index=index,
+            image_url=target.identity,
+            name=target.output(size),
+            size=size,
+            cutout=cutout,
         )
 
     def location(self, item: SinkItem) -> str:
@@ -125,23 +135,23 @@ class Renditions:
             return str(self.sink.path_for(item))
         return item.name
 
-    def locations(self, index: int, url: str) -> dict[Size, str]:
-        """Where each asked-for rendition of ``url`` is stored, without asking the sink."""
-        return {size: self.location(self.item(index, url, size)) for size in self.sizes}
+    def locations(self, index: int, target: Target) -> dict[Size, str]:
+        """Where each asked-for rendition of ``target`` is stored, without asking the sink."""
+        return {size: self.location(self.item(index, target, size)) for size in self.sizes}
 
-    async def assess(self, index: int, url: str) -> Assessment:
-        """Which renditions of ``url`` are stored, which are missing, and from what links.
+    async def assess(self, index: int, target: Target) -> Assessment:
+        """Which renditions of ``target`` are stored, which are missing, and from what links.
 
         Raises the sink's `FreepikError` (an `OutputConflictError`, ...).
         """
-        journal = self.journal
+        journal, url, name = self.journal, target.identity, target.stem
         links = journal.live_cutout(url) if journal is not None else None
         if self.overwrite:
             return Assessment(stored={}, missing=self.sizes, links=links)
         stored: dict[Size, str] = {}
         for size in self.sizes:
-            item = self.item(index, url, size)
-            if journal is not None and journal.is_stored(url, size):
+            item = self.item(index, target, size)
+            if journal is not None and journal.is_stored(url, size, name):
                 # The journal is enough: no need to ask the sink (a request, for object storage).
                 stored[size] = self.location(item)
                 continue
@@ -150,7 +160,7 @@ class Renditions:
                 stored[size] = location
         missing = tuple(size for size in self.sizes if size not in stored)
         paid_before = bool(stored) or (
-            journal is not None and any(journal.is_stored(url, size) for size in SIZES)
+            journal is not None and any(journal.is_stored(url, size, name) for size in SIZES)
         )
         return Assessment(stored=stored, missing=missing, links=links, paid_before=paid_before)
 
