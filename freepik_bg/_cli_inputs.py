@@ -17,7 +17,7 @@ import attrs
 from ._errors import FreepikError
 from ._input import BadLine, InputError, InputLine, read_entries
 from ._models import Size
-from ._targets import Target, local_images, resolve, safe_name
+from ._targets import LocalImage, Target, local_images, resolve, safe_name
 
 __all__ = ["Input", "UsageError", "open_input"]
 
@@ -109,6 +109,8 @@ class _Checker:
 
     def add(self, entry: Any) -> None:
         where = f"line {entry.line}" if isinstance(entry, InputLine | BadLine) else "INPUT"
+        if isinstance(entry, LocalImage):
+            where = f"the folder {self.args.input}"
         name_column = getattr(self.args, "name_column", None)
         if isinstance(entry, BadLine):
             if name_column is not None and repr(name_column) in entry.reason:

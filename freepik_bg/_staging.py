@@ -254,7 +254,8 @@ class Stager:
 def walk_images(root: str | os.PathLike[str]) -> Iterator[Path]:
     """The JPEG/PNG files under ``root`` by extension, recursively, in a stable order.
 
-    Each folder's files come in name order, then its subfolders. Symlinks are
+    Each folder's files come in name order, then its subfolders. Hidden files
+    and folders (names starting with ``.``) are left out. Symlinks are
     followed, but a folder is walked once even if links lead back to it (so a
     link loop ends), and unreadable folders are skipped with a warning. Names
     that are not UTF-8 come through as :func:`os.fsdecode` gives them.
@@ -284,6 +285,8 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[Path]:
             continue
         subfolders = []
         for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden: .git, .DS_Store, a tool's cache, our own journal
             try:
                 if entry.is_dir():
                     subfolders.append(Path(entry.path))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,12 +18,15 @@ import freepik_bg
 from freepik_bg import InvalidRequestError, LocalImage, StagingError, local_images
 from freepik_bg.testing import Emulator
 
-from .conftest import KEY, make_png, run_cli
+from .conftest import CLI, KEY, cli_env, make_png, run_cli
 from .storage_fixtures import (
     S3,
+    SECRET_KEY,
     boto_fixture,  # noqa: F401 - fixtures
+    moto_auth_fixture,  # noqa: F401
     moto_endpoint_fixture,  # noqa: F401
     s3_fixture,  # noqa: F401
+    set_aws_env,
 )
 
 pytestmark = pytest.mark.anyio
@@ -332,3 +338,94 @@ def test_cli_survives_a_symlink_loop_and_non_utf8_names(
 
 def test_local_image_is_public() -> None:
     assert LocalImage.__module__ == "freepik_bg"
+
+
+def many_photos(root: Path, n: int) -> None:
+    for i in range(n):
+        (root / f"p{i:02d}.png").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"p{i:02d}.png").write_bytes(make_png(20 + i, 20))
+
+
+def start_cli(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_stored(proc: subprocess.Popen[str], count: int) -> None:
+    assert proc.stdout is not None
+    seen = 0
+    for line in proc.stdout:
+        seen += line.startswith("ok")
+        if seen == count:
+            return
+    raise AssertionError(f"the run ended after {seen} stored items")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_interrupted_staged_run_resumes_without_paying_twice(
+    s3: S3, emu: Emulator, tmp_path: Path, sig: signal.Signals
+) -> None:
+    n = 12
+    many_photos(tmp_path / "photos", n)
+    emu.configure(latency=0.25)  # several POSTs are on the wire when the signal comes
+    args = ["remove", str(tmp_path / "photos"), "-o", str(tmp_path / "out")]
+    args += ["--stage", s3.url("staging/"), "--base-url", emu.base_url, "--rate", "off"]
+    args += ["--concurrency", "4", "--progress", "plain"]
+    first = start_cli(args)
+    wait_for_stored(first, 2)
+    first.send_signal(sig)
+    first.communicate(timeout=60)
+    if sig is signal.SIGINT:
+        # Drained: what was sent is stored, and every staged copy is deleted.
+        assert first.returncode == 130
+        assert staged_keys(s3) == []
+    emu.configure(latency=0.0)
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == n
+    charged = emu.stats.credits_charged
+    if sig is signal.SIGINT:
+        assert charged == n
+    else:
+        # Only what was on the wire when the process died may be paid twice.
+        assert n <= charged <= n + 4
+        # Its staged copies may stay (a lifecycle rule on the prefix cleans them).
+        assert len(staged_keys(s3)) <= 4
+
+
+def test_cli_refuses_a_staging_bucket_it_cannot_use_before_any_post(
+    s3: S3, emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos(tmp_path / "photos")
+    args = ["remove", str(tmp_path / "photos"), "-o", str(tmp_path / "out")]
+    args += ["--base-url", emu.base_url, "--stage"]
+    missing = run_cli([*args, "s3://no-such-staging-bucket/x/"])
+    assert missing.returncode == 2, missing.stderr
+    assert "staging bucket" in missing.stderr
+    assert "no-such-staging-bucket" in missing.stderr
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    set_aws_env(monkeypatch, f"http://127.0.0.1:{port}")
+    down = run_cli([*args, s3.url("staging/")])
+    assert down.returncode == 2, down.stderr
+    assert f"cannot reach {s3.url('staging/')} at http://127.0.0.1:{port}" in down.stderr
+    assert emu.stats.posts == 0
+    assert "Traceback" not in missing.stderr + down.stderr
+
+
+async def test_wrong_staging_credentials_are_refused_without_the_secret(
+    s3: S3,
+    emu: Emulator,
+    tmp_path: Path,
+    moto_auth: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "a.png").write_bytes(make_png())
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_auth[0])  # a real key id, the wrong secret
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        with pytest.raises(StagingError, match="credentials refused") as caught:
+            await client.run_batch([tmp_path / "a.png"], tmp_path / "out", stage=s3.url("st/"))
+    assert SECRET_KEY not in str(caught.value) + repr(caught.value)
+    assert emu.stats.posts == 0
