@@ -51,6 +51,7 @@ from ._models import (
     RetryEvent,
     Size,
 )
+from ._plan import Plan, plan_batch
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
@@ -91,6 +92,7 @@ __all__ = [
     "ObjectStoreSink",
     "OutputConflictError",
     "PermissionDeniedError",
+    "Plan",
     "ProgressEvent",
     "ProgressHook",
     "ProgressKind",
@@ -107,6 +109,7 @@ __all__ = [
     "__version__",
     "local_images",
     "output_name",
+    "plan_batch",
     "remove_backgrounds",
     "set_testing",
     "validate_image_url",

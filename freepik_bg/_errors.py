@@ -1,6 +1,6 @@
 """The exception hierarchy.
 
-Every error the SDK raises derives from :class:`FreepikError`, so ``except
+Every error the SDK raises derives from `FreepikError`, so ``except
 freepik_bg.FreepikError`` catches them all. HTTP errors carry the status code
 and the server's own message; nothing here ever holds the API key.
 """
@@ -52,10 +52,12 @@ class FreepikError(Exception):
     the service may have billed (see the retry policy).
 
     Examples:
-        >>> try:
-        ...     ...  # await client.remove_background(url)
-        ... except FreepikError as exc:
-        ...     print(f"failed: {exc}")
+        ```python
+        try:
+            cutout = await client.remove_background(url)
+        except FreepikError as exc:
+            print(f"failed: {exc}")
+        ```
     """
 
     attempts: int = 0
@@ -101,7 +103,8 @@ class SkippedError(FreepikError):
     """An item was not attempted because the batch stopped first.
 
     ``cause`` is the error that stopped the batch (for example an
-    :class:`AuthenticationError`), or ``None`` when the batch was cancelled.
+    [`AuthenticationError`][freepik_bg.AuthenticationError]), or ``None`` when the batch
+    was cancelled.
     """
 
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
