@@ -78,9 +78,11 @@ def remove_backgrounds(
 
     Examples:
         >>> import dask.bag as db
+        >>> import freepik_bg.dask
         >>> def main() -> None:
         ...     urls = db.from_sequence(["https://example.com/a.jpg"], npartitions=1)
-        ...     frame = remove_backgrounds(urls, "/shared/cutouts", rate=10)
+        ...     # A folder that all workers can see; rate is for the whole cluster.
+        ...     frame = freepik_bg.dask.remove_backgrounds(urls, "cutouts/", rate=10)
         ...     print(frame.compute()[["image_url", "status", "location"]])
     """
     return build_frame(
