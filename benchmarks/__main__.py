@@ -19,6 +19,7 @@ from benchmarks import (
     scaling,
     slowdisk,
     startup,
+    storage,
     transports,
 )
 from benchmarks._common import ScenarioResult, Settings, machine_info
@@ -30,6 +31,7 @@ SCENARIOS = {
     "ratelimit": ratelimit.run,
     "expiry": expiry.run,
     "scaling": scaling.run,
+    "storage": storage.run,
     "startup": startup.run,
     "slowdisk": slowdisk.run,
     "transports": transports.run,

@@ -35,6 +35,7 @@ from ._errors import (
     RedirectError as RedirectError,
     SinkError as SinkError,
     SkippedError as SkippedError,
+    StagingError as StagingError,
 )
 from ._journal import Journal as Journal
 from ._models import (
@@ -48,6 +49,7 @@ from ._models import (
     RetryEvent as RetryEvent,
     Size as Size,
 )
+from ._plan import Plan as Plan, plan_batch as plan_batch
 from ._retries import RetryPolicy as RetryPolicy, set_testing as set_testing
 from ._sinks import (
     DirectorySink as DirectorySink,
@@ -57,4 +59,5 @@ from ._sinks import (
     output_name as output_name,
 )
 from ._sync import remove_backgrounds as remove_backgrounds
+from ._targets import LocalImage as LocalImage, local_images as local_images
 from ._version import __version__ as __version__

@@ -22,9 +22,6 @@ from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import anyio
-import anyio.to_thread
-
 __all__ = ["BATCH_BYTES", "SOURCE_XATTR", "SPILL_BYTES", "write_atomic"]
 
 SPILL_BYTES = 1 << 20
@@ -117,6 +114,11 @@ async def write_atomic(
         >>> async def save(chunks: AsyncIterable[bytes]) -> None:
         ...     await write_atomic(Path("out/shoe.png"), chunks, source="https://a.test/shoe.jpg")
     """
+    # Here, not at the top: `freepik-bg --help` imports this module (through the
+    # config's renditions) and must not load anyio; after the first call it is a lookup.
+    import anyio
+    import anyio.to_thread
+
     temp = _TempFile(path, source)
     parts: list[bytes] = []
     size = 0

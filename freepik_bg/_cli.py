@@ -16,8 +16,10 @@ from typing import Any
 
 import attrs
 
+from ._cli_plan import add_plan_options, parse_delimiter
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
-from ._errors import ConfigurationError, FreepikError, JournalError, SinkError
+from ._dask_cli import add_dask_options, run_dask_remove, wants_dask
+from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
 
 __all__ = ["build_parser", "main"]
 
@@ -111,7 +113,8 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
     remove.add_argument(
         "input",
         metavar="INPUT",
-        help="a text file of URLs (one per line; # comments), a CSV/TSV file, or - for stdin",
+        help="a text file of URLs or local paths (one per line; # comments), a CSV/TSV file, "
+        "a folder of .jpg/.png images (needs --stage), or - for stdin",
     )
     remove.add_argument(
         "-o",
@@ -120,8 +123,18 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         help="output directory, or object storage: s3://bucket/prefix/, gs://..., az://...",
     )
     remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
-    remove.add_argument("--delimiter", help="the CSV delimiter (default ',', or tab for .tsv)")
+    remove.add_argument(
+        "--name-column",
+        metavar="COL",
+        help="with --column: name each output after this column (a SKU), made filesystem-safe",
+    )
+    remove.add_argument(
+        "--delimiter",
+        type=_argument_type(parse_delimiter),
+        help="the CSV delimiter: one character, or tab (default ',', or tab for .tsv)",
+    )
     add_batch_options(remove)
+    add_plan_options(remove, _argument_type(at_least(0)))
     remove.set_defaults(journal=None)
     remove.add_argument("--base-url", help="API base URL (default $FREEPIK_BASE_URL or production)")
     remove.add_argument(
@@ -158,6 +171,7 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         help="progress display (default: a bar on a terminal, plain lines otherwise)",
     )
     remove.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    add_dask_options(remove)
 
     emulator = commands.add_parser(
         "emulator",
@@ -248,12 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # httpx logs every request at INFO; that drowns a bulk run.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        if args.command == "remove" and wants_dask(args):
+            return run_dask_remove(args, batch_config(args))
         if args.command == "remove":
             return anyio.run(run_remove, args, arguments, batch_config(args))
         if args.command == "emulator":
             return _run_emulator(args)
         return _run_demo(args)
-    except (UsageError, ConfigurationError, JournalError, SinkError) as exc:
+    except (UsageError, ConfigurationError, JournalError, SinkError, StagingError) as exc:
         # All raised before the first POST: nothing was spent.
         print(f"freepik-bg: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._journal import Journal
 from ._models import BatchReport, Cutout, ProgressHook, RetryEvent, Size, check_size, utc_now
-from ._ratelimit import RateGate
+from ._ratelimit import Gate, RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
@@ -91,26 +91,34 @@ class AsyncClient:
             ``ssl.SSLContext``); only used when we create the pool.
         proxy: a proxy URL, when we create the pool (``HTTPS_PROXY`` and
             friends are honoured too).
-        on_retry: callables given a :class:`RetryEvent` before each retry.
+        on_retry: callables given a [`RetryEvent`][freepik_bg.RetryEvent] before each retry.
         rate: POSTs per second for the whole client, shared by all its tasks
             (paced 2 % under it); ``None`` (the default) sets no limit.
         burst: how many POSTs may go at once before ``rate`` applies.
+        gate: a `Gate` to pace POSTs with instead of ``rate``/``burst``: one
+            shared beyond this client (``freepik_bg.dask`` passes a cluster-wide one).
         http_backend: what carries the requests of the pool we create: ``"httpx"``
             (httpcore, the default; asyncio and trio) or ``"aiohttp"`` (asyncio only,
             less CPU per request; needs ``pip install 'freepik-bg[aiohttp]'``).
 
     Raises:
         ValueError: ``rate`` is not a positive finite number or ``None``,
-            ``burst`` is below 1, or another size is out of range.
+            ``burst`` is below 1, another size is out of range, or both
+            ``rate`` and ``gate`` are given.
 
     Examples:
-        >>> async with AsyncClient() as client:  # doctest: +SKIP
-        ...     cutout = await client.remove_background("https://example.com/shoe.jpg")
-        ...     await client.download_to(cutout, "shoe.png")
+        ```python
+        async with AsyncClient() as client:  # key from $FREEPIK_API_KEY
+            cutout = await client.remove_background("https://example.com/shoe.jpg")
+            await client.download_to(cutout, "shoe.png")
+        ```
 
         One client for a web app, within Freepik's 10 requests/s per key:
 
-        >>> client = AsyncClient(rate=10, burst=50)  # doctest: +SKIP
+        ```python
+        async with AsyncClient(rate=10, burst=50) as client:
+            ...  # serve requests with it
+        ```
     """
 
     def __init__(
@@ -129,12 +137,15 @@ class AsyncClient:
         on_retry: RetryHook | Sequence[RetryHook] = (),
         rate: float | None = None,
         burst: int = DEFAULT_BURST,
+        gate: Gate | None = None,
         http_backend: HttpBackend = "httpx",
     ) -> None:
         # RateGate validates both; without a rate, single calls keep no gate at all
         # (not even the shared 429 pause), exactly as before.
-        gate = RateGate(rate, burst)
-        self._gate = gate if rate is not None else None
+        own = RateGate(rate, burst)
+        if gate is not None and rate is not None:
+            raise ValueError("give either rate (and burst) or gate, not both")
+        self._gate: Gate | None = gate if gate is not None else own if rate is not None else None
         self.base_url = resolve_base_url(base_url)
         self._auth = ApiKeyAuth(resolve_api_key(api_key), self.base_url)
         self._endpoint = self.base_url.copy_with(
@@ -272,7 +283,8 @@ class AsyncClient:
     async def download(self, cutout: Cutout, size: Size = "high_resolution") -> bytes:
         """Download one rendition into memory and return its bytes.
 
-        For large files prefer :meth:`download_to`, which streams to disk.
+        For large files prefer [`download_to`][freepik_bg.AsyncClient.download_to], which
+        streams to disk.
 
         Raises:
             LinkExpiredError: the link answered 403, 404 or 410.
@@ -301,8 +313,9 @@ class AsyncClient:
         once complete and valid: whatever fails, no partial file is left.
 
         Examples:
-            >>> await client.download_to(cutout, "out/shoe.png")  # doctest: +SKIP
-            PosixPath('out/shoe.png')
+            ```python
+            path = await client.download_to(cutout, "out/shoe.png")  # Path('out/shoe.png')
+            ```
         """
         target = Path(path)
         return await self.download_with(
@@ -367,7 +380,9 @@ class AsyncClient:
         """Submit ``image_url`` and stream the cutout straight into ``path``.
 
         Examples:
-            >>> await client.remove_background_to(url, "out/shoe.png")  # doctest: +SKIP
+            ```python
+            await client.remove_background_to(url, "out/shoe.png")
+            ```
         """
         cutout = await self.remove_background(image_url)
         return await self.download_to(cutout, path, size=size)
@@ -383,11 +398,14 @@ class AsyncClient:
         concurrency: int = _BATCH.concurrency,
         rate: float | None = _BATCH.rate,
         burst: int = _BATCH.burst,
-        size: Size = _BATCH.size,
+        size: Size | tuple[Size, ...] = _BATCH.size,
         journal: str | os.PathLike[str] | Journal | None = _BATCH.journal,
         overwrite: bool = _BATCH.overwrite,
         fail_fast: bool = _BATCH.fail_fast,
         resubmit_expired: int = _BATCH.resubmit_expired,
+        repay_missing_renditions: bool = _BATCH.repay_missing_renditions,
+        stage: str | None = _BATCH.stage,
+        keep_staged: bool = _BATCH.keep_staged,
         progress: ProgressHook | None = _BATCH.progress,
         drain_timeout: float = _BATCH.drain_timeout,
     ) -> AbstractAsyncContextManager[BatchResults]:
@@ -401,7 +419,8 @@ class AsyncClient:
 
         Args:
             urls: any iterable or async iterable of URLs, pulled lazily (an
-                endless generator works; memory stays flat).
+                endless generator works; memory stays flat). A `pathlib.Path`
+                item is a local image, uploaded through ``stage``.
             dest: a directory (one safe, deterministic file name per URL,
                 written atomically) or a `Sink`.
             config: a `BatchConfig` to start from.
@@ -451,7 +470,7 @@ def _hooks(on_retry: RetryHook | Sequence[RetryHook]) -> tuple[RetryHook, ...]:
 
 
 def _after_gate(
-    gate: RateGate, before_attempt: Callable[[], Awaitable[None]] | None
+    gate: Gate, before_attempt: Callable[[], Awaitable[None]] | None
 ) -> Callable[[], Awaitable[None]]:
     """``before_attempt`` behind the client's gate.
 

@@ -1,6 +1,6 @@
 """The exception hierarchy.
 
-Every error the SDK raises derives from :class:`FreepikError`, so ``except
+Every error the SDK raises derives from `FreepikError`, so ``except
 freepik_bg.FreepikError`` catches them all. HTTP errors carry the status code
 and the server's own message; nothing here ever holds the API key.
 """
@@ -39,6 +39,7 @@ __all__ = [
     "RedirectError",
     "SinkError",
     "SkippedError",
+    "StagingError",
 ]
 
 # Bodies are kept for debugging, but a misbehaving server could send megabytes.
@@ -53,10 +54,12 @@ class FreepikError(Exception):
     the service may have billed (see the retry policy).
 
     Examples:
-        >>> try:
-        ...     ...  # await client.remove_background(url)
-        ... except FreepikError as exc:
-        ...     print(f"failed: {exc}")
+        ```python
+        try:
+            cutout = await client.remove_background(url)
+        except FreepikError as exc:
+            print(f"failed: {exc}")
+        ```
     """
 
     attempts: int = 0
@@ -102,7 +105,8 @@ class SkippedError(FreepikError):
     """An item was not attempted because the batch stopped first.
 
     ``cause`` is the error that stopped the batch (for example an
-    :class:`AuthenticationError`), or ``None`` when the batch was cancelled.
+    [`AuthenticationError`][freepik_bg.AuthenticationError]), or ``None`` when the batch
+    was cancelled.
     """
 
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
@@ -116,6 +120,16 @@ class SinkError(FreepikError):
     The credit was spent and the links were valid: with a journal, a rerun
     downloads them again without a new POST while they live. The sink's own
     exception is the ``__cause__``.
+    """
+
+
+class StagingError(FreepikError):
+    """The staging bucket refused an upload, a presign or a delete (no credit spent).
+
+    Local files reach the service through a bucket (``stage=``); when it
+    cannot be written, every local item would fail the same way, so the
+    batch stops. The store's own exception is the ``__cause__``; the message
+    never holds a secret.
     """
 
 

@@ -10,6 +10,7 @@ base URL, an unreachable API, a destination that cannot be written),
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import shlex
@@ -22,10 +23,11 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
+from ._cli_inputs import UsageError, open_input
+from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
-from ._input import InputError, count_entries, read_entries
 from ._journal import Journal
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
@@ -47,10 +49,6 @@ __all__ = [
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_JOURNAL_NAME = ".freepik-bg-journal.jsonl"
-
-
-class UsageError(Exception):
-    """A problem the user fixes by changing the command or the environment."""
 
 
 def read_api_key(key_file: Path | None) -> str:
@@ -120,8 +118,18 @@ def _open_journal(args: argparse.Namespace) -> Journal:
     return journal
 
 
+async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
+    # No key, no client, no journal lock, nothing created: only reads.
+    source = open_input(args, stage=config.stage, size=config.sizes[0])
+    sink = make_sink(args.output, overwrite=config.overwrite)
+    await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+    return EXIT_OK
+
+
 async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove``; everything that can be checked is checked before any POST."""
+    if args.dry_run:
+        return await _dry_run(args, config)
     api_key = read_api_key(args.api_key_file)
     # The client first: a bad base URL is found before anything is created on disk.
     client = batch_client(
@@ -133,11 +141,8 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         retry_ambiguous=not args.no_retry_ambiguous,
         http_backend=args.http_backend,
     )
-    try:
-        entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
-    except InputError as exc:
-        # The parser speaks the SDK's option names; here they are flags.
-        raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+    source = open_input(args, stage=config.stage, size=config.sizes[0])
+    entries, total = source.entries, source.total
     sink = make_sink(args.output, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
     if check is not None:
@@ -147,11 +152,16 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    total = None if args.input == "-" else count_entries(args.input, column=args.column)
     if total == 0:
-        entries.close()
-        print(f"freepik-bg: found 0 URLs in {args.input}: nothing to do", file=sys.stderr)
+        source.close()
+        print(f"freepik-bg: found 0 URLs or images in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
+    planned = attrs.evolve(config, journal=_journal_path(args))
+    reopen = functools.partial(open_input, args, stage=config.stage, size=config.sizes[0])
+    if not await confirm_spending(args, total, reopen, sink, planned):
+        source.close()
+        print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
+        return EXIT_USAGE
     journal = _open_journal(args)
     to_stdout = args.report is not None and str(args.report) == "-"
     display = make_display(
@@ -183,7 +193,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         raise_single(group)
     finally:
         display.stop()
-        entries.close()
+        source.close()
         journal.close()
     elapsed = anyio.current_time() - start
     summary = {

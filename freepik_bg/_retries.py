@@ -247,7 +247,7 @@ async def retry_call(
     ``deadline`` (``time.time()`` seconds) stops retrying once the next try
     would start after it, which is how downloads stop at link expiry.
     ``before_attempt`` runs before every attempt (a shared rate limiter).
-    On failure the raised :class:`FreepikError` carries ``attempts`` and
+    On failure the raised `FreepikError` carries ``attempts`` and
     ``ambiguous_retries``.
     """
     classify = classify_post_error if operation == "post" else classify_download_error
@@ -288,7 +288,8 @@ async def retry_call(
         logger.warning(
             "%s %s failed (attempt %d%s): %s; retrying in %.2f s",
             operation.upper(),
-            url,
+            # A query may be a signature (a presigned source, a staged file): logs keep the path.
+            url.partition("?")[0] + ("?..." if "?" in url else ""),
             state.attempt_number,
             ", may have been billed" if is_ambiguous else "",
             exc,

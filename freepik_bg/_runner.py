@@ -22,8 +22,6 @@ import contextlib
 import logging
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
 )
@@ -35,17 +33,16 @@ import attrs
 from anyio.abc import ObjectSendStream
 
 from ._breaker import Breaker
-from ._config import BatchConfig, validate_image_url
+from ._config import BatchConfig
 from ._dedupe import Duplicates
 from ._errors import (
     FreepikError,
     InvalidRequestError,
     JournalError,
     LinkExpiredError,
+    OutputConflictError,
     RateLimitError,
-    SinkError,
 )
-from ._input import BadLine, InputLine
 from ._journal import Journal
 from ._lifecycle import BatchClient, Flight, Phase, iterate, label
 from ._models import (
@@ -55,9 +52,13 @@ from ._models import (
     ProgressEvent,
     ProgressKind,
     RetryEvent,
+    Size,
 )
 from ._ratelimit import AdaptiveConcurrency, RateGate
-from ._sinks import DirectorySink, Sink, SinkItem, output_name
+from ._renditions import Assessment, Renditions, repay_needed
+from ._sinks import DirectorySink, Sink, SinkItem
+from ._staging_items import Source, Staging
+from ._targets import Target, resolve
 
 __all__ = ["Runner"]
 
@@ -76,7 +77,9 @@ class Runner:
     slots: AdaptiveConcurrency
     stats: BatchStats
     breaker: Breaker
+    renditions: Renditions
     duplicates: Duplicates = attrs.field(factory=Duplicates)
+    staging: Staging = attrs.field(factory=Staging)
     fatal: BaseException | None = None
     _stopping: bool = False
     _flights: set[Flight] = attrs.field(factory=set)
@@ -99,6 +102,8 @@ class Runner:
             slots=AdaptiveConcurrency(config.concurrency),
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
+            staging=Staging.create(config.stage, keep=config.keep_staged),
+            renditions=Renditions(sink, config.sizes, journal, overwrite=config.overwrite),
         )
 
     def close(self) -> None:
@@ -195,7 +200,6 @@ class Runner:
             result: ItemResult | None = None
             with flight.scope:
                 result = await self._process(index, entry, flight)
-                self._journal(result)
         finally:
             self._flights.discard(flight)
             self.stats.in_flight -= 1
@@ -204,13 +208,14 @@ class Runner:
             result = ItemResult(index, label(entry), ok=False, error=flight.interruption())
         await self._deliver(send, result)
 
-    def _journal(self, result: ItemResult) -> None:
+    def _journal(self, result: ItemResult, name: str | None = None) -> ItemResult:
         if self.journal is None or result.duplicate_of is not None:
-            return
+            return result
         try:
-            self.journal.record(result, size=self.config.size)
+            self.journal.record(result, size=self.config.sizes[0], name=name)
         except JournalError as exc:
             self._fail_hard(exc)
+        return result
 
     def _count(self, result: ItemResult) -> None:
         if result.skipped:
@@ -230,63 +235,79 @@ class Runner:
         return ItemResult(index, label(entry), ok=False, error=self.breaker.not_attempted())
 
     async def _process(self, index: int, entry: object, flight: Flight) -> ItemResult:
-        queued_at = anyio.current_time()
+        flight.index, flight.queued_at = index, anyio.current_time()
         shown = label(entry)
         self._emit(ProgressKind.QUEUED, index, shown)
         if self.breaker.tripped:
             return self._not_attempted(index, entry)
         try:
-            if isinstance(entry, BadLine):
-                raise InvalidRequestError(str(entry))
-            url = validate_image_url(entry.url if isinstance(entry, InputLine) else entry)
+            target = resolve(entry)
         except FreepikError as exc:
-            return self._failure(index, shown, exc, queued_at=queued_at)
-        first = self.duplicates.claim(url, self.config.size, index)
+            return self._journal(self._failure(flight, shown, exc))
+        return self._journal(await self._run_target(target, flight), target.stem)
+
+    async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
+        # Duplicates are the same URL asking for the same renditions.
+        url, key = target.identity, ",".join(self.config.sizes)
+        item = self.renditions.item(flight.index, target, self.config.sizes[0])
+        problem = self._misnamed(target, item)
+        if problem is not None:
+            return self._failure(flight, url, problem)
+        first = self.duplicates.claim(url, key, flight.index)
         if first is not None:
             self.stats.duplicates += 1
-            result = await self.duplicates.follow(first, index, url, self.config.size)
-            if result.ok:
-                result = attrs.evolve(result, location=self._location(self._sink_item(index, url)))
-            return result
+            result = await self.duplicates.follow(first, flight.index, url, key)
+            if not result.ok:
+                return result
+            kept = self.duplicates.links(url, key) if target.stem is not None else None
+            if target.stem is None or (kept is not None and kept[1] == item.name):
+                where = self.renditions.locations(flight.index, target)
+                return attrs.evolve(result, location=where[item.size], locations=where)
+            # Its own name (another SKU, say): stored from the first one's links,
+            # without paying again while they live.
+            return await self._stored_or_submit(target, flight, kept and kept[0])
         try:
-            result = await self._stored_or_submit(index, url, flight, queued_at)
+            result = await self._stored_or_submit(target, flight)
         except BaseException:
-            self.duplicates.abandon(url, self.config.size)
+            self.duplicates.abandon(url, key)
             raise
-        self.duplicates.settle(url, self.config.size, result)
+        keep = item.name if target.stem is not None else None
+        self.duplicates.settle(url, key, result, keep_name=keep)
         return result
 
+    def _misnamed(self, target: Target, item: SinkItem) -> FreepikError | None:
+        """Why ``target``'s chosen name cannot be used: taken, or its own input file."""
+        if target.stem is None:
+            return None
+        other = self.duplicates.claim_name(item.name, target.identity, item.index)
+        if other is not None:
+            return OutputConflictError(
+                f"item {other} is stored under the same name {item.name!r}: names must be unique"
+            )
+        if target.local is not None and isinstance(self.sink, DirectorySink):
+            path = self.sink.path_for(item)
+            if path.resolve() == target.local.resolve():
+                return InvalidRequestError(f"the output {path} would replace the input itself")
+        return None
+
     async def _stored_or_submit(
-        self, index: int, url: str, flight: Flight, queued_at: float
+        self, target: Target, flight: Flight, links: Cutout | None = None
     ) -> ItemResult:
-        size = self.config.size
-        item = self._sink_item(index, url)
-        if not self.config.overwrite:
-            done = self.journal is not None and self.journal.is_stored(url, size)
-            try:
-                # The journal is enough: no need to ask the sink (a request, for object storage).
-                location = None if done else await self.sink.exists(item)
-            except FreepikError as exc:
-                return self._failure(index, url, exc, queued_at=queued_at)
-            if done or location is not None:
-                return ItemResult(
-                    index=index,
-                    image_url=url,
-                    ok=True,
-                    location=location or self._location(item),
-                    skipped=True,
-                    queued_at=queued_at,
-                )
-        return await self._submit_and_store(index, url, item, flight, queued_at)
-
-    def _sink_item(self, index: int, url: str) -> SinkItem:
-        size = self.config.size
-        return SinkItem(index=index, image_url=url, name=output_name(url, size), size=size)
-
-    def _location(self, item: SinkItem) -> str:
-        if isinstance(self.sink, DirectorySink):
-            return str(self.sink.path_for(item))
-        return item.name
+        url = target.identity
+        try:
+            plan = await self.renditions.assess(flight.index, target)
+        except FreepikError as exc:
+            return self._failure(flight, url, exc)
+        if not plan.missing:
+            first = plan.stored[self.config.sizes[0]]
+            return flight.result(url, ok=True, location=first, locations=plan.stored, skipped=True)
+        if links is not None:
+            plan = attrs.evolve(plan, links=links)
+        if plan.needs_post and plan.paid_before and not self.config.repay_missing_renditions:
+            # Adding a rendition to an item an earlier run stored: its links are gone.
+            return self._failure(flight, url, repay_needed(url, plan.missing), plan.stored)
+        async with self.staging.scope(target) as source:
+            return await self._paid_and_stored(source, plan, flight)
 
     async def _before_attempt(self, flight: Flight) -> None:
         if self.breaker.tripped:
@@ -300,8 +321,11 @@ class Runner:
         flight.enter(Phase.POSTING)
         self.stats.posts += 1
 
-    def _on_retry(self, index: int, flight: Flight) -> Callable[[RetryEvent], None]:
+    def _on_retry(self, index: int, flight: Flight, shown: str) -> Callable[[RetryEvent], None]:
         def hook(event: RetryEvent) -> None:
+            if event.operation == "post":
+                # A staged file is POSTed by its presigned link: show its path, not the signature.
+                event = attrs.evolve(event, url=shown)
             self.stats.retries += 1
             if event.ambiguous:
                 self.stats.ambiguous_retries += 1
@@ -316,11 +340,13 @@ class Runner:
                     self.gate.pause(event.wait)
                     self.slots.throttled()
                     self.stats.concurrency = self.slots.limit
-            self._emit(ProgressKind.RETRIED, index, event.url, retry=event)
+            self._emit(ProgressKind.RETRIED, index, shown, retry=event)
 
         return hook
 
-    async def _post(self, url: str, flight: Flight, hook: Callable[[RetryEvent], None]) -> Cutout:
+    async def _post(
+        self, url: str, target: Target, flight: Flight, hook: Callable[[RetryEvent], None]
+    ) -> Cutout:
         try:
             cutout = await self.client.remove_background(
                 url, before_attempt=lambda: self._before_attempt(flight), on_retry=(hook,)
@@ -331,72 +357,70 @@ class Runner:
             raise
         flight.enter(Phase.PAID)
         self.breaker.post_succeeded()
-        return cutout
+        # Journal and reports know a staged file by its path, never by its signed link.
+        return attrs.evolve(cutout, image_url=target.identity)
 
-    async def _submit_and_store(
-        self, index: int, url: str, item: SinkItem, flight: Flight, queued_at: float
+    def _may_resubmit(self, plan: Assessment, flight: Flight, *, earlier_links: bool) -> bool:
+        if self._stopping:
+            return False
+        if earlier_links and plan.paid_before:
+            # Links of an earlier run that stored part of the item: paying again is opt-in.
+            return self.config.repay_missing_renditions
+        return flight.resubmits < self.config.resubmit_expired
+
+    async def _paid_and_stored(
+        self, source: Source, plan: Assessment, flight: Flight
     ) -> ItemResult:
-        attempts = ambiguous = resubmits = 0
-        posted_at: float | None = None
-        cutout: Cutout | None = self.journal.pending_cutout(url) if self.journal else None
+        target, url = source.target, source.target.identity
+        cutout, stored = plan.links, dict(plan.stored)
         if cutout is not None:
             flight.enter(Phase.PAID)
-        hook = self._on_retry(index, flight)
+        hook = self._on_retry(flight.index, flight, url)
         while True:
             try:
                 if cutout is None:
                     try:
-                        cutout = await self._post(url, flight, hook)
+                        submit = await source.url()  # a local file is staged here
+                        cutout = await self._post(submit, target, flight, hook)
                     except FreepikError as exc:
-                        attempts += exc.attempts
-                        ambiguous += exc.ambiguous_retries
+                        flight.count(exc)
                         raise
-                    attempts += cutout.attempts
-                    ambiguous += cutout.ambiguous_retries
-                    posted_at = anyio.current_time()
-                    self._journal_posted(index, cutout)
-                    self._emit(ProgressKind.POSTED, index, url)
-                location = await self.client.download_with(
-                    cutout,
-                    self._storer(attrs.evolve(item, cutout=cutout)),
-                    size=self.config.size,
-                    on_retry=(hook,),
-                )
+                    flight.count(cutout)
+                    flight.posted_at = anyio.current_time()
+                    self._journal_posted(flight.index, cutout)
+                    self._emit(ProgressKind.POSTED, flight.index, url)
+                # One answer, every missing rendition: each into its own output.
+                for size in plan.missing:
+                    if size not in stored:
+                        item = self.renditions.item(flight.index, target, size, cutout)
+                        stored[size] = await self.client.download_with(
+                            cutout, self.renditions.storer(item), size=size, on_retry=(hook,)
+                        )
             except FreepikError as exc:
-                if (
-                    isinstance(exc, LinkExpiredError)
-                    and resubmits < self.config.resubmit_expired
-                    and not self._stopping
-                ):
+                # Links this item has not paid for in this run came from the journal.
+                earlier_links = flight.posted_at is None
+                expired = isinstance(exc, LinkExpiredError)
+                if expired and self._may_resubmit(plan, flight, earlier_links=earlier_links):
                     logger.warning("link for %s expired before download; submitting again", url)
-                    resubmits += 1
+                    flight.resubmits += 1
                     self.stats.resubmits += 1
                     cutout = None
                     flight.enter(Phase.QUEUED)
                     continue
-                return self._failure(
-                    index,
-                    url,
-                    exc,
-                    attempts=attempts,
-                    ambiguous=ambiguous,
-                    resubmits=resubmits,
-                    queued_at=queued_at,
-                    posted_at=posted_at,
-                )
+                if expired and earlier_links and plan.paid_before:
+                    # Say what would get the rest: the flag that pays for it.
+                    missing = tuple(size for size in plan.missing if size not in stored)
+                    exc = repay_needed(url, missing, cause=exc)
+                return self._failure(flight, url, exc, stored)
             self.slots.succeeded()
             self.stats.concurrency = self.slots.limit
-            return ItemResult(
-                index=index,
-                image_url=url,
+            where = {size: stored[size] for size in self.config.sizes}
+            return flight.result(
+                url,
                 ok=True,
-                location=location,
+                location=where[self.config.sizes[0]],
+                locations=where,
                 cutout=cutout,
-                attempts=attempts,
-                ambiguous_retries=ambiguous,
-                resubmits=resubmits,
-                queued_at=queued_at,
-                posted_at=posted_at,
                 stored_at=anyio.current_time(),
             )
 
@@ -409,39 +433,8 @@ class Runner:
             # Stop, but still store this one: it is paid for.
             self._fail_hard(exc)
 
-    def _storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
-        async def store(chunks: AsyncIterator[bytes]) -> str:
-            try:
-                return await self.sink.store(item, chunks)
-            except FreepikError:
-                raise  # a broken transfer: retried by download_with
-            except Exception as exc:
-                # A typed failure of this item (which stops the batch), not a crash.
-                raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
-
-        return store
-
     def _failure(
-        self,
-        index: int,
-        url: str,
-        exc: FreepikError,
-        *,
-        queued_at: float,
-        attempts: int = 0,
-        ambiguous: int = 0,
-        resubmits: int = 0,
-        posted_at: float | None = None,
+        self, flight: Flight, url: str, exc: FreepikError, stored: dict[Size, str] | None = None
     ) -> ItemResult:
         self.breaker.item_failed(exc, on_post=False)
-        return ItemResult(
-            index=index,
-            image_url=url,
-            ok=False,
-            error=exc,
-            attempts=attempts,
-            ambiguous_retries=ambiguous,
-            resubmits=resubmits,
-            queued_at=queued_at,
-            posted_at=posted_at,
-        )
+        return flight.result(url, ok=False, error=exc, locations=stored or {})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
 import freepik_bg._atomic as atomic
@@ -92,7 +93,7 @@ async def test_a_small_file_is_written_in_one_thread_hop(
         hops.append(getattr(fn, "__name__", repr(fn)))
         return await real(fn, *args, **kwargs)
 
-    monkeypatch.setattr(atomic.anyio.to_thread, "run_sync", counting)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
     await write_atomic(tmp_path / "a.png", pieces(PNG + bytes(300_000), 64 * 1024))
     assert hops == ["finish"]
     hops.clear()

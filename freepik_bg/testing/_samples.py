@@ -101,6 +101,14 @@ _CATALOGUE: tuple[SampleInfo, ...] = (
         3000,
         "12-megapixel bottle, diagonal gradient (generated on first use: about a second)",
     ),
+    _object(
+        "bottle-diagonal-25mp.jpg",
+        "bottle",
+        "diagonal",
+        5800,
+        4350,
+        "25-megapixel bottle, the service's largest output (generated on first use: seconds)",
+    ),
     SampleInfo(
         name="animated.gif",
         kind=SampleKind.GIF,
@@ -157,6 +165,8 @@ def generate_sample(name: str) -> bytes:
 
     Examples:
         ```python
+        from pathlib import Path
+
         Path("ball.png").write_bytes(generate_sample("ball-small.png"))
         ```
     """
