@@ -75,6 +75,7 @@ def _check(args: argparse.Namespace) -> None:
             ("--timeout", args.timeout is not None),
             ("--max-retries", args.max_retries is not None),
             ("--no-retry-ambiguous", args.no_retry_ambiguous),
+            ("--http-backend", args.http_backend != "httpx"),
             ("--delimiter", args.delimiter is not None and args.input.endswith(".parquet")),
         )
         if given
