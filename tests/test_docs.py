@@ -31,6 +31,8 @@ PROSE = [ROOT / "README.md", *PAGES]
 OTHER_TOOLS_FLAGS = {
     "--strict": "mkdocs build --strict (getting started)",
     "--json": "python -m benchmarks --json (benchmarks.md)",
+    "--bucket": "aws s3api put-bucket-lifecycle-configuration (recipes/photos-to-s3.md)",
+    "--lifecycle-configuration": "aws s3api put-bucket-lifecycle-configuration (the same)",
 }
 
 
