@@ -165,7 +165,7 @@ class APIConnectionError(FreepikError):
         super().__init__(message)
         # Exceptions get pickled, logged with their attributes and sent to error
         # reporters: keep the request, minus the key.
-        self.request = _without_secrets(request)
+        self.request = without_secrets(request)
         self.maybe_processed = maybe_processed
 
 
@@ -173,7 +173,7 @@ class APIConnectionError(FreepikError):
 _SECRET_HEADERS = ("x-freepik-api-key",)
 
 
-def _without_secrets(request: httpx.Request | None) -> httpx.Request | None:
+def without_secrets(request: httpx.Request | None) -> httpx.Request | None:
     """``request``, or a copy of it without the API key header."""
     if request is None or not any(name in request.headers for name in _SECRET_HEADERS):
         return request

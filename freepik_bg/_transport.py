@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 
 from ._config import Origin, origin_of
-from ._errors import APIConnectionError, APITimeoutError, RedirectError
+from ._errors import APIConnectionError, APITimeoutError, RedirectError, without_secrets
 from ._version import __version__
 
 __all__ = [
@@ -150,6 +150,10 @@ def translate_transport_error(exc: httpx.HTTPError, *, what: str) -> APIConnecti
         request = exc.request
     except RuntimeError:
         request = None
+    if request is not None:
+        # The original stays chained as __cause__, and tools that pickle causes
+        # (tblib, which Dask installs; error reporters) would carry the key in it.
+        exc.request = without_secrets(request)  # type: ignore[assignment]
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(
             f"{what} timed out ({type(exc).__name__}): {detail}",

@@ -173,3 +173,21 @@ async def test_connection_errors_do_not_carry_the_key() -> None:
     assert error.request.url.path.endswith("/remove-background")  # still useful
     assert KEY not in repr(list(error.request.headers.items()))
     assert KEY.encode() not in pickle.dumps(error)
+
+
+async def test_the_chained_transport_error_does_not_carry_the_key_either() -> None:
+    """Dask installs tblib, which pickles ``__cause__`` too: the chain must be clean.
+
+    Regression test: the httpx error chained as ``__cause__`` kept its request, key
+    and all, so a Dask task's failure (pickled by tblib) carried the key in clear.
+    """
+    pickling_support = pytest.importorskip("tblib.pickling_support")
+    async with Emulator(api_key=KEY, fast=True) as emu:
+        emu.inject("post", Fault.reset())
+        async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url, max_retries=0) as client:
+            with pytest.raises(freepik_bg.APIConnectionError) as caught:
+                await client.remove_background(emu.image_url(SAMPLE))
+    error = caught.value
+    assert error.__cause__ is not None  # kept: it is what a debugger wants to see
+    pickling_support.install(error)  # this exception only, not the whole process
+    assert KEY.encode() not in pickle.dumps(error)
