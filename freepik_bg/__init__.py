@@ -37,6 +37,7 @@ from ._errors import (
     RedirectError,
     SinkError,
     SkippedError,
+    TransformError,
 )
 from ._journal import Journal
 from ._models import (
@@ -53,6 +54,8 @@ from ._models import (
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
+from ._transform import transform
+from ._transform_options import TransformOptions
 from ._version import __version__
 
 # A library leaves logging output to the application (the CLI configures it).
@@ -100,10 +103,13 @@ __all__ = [
     "SinkItem",
     "Size",
     "SkippedError",
+    "TransformError",
+    "TransformOptions",
     "__version__",
     "output_name",
     "remove_backgrounds",
     "set_testing",
+    "transform",
     "validate_image_url",
 ]
 

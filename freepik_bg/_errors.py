@@ -37,6 +37,7 @@ __all__ = [
     "RedirectError",
     "SinkError",
     "SkippedError",
+    "TransformError",
 ]
 
 # Bodies are kept for debugging, but a misbehaving server could send megabytes.
@@ -114,6 +115,23 @@ class SinkError(FreepikError):
     The credit was spent and the links were valid: with a journal, a rerun
     downloads them again without a new POST while they live. The sink's own
     exception is the ``__cause__``.
+    """
+
+
+class TransformError(FreepikError):
+    """An image transform (format, background, trim, margin, max side) failed for one item.
+
+    The cutout was paid for and downloaded: with a journal, a rerun with
+    corrected options downloads it again without a new POST while its links
+    live, and ``keep_png=True`` keeps the untouched PNG beside the output. It
+    fails only its own item; the batch goes on.
+
+    Examples:
+        >>> try:
+        ...     transform(png_bytes, trim=True)  # doctest: +SKIP
+        ... except TransformError as exc:
+        ...     print(exc)
+        nothing to trim: the cutout is fully transparent (no subject was found)
     """
 
 

@@ -56,6 +56,7 @@ from ._models import (
     ProgressKind,
     RetryEvent,
 )
+from ._output_stage import OutputStage
 from ._ratelimit import AdaptiveConcurrency, RateGate
 from ._sinks import DirectorySink, Sink, SinkItem, output_name
 
@@ -76,6 +77,7 @@ class Runner:
     slots: AdaptiveConcurrency
     stats: BatchStats
     breaker: Breaker
+    output: OutputStage
     duplicates: Duplicates = attrs.field(factory=Duplicates)
     fatal: BaseException | None = None
     _stopping: bool = False
@@ -85,6 +87,7 @@ class Runner:
     @classmethod
     def create(cls, client: BatchClient, sink: Sink, config: BatchConfig) -> Runner:
         """A runner for ``config``; it opens (and locks) the journal when given a path."""
+        output = OutputStage.create(config.transform_options, keep_png=config.keep_png)
         journal = config.journal
         if journal is not None and not isinstance(journal, Journal):
             journal = Journal(journal)
@@ -99,6 +102,7 @@ class Runner:
             slots=AdaptiveConcurrency(config.concurrency),
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
+            output=output,
         )
 
     def close(self) -> None:
@@ -281,7 +285,8 @@ class Runner:
 
     def _sink_item(self, index: int, url: str) -> SinkItem:
         size = self.config.size
-        return SinkItem(index=index, image_url=url, name=output_name(url, size), size=size)
+        name = self.output.name(output_name(url, size))
+        return SinkItem(index=index, image_url=url, name=name, size=size)
 
     def _location(self, item: SinkItem) -> str:
         if isinstance(self.sink, DirectorySink):
@@ -412,9 +417,11 @@ class Runner:
     def _storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
         async def store(chunks: AsyncIterator[bytes]) -> str:
             try:
-                return await self.sink.store(item, chunks)
+                return await self.output.store(self.sink, item, chunks)
             except FreepikError:
-                raise  # a broken transfer: retried by download_with
+                # A broken transfer is retried by download_with; a TransformError fails
+                # this item alone (neither retried nor a reason to stop the batch).
+                raise
             except Exception as exc:
                 # A typed failure of this item (which stops the batch), not a crash.
                 raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
