@@ -144,7 +144,7 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image | None:
             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
             outputMode=mode,
         )
-    except ImageCms.PyCMSError as exc:
+    except (ImageCms.PyCMSError, OSError) as exc:
         # As browsers do with a broken profile: show the pixels as they are.
         logger.warning("ignoring an unusable ICC profile in a cutout: %s", exc)
         return None
