@@ -39,6 +39,8 @@ class Settings:
     scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
+    transform_megapixels: float = 25.0
+    transform_n: int = 32
 
     @classmethod
     def smoke(cls) -> Settings:
@@ -51,6 +53,8 @@ class Settings:
             scaling_n=20,
             scaling_levels=(1, 4),
             refill_pause=1.0,
+            transform_megapixels=0.25,
+            transform_n=4,
         )
 
 

@@ -19,6 +19,7 @@ from benchmarks import (
     overhead,
     ratelimit,
     scaling,
+    transforms,
 )
 from benchmarks._report import write
 
@@ -78,6 +79,14 @@ def test_scaling(results: dict[str, ScenarioResult]) -> None:
     _check(result)
     assert len(result.table) == len(SMOKE.scaling_levels)
     results["scaling"] = result
+
+
+def test_transforms(results: dict[str, ScenarioResult]) -> None:
+    result = transforms.run(SMOKE)
+    _check(result)
+    assert all(r.ok == SMOKE.transform_n for r in result.runs)
+    assert all(r.extra["peak_rss_mib"] >= r.extra["baseline_rss_mib"] > 1 for r in result.runs)
+    results["transforms"] = result
 
 
 def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
