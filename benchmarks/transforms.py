@@ -42,11 +42,11 @@ def synthetic_cutout(megapixels: float) -> bytes:
     return out.getvalue()
 
 
-def _child(png: Path, n: int) -> dict[str, float]:
+def _python(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks._transformchild", str(png), str(n)],
+    return subprocess.run(
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=1200,
@@ -54,6 +54,18 @@ def _child(png: Path, n: int) -> dict[str, float]:
         cwd=ROOT,
         check=True,
     )
+
+
+def _write_cutout(png: Path, megapixels: float) -> None:
+    # In a process of its own: a child's ru_maxrss starts from its parent's high-water
+    # mark (the pages it was forked with), so this process must stay small.
+    code = "import sys; from pathlib import Path; from benchmarks.transforms import "
+    code += f"synthetic_cutout as s; Path(sys.argv[1]).write_bytes(s({megapixels!r}))"
+    _python(["-c", code, str(png)])
+
+
+def _child(png: Path, n: int) -> dict[str, float]:
+    proc = _python(["-m", "benchmarks._transformchild", str(png), str(n)])
     data: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     return data
 
@@ -74,7 +86,7 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
     )
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "cutout.png"
-        png.write_bytes(synthetic_cutout(megapixels))
+        _write_cutout(png, megapixels)
         rounds = []
         for r in range(settings.rounds):
             data = _child(png, n)

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from ._client import AsyncClient
 from ._models import BatchReport, ItemResult
+from ._transform import transform
 from .testing import Emulator, SampleKind, sample_info, sample_names
 
 __all__ = ["run_demo"]
@@ -42,9 +43,11 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 
 
 def contact_sheet(pairs: list[tuple[str, bytes, Path]], target: Path) -> Path:
-    """A grid: each row the source and its cutout on a checkerboard, labelled."""
+    """A grid, one row per image: the source, its cutout on a checkerboard, and the
+    cutout as ``--format jpeg --trim --margin 5%`` stores it (JPEG on white, trimmed)."""
     cell_w, cell_h = _THUMB + 20, _THUMB + _LABEL + 20
-    sheet = Image.new("RGB", (2 * cell_w, max(1, len(pairs)) * cell_h), (250, 250, 250))
+    columns = 3
+    sheet = Image.new("RGB", (columns * cell_w, max(1, len(pairs)) * cell_h), (250, 250, 250))
     draw = ImageDraw.Draw(sheet)
     for row, (name, original, cutout_path) in enumerate(pairs):
         top = row * cell_h
@@ -54,9 +57,23 @@ def contact_sheet(pairs: list[tuple[str, bytes, Path]], target: Path) -> Path:
             after = _thumbnail(cut.convert("RGBA"))
         backdrop = _checkerboard(after.size)
         backdrop.paste(after, (0, 0), after)
-        for column, (image, caption) in enumerate(((before, name), (backdrop, "cutout"))):
+        jpeg = transform(cutout_path.read_bytes(), output_format="jpeg", trim=True, margin="5%")
+        with Image.open(io.BytesIO(jpeg)) as flat:
+            on_white = _thumbnail(flat.convert("RGB"))
+        cells = ((before, name), (backdrop, "cutout"), (on_white, "JPEG on white, trimmed"))
+        for column, (image, caption) in enumerate(cells):
             left = column * cell_w + 10
             sheet.paste(image, (left + (_THUMB - image.width) // 2, top + 10))
+            if column == 2:  # a thin frame shows where the white JPEG ends
+                draw.rectangle(
+                    (
+                        left + (_THUMB - image.width) // 2 - 1,
+                        top + 9,
+                        left + (_THUMB + image.width) // 2,
+                        top + 10 + image.height,
+                    ),
+                    outline=(200, 200, 200),
+                )
             draw.text((left, top + _THUMB + 14), caption, fill=(40, 40, 40))
     sheet.save(target)
     return target

@@ -258,3 +258,17 @@ def test_the_package_imports_without_pillow() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "b'x'"
+
+
+def test_the_docstring_examples_hold() -> None:
+    import doctest
+
+    from freepik_bg import _colors, _transform_options
+
+    runner = doctest.DocTestRunner()
+    # TransformOptions shows its public path (freepik_bg), so testmod would pass it by.
+    for target in (_colors, _transform_options, TransformOptions):
+        module = _transform_options if target is TransformOptions else target
+        for test in doctest.DocTestFinder().find(target, globs=vars(module)):
+            runner.run(test)
+    assert runner.summarize(verbose=False) == (0, 6)

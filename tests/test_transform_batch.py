@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -256,3 +257,29 @@ def test_transform_is_public_with_its_error() -> None:
     assert freepik_bg.transform.__module__ == "freepik_bg"
     assert issubclass(freepik_bg.TransformError, freepik_bg.FreepikError)
     assert not issubclass(freepik_bg.TransformError, freepik_bg.SinkError)  # no breaker trip
+
+
+async def test_the_batching_page_example_runs(
+    emu: Emulator, real: AsyncClient, tmp_path: Path
+) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "batching.md").read_text()
+    section = page.split("## Output formats and transforms", 1)[1]
+    (source,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[:1]
+    body = "".join(f"    {line}\n" for line in source.splitlines())
+    namespace: dict[str, Any] = {"freepik_bg": freepik_bg}
+    exec(
+        compile(
+            f"async def example(client, urls, out, png):\n{body}    return report, jpeg\n",
+            "docs/batching.md",
+            "exec",
+        ),
+        namespace,
+    )
+    url = emu.image_url("mug-plain.jpg")
+    png = await real.download(await real.remove_background(url))
+    report, jpeg = await namespace["example"](real, [url], tmp_path, png)
+    assert report.ok
+    stored = opened(Path(report.stored[0].location).read_bytes())
+    assert stored.format == "JPEG"
+    assert jpeg.startswith(b"\xff\xd8\xff")
+    assert opened(jpeg).size == stored.size  # the function and the batch agree
