@@ -78,3 +78,18 @@ async def test_sdk_accepts_a_storage_url_as_dest(emu: Emulator) -> None:
 def test_a_url_that_is_not_storage_is_refused() -> None:
     with pytest.raises(freepik_bg.ConfigurationError, match=r"s3://"):
         freepik_bg.remove_backgrounds([], "ftp://host/out", api_key=KEY)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_transformed_outputs_get_their_content_type(emu: Emulator, s3: S3) -> None:
+    (url,) = urls_for(emu, 1)
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(
+            [url], s3.url("t/"), output_format="webp", keep_png=True, rate=None
+        )
+    assert report.ok
+    stem = output_name(url).removesuffix(".png")
+    assert sorted(s3.keys()) == [f"t/{stem}.png", f"t/{stem}.webp"]
+    for key, kind in ((f"t/{stem}.webp", "image/webp"), (f"t/{stem}.png", "image/png")):
+        assert s3.client.head_object(Bucket=s3.bucket, Key=key)["ContentType"] == kind
