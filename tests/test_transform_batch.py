@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from PIL import Image
@@ -283,3 +285,33 @@ async def test_the_batching_page_example_runs(
     assert stored.format == "JPEG"
     assert jpeg.startswith(b"\xff\xd8\xff")
     assert opened(jpeg).size == stored.size  # the function and the batch agree
+
+
+async def test_stopping_mid_transform_still_stores_every_paid_item(
+    service: FakeService, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freepik_bg import _output_stage
+
+    _service_images(service, empty=set())
+    original = _output_stage.apply
+    started, release = threading.Event(), threading.Event()
+
+    def held(source: Any, options: Any) -> bytes:
+        started.set()
+        release.wait(10)
+        return original(source, options)
+
+    monkeypatch.setattr(_output_stage, "apply", held)
+    sink = MemorySink()
+    async with client.batch(
+        urls(20), sink, output_format="jpeg", concurrency=2, rate=None
+    ) as results:
+        await anyio.to_thread.run_sync(started.wait, 10)
+        results.stop()  # a transform is running: it must finish, and be stored
+        release.set()
+        items = [item async for item in results]
+    paid = set(service.posts)
+    assert 1 <= len(paid) < 20
+    assert {item.image_url for item in items if item.ok} == paid
+    assert len(sink.data) == len(paid)
+    assert all(opened(data).format == "JPEG" for data in sink.data.values())
