@@ -1,7 +1,7 @@
 """``freepik-bg demo``: the real client against the local emulator, end to end.
 
 It starts the emulator on loopback, runs a batch over its sample images,
-and writes the cutouts, a before/after contact sheet and an HTML gallery.
+and writes the cutouts, a contact sheet (source, cutout, JPEG on white) and an HTML gallery.
 Needs the ``emulator`` extra (Pillow, numpy, uvicorn).
 """
 
@@ -156,7 +156,7 @@ def run_demo(output: Path, *, concurrency: int = 8) -> int:
     for item in report.failed:
         print(f"  failed: {item.image_url}: {item.error}")
     print(f"Done in {elapsed:.1f} s. Look at:")
-    print(f"  {sheet}   (before/after contact sheet)")
+    print(f"  {sheet}   (contact sheet: source, cutout, JPEG on white)")
     print(f"  {page}   (open in a browser)")
     print(f"  {output / 'cutouts'}/   (the cutouts)")
     return 0 if report.ok else 1

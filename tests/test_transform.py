@@ -6,6 +6,7 @@ import io
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageCms, ImageColor
@@ -272,3 +273,21 @@ def test_the_docstring_examples_hold() -> None:
         for test in doctest.DocTestFinder().find(target, globs=vars(module)):
             runner.run(test)
     assert runner.summarize(verbose=False) == (0, 8)  # none failed, all 8 ran
+
+
+def test_the_demo_contact_sheet_has_a_jpeg_on_white_trimmed_column(tmp_path: Path) -> None:
+    from freepik_bg._demo import _THUMB, contact_sheet
+
+    path = tmp_path / "cutout.png"
+    path.write_bytes(SUBJECT)
+    with Image.open(contact_sheet([("x.png", SUBJECT, path)], tmp_path / "s.png")) as sheet:
+        image = sheet.convert("RGB")
+    cell = _THUMB + 20
+    assert image.width == 3 * cell
+    # The third cell: the 100x60 subject with a 5% (5 px) margin, 110x70, on white.
+    left = 2 * cell + 10 + (_THUMB - 110) // 2
+    assert close(image.getpixel((left + 55, 10 + 35)), RED, 6)  # type: ignore[arg-type]
+    assert close(image.getpixel((left + 2, 10 + 2)), (255, 255, 255), 8)  # type: ignore[arg-type]
+    # The cutout's own cell shows a checkerboard there, not white.
+    board = cell + 10 + (_THUMB - 200) // 2
+    assert image.getpixel((board + 14, 12)) != image.getpixel((board + 2, 12))
