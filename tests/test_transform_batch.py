@@ -207,7 +207,7 @@ def _remove_args(emu: Emulator, tmp_path: Path) -> list[str]:
     return ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
 
 
-@pytest.mark.parametrize(("flags", "message"), [BAD_VALUES[0], BAD_VALUES[5]])
+@pytest.mark.parametrize(("flags", "message"), [*BAD_VALUES[:4], BAD_VALUES[5]])
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_cli_bad_values_exit_2_before_any_post(
     emu: Emulator, tmp_path: Path, flags: list[str], message: str
