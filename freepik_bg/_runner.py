@@ -419,9 +419,7 @@ class Runner:
             try:
                 return await self.output.store(self.sink, item, chunks)
             except FreepikError:
-                # A broken transfer is retried by download_with; a TransformError fails
-                # this item alone (neither retried nor a reason to stop the batch).
-                raise
+                raise  # a broken transfer is retried by download_with; a TransformError is not
             except Exception as exc:
                 # A typed failure of this item (which stops the batch), not a crash.
                 raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
