@@ -11,7 +11,7 @@ from pathlib import Path
 
 import attrs
 
-from benchmarks import expiry, memory, overhead, ratelimit, scaling, transforms
+from benchmarks import expiry, memory, overhead, ratelimit, scaling, storage, transforms
 from benchmarks._common import ScenarioResult, Settings, machine_info
 from benchmarks._report import write
 
@@ -21,6 +21,7 @@ SCENARIOS = {
     "ratelimit": ratelimit.run,
     "expiry": expiry.run,
     "scaling": scaling.run,
+    "storage": storage.run,
     "transforms": transforms.run,
 }
 ROOT = Path(__file__).resolve().parent.parent

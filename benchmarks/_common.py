@@ -37,6 +37,8 @@ class Settings:
     expiry_n: int = 500
     scaling_n: int = 800
     scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
+    storage_n: int = 600
+    storage_big_ns: tuple[int, int] = (4, 16)
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
     transform_megapixels: float = 25.0
@@ -52,6 +54,8 @@ class Settings:
             expiry_n=20,
             scaling_n=20,
             scaling_levels=(1, 4),
+            storage_n=20,
+            storage_big_ns=(1, 2),
             refill_pause=1.0,
             transform_megapixels=0.25,
             transform_n=4,
@@ -250,6 +254,40 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
     return ordered[rank]
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_child(module: str, args: Sequence[object], timeout: float) -> dict[str, float]:
+    """Run ``python -m module args`` in a fresh process; its last stdout line, as JSON."""
+    import json
+    import subprocess
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+    data: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return data
+
+
+def child_report(counts: dict[str, float], n: int, elapsed: float) -> None:
+    """Print a child's result line with its peak RSS (``ru_maxrss``), for `run_child`."""
+    import json
+    import resource
+
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if sys.platform == "darwin":  # pragma: no cover - bytes there
+        peak_kib //= 1024
+    print(json.dumps({**counts, "n": n, "elapsed": elapsed, "peak_rss_mib": peak_kib / 1024}))
 
 
 Log = Callable[[str], object]

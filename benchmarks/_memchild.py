@@ -6,8 +6,6 @@ result as it arrives, and prints one JSON line with the peak RSS (``ru_maxrss``)
 
 from __future__ import annotations
 
-import json
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from collections.abc import Iterator
 import anyio
 
 import freepik_bg
-from benchmarks._common import SAMPLE, DiscardSink
+from benchmarks._common import SAMPLE, DiscardSink, child_report
 
 
 def _urls(base_url: str, n: int) -> Iterator[str]:
@@ -46,11 +44,7 @@ def main(argv: list[str]) -> None:
     concurrency = int(argv[3]) if len(argv) > 3 else 32
     started = time.perf_counter()
     counts = anyio.run(_main, base_url, api_key, n, concurrency)
-    elapsed = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    if sys.platform == "darwin":  # pragma: no cover - bytes there
-        peak_kib //= 1024
-    print(json.dumps({**counts, "n": n, "elapsed": elapsed, "peak_rss_mib": peak_kib / 1024}))
+    child_report(counts, n, time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,6 @@ large one once (it is the slow one); the ratio's range comes from the small case
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from benchmarks._common import (
     Comparison,
     Log,
@@ -21,28 +15,16 @@ from benchmarks._common import (
     Settings,
     emulator,
     quiet,
+    run_child,
     summarize,
     warm_up,
 )
 
 LIMIT_MIB = 150.0
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _child(base_url: str, api_key: str, n: int, timeout: float) -> dict[str, float]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks._memchild", base_url, api_key, str(n)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
-    data: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return data
+    return run_child("benchmarks._memchild", [base_url, api_key, n], timeout)
 
 
 def run(settings: Settings, log: Log = quiet) -> ScenarioResult:

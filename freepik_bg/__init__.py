@@ -37,6 +37,7 @@ from ._errors import (
     RedirectError,
     SinkError,
     SkippedError,
+    StagingError,
     TransformError,
 )
 from ._journal import Journal
@@ -54,6 +55,7 @@ from ._models import (
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
+from ._targets import LocalImage, local_images
 from ._transform import transform
 from ._transform_options import TransformOptions
 from ._version import __version__
@@ -86,6 +88,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "LinkExpiredError",
+    "LocalImage",
     "MemorySink",
     "NotFoundError",
     "ObjectStoreSink",
@@ -103,9 +106,11 @@ __all__ = [
     "SinkItem",
     "Size",
     "SkippedError",
+    "StagingError",
     "TransformError",
     "TransformOptions",
     "__version__",
+    "local_images",
     "output_name",
     "remove_backgrounds",
     "set_testing",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 import anyio
 from anyio.abc import ObjectReceiveStream
@@ -26,14 +26,20 @@ from ._lifecycle import BatchClient
 from ._models import BatchReport, BatchStats, ItemResult
 from ._runner import Runner
 from ._sinks import DirectorySink, Sink
+from ._targets import LocalImage
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
     from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["BatchResults", "collect_report", "make_sink", "open_batch", "raise_single"]
 
-Dest = str | os.PathLike[str] | Sink
-Entry = str | InputLine | BadLine
+# Union, not |: ObjectStore is only imported for type checkers (obstore is optional).
+Dest = Union[str, os.PathLike[str], Sink, "ObjectStore"]
+"""A folder, a storage URL, a `Sink`, or an obstore store configured in code."""
+Entry = str | InputLine | BadLine | os.PathLike[str] | LocalImage
 Urls = Iterable[Entry] | AsyncIterable[Entry]
 """URLs (or parsed input lines); a file object is read by the shared input parser."""
 
@@ -95,7 +101,8 @@ def make_sink(dest: Dest, *, overwrite: bool = False) -> Sink:
 
     ``s3://``, ``gs://``, ``az://``, ``file://`` and ``memory://`` URLs need the
     ``storage`` extra (obstore); any other URL is refused, never taken for a
-    local folder named ``s3:``.
+    local folder named ``s3:``. An obstore store (``S3Store(...)``) writes at
+    its root; for a prefix, pass ``ObjectStoreSink(store, prefix="cutouts/")``.
     """
     if isinstance(dest, str) and _URL_LIKE.match(dest):
         if is_storage_url(dest):
@@ -109,8 +116,12 @@ def make_sink(dest: Dest, *, overwrite: bool = False) -> Sink:
         )
     if isinstance(dest, str | os.PathLike):
         return DirectorySink(Path(dest))
+    if type(dest).__module__.startswith("obstore"):
+        from ._storage import ObjectStoreSink  # a store configured in code: S3Store(...)
+
+        return ObjectStoreSink(dest, overwrite=overwrite)  # type: ignore[arg-type]
     if not isinstance(dest, Sink):
-        raise TypeError("dest must be a directory path, a storage URL or a Sink")
+        raise TypeError("dest must be a directory path, a storage URL, an obstore store or a Sink")
     return dest
 
 
@@ -159,6 +170,11 @@ async def open_batch(
     if check is not None:
         await check()  # before the first POST: a destination that cannot store costs nothing
     runner = Runner.create(client, sink, config)
+    try:
+        await runner.staging.check()  # and the staging bucket, if local files go through one
+    except BaseException:
+        runner.close()
+        raise
     send, receive = anyio.create_memory_object_stream[ItemResult](config.concurrency)
     try:
         async with anyio.create_task_group() as tg:

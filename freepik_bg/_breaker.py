@@ -24,6 +24,7 @@ from ._errors import (
     RateLimitError,
     SinkError,
     SkippedError,
+    StagingError,
 )
 
 __all__ = ["Breaker"]
@@ -58,6 +59,8 @@ def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
         return f"the remove-background endpoint answered {error}: {_BASE_URL_HINT}"
     if isinstance(error, SinkError):
         return f"results cannot be stored ({error}): fix the destination, then resume"
+    if isinstance(error, StagingError):
+        return f"local images cannot be staged ({error}): fix the staging bucket, then resume"
     return None
 
 

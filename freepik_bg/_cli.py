@@ -18,7 +18,7 @@ import anyio
 import attrs
 
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
-from ._errors import ConfigurationError, FreepikError, JournalError, SinkError
+from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
 from ._remove_command import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument(
         "input",
         metavar="INPUT",
-        help="a text file of URLs (one per line; # comments), a CSV/TSV file, or - for stdin",
+        help="a text file of URLs or local paths (one per line; # comments), a CSV/TSV file, "
+        "a folder of .jpg/.png images (needs --stage), or - for stdin",
     )
     remove.add_argument(
         "-o",
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="output directory, or object storage: s3://bucket/prefix/, gs://..., az://...",
     )
     remove.add_argument("--column", help="the CSV column holding the URLs (makes INPUT a CSV)")
+    remove.add_argument(
+        "--name-column",
+        metavar="COL",
+        help="with --column: name each output after this column (a SKU), made filesystem-safe",
+    )
     remove.add_argument("--delimiter", help="the CSV delimiter (default ',', or tab for .tsv)")
     add_batch_options(remove)
     remove.set_defaults(journal=None)
@@ -216,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             return _run_emulator(args)
         return _run_demo(args)
-    except (UsageError, ConfigurationError, JournalError, SinkError) as exc:
+    except (UsageError, ConfigurationError, JournalError, SinkError, StagingError) as exc:
         # All raised before the first POST: nothing was spent.
         print(f"freepik-bg: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -375,6 +375,8 @@ class AsyncClient:
         overwrite: bool = _BATCH.overwrite,
         fail_fast: bool = _BATCH.fail_fast,
         resubmit_expired: int = _BATCH.resubmit_expired,
+        stage: str | None = _BATCH.stage,
+        keep_staged: bool = _BATCH.keep_staged,
         progress: ProgressHook | None = _BATCH.progress,
         drain_timeout: float = _BATCH.drain_timeout,
         output_format: OutputFormat = _BATCH.output_format,
@@ -395,7 +397,8 @@ class AsyncClient:
 
         Args:
             urls: any iterable or async iterable of URLs, pulled lazily (an
-                endless generator works; memory stays flat).
+                endless generator works; memory stays flat). A `pathlib.Path`
+                item is a local image, uploaded through ``stage``.
             dest: a directory (one safe, deterministic file name per URL,
                 written atomically) or a `Sink`.
             config: a `BatchConfig` to start from.

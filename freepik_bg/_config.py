@@ -247,6 +247,15 @@ def _option(
     return attrs.field(default=default, validator=validator, metadata=metadata, kw_only=True)
 
 
+def _check_stage(_instance: object, _attribute: object, value: str | None) -> None:
+    fetchable = isinstance(value, str) and is_storage_url(value)
+    if value is not None and not (fetchable and not value.startswith(("file:", "memory:"))):
+        raise ValueError(
+            f"stage must be an s3://, gs:// or az:// prefix the service can fetch from, "
+            f"got {value!r}"
+        )
+
+
 @attrs.frozen(slots=True)
 class BatchConfig:
     """Every option of a batch, with its default, in one place.
@@ -272,6 +281,12 @@ class BatchConfig:
             402 and 403; the remaining items are not attempted.
         resubmit_expired: how many times to submit again when a link expired
             before it could be downloaded (each costs a credit).
+        stage: an object-storage prefix (``s3://bucket/staging/``, ``gs://...``,
+            ``az://...``) that local images (`pathlib.Path` items, or paths in a
+            URL list) are uploaded to; the service fetches each through a
+            presigned link. Needs the ``storage`` extra.
+        keep_staged: keep the staged copies; by default each is deleted once
+            its item is finished.
         progress: called with a `ProgressEvent` as things happen.
         drain_timeout: when the batch stops (Ctrl-C, a cancelled scope, leaving
             the block), POSTs already sent are finished, downloaded and stored,
@@ -326,6 +341,16 @@ class BatchConfig:
         help="times to submit again when a result link expired before its download (default 1)",
         parse=at_least(0),
         validator=attrs.validators.ge(0),
+    )
+    stage: str | None = _option(
+        None,
+        help="object-storage prefix (s3://bucket/staging/) to upload local images to, so the "
+        "service can fetch them through presigned links",
+        metavar="URL",
+        validator=_check_stage,
+    )
+    keep_staged: bool = _option(
+        False, help="keep the staged copies of local images (default: delete each when done)"
     )
     progress: ProgressHook | None = _option(None, help="called with each ProgressEvent", cli=False)
     drain_timeout: float = _option(

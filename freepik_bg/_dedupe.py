@@ -4,17 +4,23 @@ The first occurrence does the work; later ones wait for it (if it is still in
 flight) and report its outcome as their own, marked ``duplicate_of`` its
 index, so every input line still gets a result and the counts add up.
 Memory is about 100 bytes per distinct URL: a 64-bit key and the first index.
+
+A duplicate may want its own output name (another SKU for the same image,
+from a name column). It is not paid for again: it downloads the first
+occurrence's links into its own name while they live. Only links of named
+items are kept, and only for their 5 minutes, so memory stays bounded.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import anyio
 import attrs
 
 from ._errors import FreepikError, SkippedError
-from ._models import ItemResult
+from ._models import Cutout, ItemResult
 
 __all__ = ["Duplicates"]
 
@@ -42,6 +48,10 @@ class Duplicates:
     _seen: dict[int, int | _Leader] = attrs.field(factory=dict)
     # Failures are rare: only they keep their error, so that duplicates can report it.
     _failed: dict[int, tuple[int, FreepikError]] = attrs.field(factory=dict)
+    # Chosen output names: the URL key and the first index.
+    _names: dict[str, tuple[int, int]] = attrs.field(factory=dict)
+    # Live links of named leaders, oldest first, for duplicates that want their own name.
+    _links: OrderedDict[int, tuple[Cutout, str]] = attrs.field(factory=OrderedDict)
 
     def claim(self, url: str, size: str, index: int) -> int | _Leader | None:
         """``None`` if this is the first occurrence (now the leader), else the first's record."""
@@ -53,8 +63,14 @@ class Duplicates:
             self._seen[key] = _Leader(index)
         return first
 
-    def settle(self, url: str, size: str, result: ItemResult) -> None:
-        """The leader finished: record how, and wake its followers."""
+    def settle(
+        self, url: str, size: str, result: ItemResult, *, keep_name: str | None = None
+    ) -> None:
+        """The leader finished: record how, and wake its followers.
+
+        ``keep_name``: the leader's chosen output name; its live links are kept
+        for duplicates that chose another one.
+        """
         key = _key(url, size)
         leader = self._seen.get(key)
         if not isinstance(leader, _Leader):  # pragma: no cover - settle follows claim
@@ -62,12 +78,36 @@ class Duplicates:
         leader.settled = True
         if result.ok:
             self._seen[key] = leader.index
+            if keep_name is not None and result.cutout is not None:
+                self._prune()
+                self._links[key] = (result.cutout, keep_name)
         else:
             leader.error = result.error
             del self._seen[key]
             if result.error is not None:
                 self._failed[key] = (leader.index, result.error)
         leader.done.set()
+
+    def claim_name(self, name: str, url: str, index: int) -> int | None:
+        """The index of an earlier item of another URL with the output ``name``, else ``None``.
+
+        Only for chosen names (hash-based names differ by URL): two inputs
+        under one name would overwrite each other.
+        """
+        first = self._names.setdefault(name, (_key(url, ""), index))
+        return first[1] if first[0] != _key(url, "") else None
+
+    def _prune(self) -> None:
+        while self._links:
+            key, (cutout, _) = next(iter(self._links.items()))
+            if cutout.seconds_left() > 0:
+                return
+            del self._links[key]
+
+    def links(self, url: str, size: str) -> tuple[Cutout, str] | None:
+        """The first occurrence's live links and output name, if it chose a name."""
+        kept = self._links.get(_key(url, size))
+        return kept if kept is not None and kept[0].seconds_left() > 5 else None
 
     def abandon(self, url: str, size: str) -> None:
         """The leader was interrupted: its followers are interrupted too."""

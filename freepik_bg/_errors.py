@@ -37,6 +37,7 @@ __all__ = [
     "RedirectError",
     "SinkError",
     "SkippedError",
+    "StagingError",
     "TransformError",
 ]
 
@@ -115,6 +116,16 @@ class SinkError(FreepikError):
     The credit was spent and the links were valid: with a journal, a rerun
     downloads them again without a new POST while they live. The sink's own
     exception is the ``__cause__``.
+    """
+
+
+class StagingError(FreepikError):
+    """The staging bucket refused an upload, a presign or a delete (no credit spent).
+
+    Local files reach the service through a bucket (``stage=``); when it
+    cannot be written, every local item would fail the same way, so the
+    batch stops. The store's own exception is the ``__cause__``; the message
+    never holds a secret.
     """
 
 

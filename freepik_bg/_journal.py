@@ -44,9 +44,13 @@ def _key(url: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def _done_key(url: str, size: str) -> int:
+def _done_key(url: str, size: str, name: str | None = None) -> int:
     # Done is per rendition: a high-resolution cutout does not make the preview
     # done. The default size keeps the plain key, so older journals stay valid.
+    # A chosen output name (a SKU) is part of it: the same URL under another
+    # name is another output.
+    if name is not None:
+        return _key(f"{size}\0{name}\0{url}")
     return _key(url) if size == _DEFAULT_SIZE else _key(f"{size}\0{url}")
 
 
@@ -84,7 +88,8 @@ class Journal:
                     continue
                 key = _key(str(url))
                 if event in ("stored", "done"):
-                    self._done.add(_done_key(str(url), str(record.get("size", _DEFAULT_SIZE))))
+                    size, name = str(record.get("size", _DEFAULT_SIZE)), record.get("name")
+                    self._done.add(_done_key(str(url), size, None if name is None else str(name)))
                     self._posted.pop(key, None)
                 elif event == "posted":
                     self._posted[key] = record
@@ -105,9 +110,9 @@ class Journal:
         """How many distinct (URL, rendition) pairs are stored."""
         return len(self._done)
 
-    def is_stored(self, url: str, size: str = _DEFAULT_SIZE) -> bool:
-        """Whether ``url``'s ``size`` rendition was stored by an earlier run."""
-        return _done_key(url, size) in self._done
+    def is_stored(self, url: str, size: str = _DEFAULT_SIZE, name: str | None = None) -> bool:
+        """Whether ``url``'s ``size`` rendition (under the chosen ``name``) was stored before."""
+        return _done_key(url, size, name) in self._done
 
     def pending_cutout(self, url: str) -> Cutout | None:
         """Links paid for but not downloaded, if they are still alive."""
@@ -185,17 +190,23 @@ class Journal:
         self._posted[_key(cutout.image_url)] = record
         self._write(record)
 
-    def record(self, result: ItemResult, size: str = _DEFAULT_SIZE) -> None:
-        """Append a finished item of rendition ``size`` (skipped ones are not written again)."""
+    def record(
+        self, result: ItemResult, size: str = _DEFAULT_SIZE, name: str | None = None
+    ) -> None:
+        """Append a finished item of rendition ``size``, under the chosen output ``name``.
+
+        Skipped items are not written again.
+        """
         if result.skipped:
             return
         if result.ok:
             self._posted.pop(_key(result.image_url), None)
-            self._done.add(_done_key(result.image_url, size))
+            self._done.add(_done_key(result.image_url, size, name))
         # A failed item stays retryable, and links it paid for stay usable.
         record = result.to_record()
         del record["status"]
-        self._write({"event": "stored" if result.ok else "failed", "size": size, **record})
+        named = {} if name is None else {"name": name}
+        self._write({"event": "stored" if result.ok else "failed", "size": size, **named, **record})
 
     def close(self) -> None:
         """Flush and close the file (and so release the run's lock)."""

@@ -9,6 +9,7 @@ credit is owed; `BatchClient` is the small protocol the runner drives, which
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -23,9 +24,9 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import attrs
 
-from ._errors import SkippedError
+from ._errors import FreepikError, SkippedError
 from ._input import BadLine, InputLine
-from ._models import Cutout, Size
+from ._models import Cutout, ItemResult, Size
 from ._retries import RetryHook, RetryPolicy
 
 __all__ = ["BatchClient", "Flight", "Phase", "iterate", "label"]
@@ -80,6 +81,30 @@ class Flight:
 
     scope: anyio.CancelScope
     phase: Phase = Phase.QUEUED
+    index: int = 0
+    queued_at: float | None = None
+    posted_at: float | None = None
+    attempts: int = 0
+    ambiguous: int = 0
+    resubmits: int = 0
+
+    def count(self, source: FreepikError | Cutout) -> None:
+        """Add the requests that an answer (or a failure) took."""
+        self.attempts += source.attempts
+        self.ambiguous += source.ambiguous_retries
+
+    def result(self, url: str, **fields: Any) -> ItemResult:
+        """This item's result, with its counters and timestamps."""
+        return ItemResult(
+            index=self.index,
+            image_url=url,
+            attempts=self.attempts,
+            ambiguous_retries=self.ambiguous,
+            resubmits=self.resubmits,
+            queued_at=self.queued_at,
+            posted_at=self.posted_at,
+            **fields,
+        )
 
     def interruption(self) -> SkippedError:
         """Why the item ended when the batch was stopped in this phase."""
@@ -113,4 +138,7 @@ def label(entry: object) -> str:
         return entry.url
     if isinstance(entry, BadLine):
         return entry.text
+    path = getattr(entry, "path", entry)  # a LocalImage from a folder input
+    if isinstance(path, os.PathLike):
+        return os.fspath(path)  # type: ignore[no-any-return]
     return repr(entry)

@@ -22,10 +22,10 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
+from ._cli_inputs import UsageError, open_input
 from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
-from ._input import InputError, count_entries, read_entries
 from ._journal import Journal
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
@@ -47,10 +47,6 @@ __all__ = [
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_JOURNAL_NAME = ".freepik-bg-journal.jsonl"
-
-
-class UsageError(Exception):
-    """A problem the user fixes by changing the command or the environment."""
 
 
 def read_api_key(key_file: Path | None) -> str:
@@ -132,11 +128,8 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
     )
-    try:
-        entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
-    except InputError as exc:
-        # The parser speaks the SDK's option names; here they are flags.
-        raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+    source = open_input(args, stage=config.stage, size=config.size)
+    entries, total = source.entries, source.total
     sink = make_sink(args.output, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
     if check is not None:
@@ -146,10 +139,9 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    total = None if args.input == "-" else count_entries(args.input, column=args.column)
     if total == 0:
-        entries.close()
-        print(f"freepik-bg: found 0 URLs in {args.input}: nothing to do", file=sys.stderr)
+        source.close()
+        print(f"freepik-bg: found 0 URLs or images in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
     journal = _open_journal(args)
     to_stdout = args.report is not None and str(args.report) == "-"
@@ -182,7 +174,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         raise_single(group)
     finally:
         display.stop()
-        entries.close()
+        source.close()
         journal.close()
     elapsed = anyio.current_time() - start
     summary = {

@@ -286,7 +286,8 @@ async def retry_call(
         logger.warning(
             "%s %s failed (attempt %d%s): %s; retrying in %.2f s",
             operation.upper(),
-            url,
+            # A query may be a signature (a presigned source, a staged file): logs keep the path.
+            url.partition("?")[0] + ("?..." if "?" in url else ""),
             state.attempt_number,
             ", may have been billed" if is_ambiguous else "",
             exc,

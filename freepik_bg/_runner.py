@@ -35,17 +35,17 @@ import attrs
 from anyio.abc import ObjectSendStream
 
 from ._breaker import Breaker
-from ._config import BatchConfig, validate_image_url
+from ._config import BatchConfig
 from ._dedupe import Duplicates
 from ._errors import (
     FreepikError,
     InvalidRequestError,
     JournalError,
     LinkExpiredError,
+    OutputConflictError,
     RateLimitError,
     SinkError,
 )
-from ._input import BadLine, InputLine
 from ._journal import Journal
 from ._lifecycle import BatchClient, Flight, Phase, iterate, label
 from ._models import (
@@ -58,7 +58,9 @@ from ._models import (
 )
 from ._output_stage import OutputStage
 from ._ratelimit import AdaptiveConcurrency, RateGate
-from ._sinks import DirectorySink, Sink, SinkItem, output_name
+from ._sinks import DirectorySink, Sink, SinkItem
+from ._staging_items import Source, Staging
+from ._targets import Target, resolve
 
 __all__ = ["Runner"]
 
@@ -79,6 +81,7 @@ class Runner:
     breaker: Breaker
     output: OutputStage
     duplicates: Duplicates = attrs.field(factory=Duplicates)
+    staging: Staging = attrs.field(factory=Staging)
     fatal: BaseException | None = None
     _stopping: bool = False
     _flights: set[Flight] = attrs.field(factory=set)
@@ -103,6 +106,7 @@ class Runner:
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
             output=output,
+            staging=Staging.create(config.stage, keep=config.keep_staged),
         )
 
     def close(self) -> None:
@@ -199,7 +203,6 @@ class Runner:
             result: ItemResult | None = None
             with flight.scope:
                 result = await self._process(index, entry, flight)
-                self._journal(result)
         finally:
             self._flights.discard(flight)
             self.stats.in_flight -= 1
@@ -208,13 +211,14 @@ class Runner:
             result = ItemResult(index, label(entry), ok=False, error=flight.interruption())
         await self._deliver(send, result)
 
-    def _journal(self, result: ItemResult) -> None:
+    def _journal(self, result: ItemResult, name: str | None = None) -> ItemResult:
         if self.journal is None or result.duplicate_of is not None:
-            return
+            return result
         try:
-            self.journal.record(result, size=self.config.size)
+            self.journal.record(result, size=self.config.size, name=name)
         except JournalError as exc:
             self._fail_hard(exc)
+        return result
 
     def _count(self, result: ItemResult) -> None:
         if result.skipped:
@@ -234,59 +238,81 @@ class Runner:
         return ItemResult(index, label(entry), ok=False, error=self.breaker.not_attempted())
 
     async def _process(self, index: int, entry: object, flight: Flight) -> ItemResult:
-        queued_at = anyio.current_time()
+        flight.index, flight.queued_at = index, anyio.current_time()
         shown = label(entry)
         self._emit(ProgressKind.QUEUED, index, shown)
         if self.breaker.tripped:
             return self._not_attempted(index, entry)
         try:
-            if isinstance(entry, BadLine):
-                raise InvalidRequestError(str(entry))
-            url = validate_image_url(entry.url if isinstance(entry, InputLine) else entry)
+            target = resolve(entry)
         except FreepikError as exc:
-            return self._failure(index, shown, exc, queued_at=queued_at)
-        first = self.duplicates.claim(url, self.config.size, index)
+            return self._journal(self._failure(flight, shown, exc))
+        return self._journal(await self._run_target(target, flight), target.stem)
+
+    async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
+        url, size, item = target.identity, self.config.size, self._sink_item(flight.index, target)
+        problem = self._misnamed(target, item)
+        if problem is not None:
+            return self._failure(flight, url, problem)
+        first = self.duplicates.claim(url, size, flight.index)
         if first is not None:
             self.stats.duplicates += 1
-            result = await self.duplicates.follow(first, index, url, self.config.size)
-            if result.ok:
-                result = attrs.evolve(result, location=self._location(self._sink_item(index, url)))
-            return result
+            result = await self.duplicates.follow(first, flight.index, url, size)
+            if not result.ok:
+                return result
+            kept = self.duplicates.links(url, size) if target.stem is not None else None
+            if target.stem is None or (kept is not None and kept[1] == item.name):
+                return attrs.evolve(result, location=self._location(item))
+            # Its own name (another SKU, say): stored from the first one's links,
+            # without paying again while they live.
+            return await self._stored_or_submit(target, item, flight, kept and kept[0])
         try:
-            result = await self._stored_or_submit(index, url, flight, queued_at)
+            result = await self._stored_or_submit(target, item, flight)
         except BaseException:
-            self.duplicates.abandon(url, self.config.size)
+            self.duplicates.abandon(url, size)
             raise
-        self.duplicates.settle(url, self.config.size, result)
+        keep = item.name if target.stem is not None else None
+        self.duplicates.settle(url, size, result, keep_name=keep)
         return result
 
+    def _misnamed(self, target: Target, item: SinkItem) -> FreepikError | None:
+        """Why ``target``'s chosen name cannot be used: taken, or its own input file."""
+        if target.stem is None:
+            return None
+        other = self.duplicates.claim_name(item.name, target.identity, item.index)
+        if other is not None:
+            return OutputConflictError(
+                f"item {other} is stored under the same name {item.name!r}: names must be unique"
+            )
+        if target.local is not None and isinstance(self.sink, DirectorySink):
+            path = self.sink.path_for(item)
+            if path.resolve() == target.local.resolve():
+                return InvalidRequestError(f"the output {path} would replace the input itself")
+        return None
+
     async def _stored_or_submit(
-        self, index: int, url: str, flight: Flight, queued_at: float
+        self, target: Target, item: SinkItem, flight: Flight, links: Cutout | None = None
     ) -> ItemResult:
-        size = self.config.size
-        item = self._sink_item(index, url)
+        url = target.identity
         if not self.config.overwrite:
-            done = self.journal is not None and self.journal.is_stored(url, size)
+            journal = self.journal
+            done = journal is not None and journal.is_stored(url, item.size, target.stem)
             try:
                 # The journal is enough: no need to ask the sink (a request, for object storage).
                 location = None if done else await self.sink.exists(item)
             except FreepikError as exc:
-                return self._failure(index, url, exc, queued_at=queued_at)
+                return self._failure(flight, url, exc)
             if done or location is not None:
-                return ItemResult(
-                    index=index,
-                    image_url=url,
-                    ok=True,
-                    location=location or self._location(item),
-                    skipped=True,
-                    queued_at=queued_at,
+                return flight.result(
+                    url, ok=True, location=location or self._location(item), skipped=True
                 )
-        return await self._submit_and_store(index, url, item, flight, queued_at)
+        async with self.staging.scope(target) as source:
+            return await self._paid_and_stored(source, item, flight, links)
 
-    def _sink_item(self, index: int, url: str) -> SinkItem:
+    def _sink_item(self, index: int, target: Target) -> SinkItem:
         size = self.config.size
-        name = self.output.name(output_name(url, size))
-        return SinkItem(index=index, image_url=url, name=name, size=size)
+        name = self.output.name(target.output(size))
+        return SinkItem(index=index, image_url=target.identity, name=name, size=size)
 
     def _location(self, item: SinkItem) -> str:
         if isinstance(self.sink, DirectorySink):
@@ -305,8 +331,11 @@ class Runner:
         flight.enter(Phase.POSTING)
         self.stats.posts += 1
 
-    def _on_retry(self, index: int, flight: Flight) -> Callable[[RetryEvent], None]:
+    def _on_retry(self, index: int, flight: Flight, shown: str) -> Callable[[RetryEvent], None]:
         def hook(event: RetryEvent) -> None:
+            if event.operation == "post":
+                # A staged file is POSTed by its presigned link: show its path, not the signature.
+                event = attrs.evolve(event, url=shown)
             self.stats.retries += 1
             if event.ambiguous:
                 self.stats.ambiguous_retries += 1
@@ -321,11 +350,13 @@ class Runner:
                     self.gate.pause(event.wait)
                     self.slots.throttled()
                     self.stats.concurrency = self.slots.limit
-            self._emit(ProgressKind.RETRIED, index, event.url, retry=event)
+            self._emit(ProgressKind.RETRIED, index, shown, retry=event)
 
         return hook
 
-    async def _post(self, url: str, flight: Flight, hook: Callable[[RetryEvent], None]) -> Cutout:
+    async def _post(
+        self, url: str, target: Target, flight: Flight, hook: Callable[[RetryEvent], None]
+    ) -> Cutout:
         try:
             cutout = await self.client.remove_background(
                 url, before_attempt=lambda: self._before_attempt(flight), on_retry=(hook,)
@@ -336,73 +367,54 @@ class Runner:
             raise
         flight.enter(Phase.PAID)
         self.breaker.post_succeeded()
-        return cutout
+        # Journal and reports know a staged file by its path, never by its signed link.
+        return attrs.evolve(cutout, image_url=target.identity)
 
-    async def _submit_and_store(
-        self, index: int, url: str, item: SinkItem, flight: Flight, queued_at: float
+    async def _paid_and_stored(
+        self, source: Source, item: SinkItem, flight: Flight, cutout: Cutout | None
     ) -> ItemResult:
-        attempts = ambiguous = resubmits = 0
-        posted_at: float | None = None
-        cutout: Cutout | None = self.journal.pending_cutout(url) if self.journal else None
+        target, url = source.target, source.target.identity
+        if cutout is None and self.journal is not None:
+            cutout = self.journal.pending_cutout(url)
         if cutout is not None:
             flight.enter(Phase.PAID)
-        hook = self._on_retry(index, flight)
+        hook = self._on_retry(flight.index, flight, url)
         while True:
             try:
                 if cutout is None:
                     try:
-                        cutout = await self._post(url, flight, hook)
+                        submit = await source.url()  # a local file is staged here
+                        cutout = await self._post(submit, target, flight, hook)
                     except FreepikError as exc:
-                        attempts += exc.attempts
-                        ambiguous += exc.ambiguous_retries
+                        flight.count(exc)
                         raise
-                    attempts += cutout.attempts
-                    ambiguous += cutout.ambiguous_retries
-                    posted_at = anyio.current_time()
-                    self._journal_posted(index, cutout)
-                    self._emit(ProgressKind.POSTED, index, url)
+                    flight.count(cutout)
+                    flight.posted_at = anyio.current_time()
+                    self._journal_posted(flight.index, cutout)
+                    self._emit(ProgressKind.POSTED, flight.index, url)
                 location = await self.client.download_with(
                     cutout,
                     self._storer(attrs.evolve(item, cutout=cutout)),
-                    size=self.config.size,
+                    size=item.size,
                     on_retry=(hook,),
                 )
             except FreepikError as exc:
                 if (
                     isinstance(exc, LinkExpiredError)
-                    and resubmits < self.config.resubmit_expired
+                    and flight.resubmits < self.config.resubmit_expired
                     and not self._stopping
                 ):
                     logger.warning("link for %s expired before download; submitting again", url)
-                    resubmits += 1
+                    flight.resubmits += 1
                     self.stats.resubmits += 1
                     cutout = None
                     flight.enter(Phase.QUEUED)
                     continue
-                return self._failure(
-                    index,
-                    url,
-                    exc,
-                    attempts=attempts,
-                    ambiguous=ambiguous,
-                    resubmits=resubmits,
-                    queued_at=queued_at,
-                    posted_at=posted_at,
-                )
+                return self._failure(flight, url, exc)
             self.slots.succeeded()
             self.stats.concurrency = self.slots.limit
-            return ItemResult(
-                index=index,
-                image_url=url,
-                ok=True,
-                location=location,
-                cutout=cutout,
-                attempts=attempts,
-                ambiguous_retries=ambiguous,
-                resubmits=resubmits,
-                queued_at=queued_at,
-                posted_at=posted_at,
-                stored_at=anyio.current_time(),
+            return flight.result(
+                url, ok=True, location=location, cutout=cutout, stored_at=anyio.current_time()
             )
 
     def _journal_posted(self, index: int, cutout: Cutout) -> None:
@@ -426,27 +438,6 @@ class Runner:
 
         return store
 
-    def _failure(
-        self,
-        index: int,
-        url: str,
-        exc: FreepikError,
-        *,
-        queued_at: float,
-        attempts: int = 0,
-        ambiguous: int = 0,
-        resubmits: int = 0,
-        posted_at: float | None = None,
-    ) -> ItemResult:
+    def _failure(self, flight: Flight, url: str, exc: FreepikError) -> ItemResult:
         self.breaker.item_failed(exc, on_post=False)
-        return ItemResult(
-            index=index,
-            image_url=url,
-            ok=False,
-            error=exc,
-            attempts=attempts,
-            ambiguous_retries=ambiguous,
-            resubmits=resubmits,
-            queued_at=queued_at,
-            posted_at=posted_at,
-        )
+        return flight.result(url, ok=False, error=exc)

@@ -23,6 +23,8 @@ __all__ = [
     "MemorySink",
     "Sink",
     "SinkItem",
+    "check_output_name",
+    "named_output",
     "output_name",
     "write_atomic",
 ]
@@ -54,6 +56,48 @@ def output_name(image_url: str, size: Size = "high_resolution") -> str:
         ext = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".img"
         return f"{stem}-{digest}.original{ext}"
     return f"{stem}-{digest}{_SUFFIX[size]}"
+
+
+def named_output(stem: str, size: Size = "high_resolution") -> str:
+    """The output name for an item named ``stem`` (a SKU, or ``shoes/red`` from a folder).
+
+    Examples:
+        >>> named_output("shoes/red")
+        'shoes/red.png'
+        >>> named_output("SKU-1", "preview")
+        'SKU-1.preview.png'
+    """
+    if size == "original":
+        return f"{stem}.original.img"
+    return stem + _SUFFIX[size]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_output_name(name: str) -> str:
+    """``name`` if it is a safe relative output name (``/`` between folders), else ``ValueError``.
+
+    Never absolute, never ``..`` or an empty part, no backslash or control
+    character: a sink joins it under its folder or prefix and cannot escape.
+
+    Examples:
+        >>> check_output_name("shoes/red.png")
+        'shoes/red.png'
+        >>> check_output_name("../etc/passwd")
+        Traceback (most recent call last):
+        ...
+        ValueError: unsafe output name '../etc/passwd'
+    """
+    parts = name.split("/")
+    if (
+        not name
+        or "\\" in name
+        or _CONTROL.search(name)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValueError(f"unsafe output name {name!r}")
+    return name
 
 
 def file_mode() -> int:
@@ -187,10 +231,7 @@ class DirectorySink:
 
     def path_for(self, item: SinkItem) -> Path:
         """The file an item is written to; never outside ``directory``."""
-        name = item.name
-        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-            raise ValueError(f"unsafe output name {name!r}")
-        return self.directory / name
+        return self.directory / check_output_name(item.name)
 
     async def check(self) -> None:
         """Create the directory if needed and make sure files can be written there."""

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 import attrs
 
-from ._errors import ConfigurationError, FreepikError, InvalidRequestError
+from ._errors import ConfigurationError, InvalidRequestError, SinkError, StagingError
 from ._stores import failure_reason, open_store, run_blocking, storage_scheme
 
 try:
@@ -55,13 +55,6 @@ _MAX_EXPIRY = timedelta(days=7)
 _SIGNATURES = {b"\xff\xd8\xff": ("image/jpeg", ".jpg"), b"\x89PNG\r\n\x1a\n": ("image/png", ".png")}
 _LOOKALIKES = {b"%PDF": "a PDF", b"GIF8": "a GIF", b"RIFF": "a RIFF (WebP?)", b"<": "text/HTML"}
 _UNSAFE_IN_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-class StagingError(FreepikError):
-    """The staging bucket refused an upload, a presign or a delete (no credit spent).
-
-    The store's own exception is the ``__cause__``; the message never holds a secret.
-    """
 
 
 @attrs.frozen
@@ -238,6 +231,19 @@ class Stager:
         except Exception as exc:
             raise self._error("delete", name, exc) from exc
 
+    async def check(self) -> None:
+        """Before the first POST: the bucket exists, answers and takes these credentials.
+
+        Raises:
+            StagingError: what is wrong with the staging bucket; no credit spent.
+        """
+        from ._storage import sink_from_url  # an output's probe is the same request
+
+        try:
+            await sink_from_url(self.base, overwrite=False).check()
+        except SinkError as exc:
+            raise StagingError(f"the staging bucket: {exc}") from exc
+
     def _error(self, action: str, name: str, exc: BaseException) -> StagingError:
         return StagingError(f"cannot {action} {self.base}{name}: {failure_reason(exc)}")
 
@@ -248,7 +254,8 @@ class Stager:
 def walk_images(root: str | os.PathLike[str]) -> Iterator[Path]:
     """The JPEG/PNG files under ``root`` by extension, recursively, in a stable order.
 
-    Each folder's files come in name order, then its subfolders. Symlinks are
+    Each folder's files come in name order, then its subfolders. Hidden files
+    and folders (names starting with ``.``) are left out. Symlinks are
     followed, but a folder is walked once even if links lead back to it (so a
     link loop ends), and unreadable folders are skipped with a warning. Names
     that are not UTF-8 come through as :func:`os.fsdecode` gives them.
@@ -278,6 +285,8 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[Path]:
             continue
         subfolders = []
         for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden: .git, .DS_Store, a tool's cache, our own journal
             try:
                 if entry.is_dir():
                     subfolders.append(Path(entry.path))

@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from ._errors import OutputConflictError, SinkError
-from ._sinks import SOURCE_XATTR, SinkItem, recorded_source
+from ._sinks import SOURCE_XATTR, SinkItem, check_output_name, recorded_source
 from ._stores import (
     SIGNING_SCHEMES,
     STORAGE_SCHEMES,
@@ -63,7 +63,6 @@ _PLAIN_SOURCE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 
 DEFAULT_MAX_UPLOADS = 32
 DEFAULT_CHECK_TIMEOUT = 15.0
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def sink_from_url(
@@ -169,13 +168,7 @@ class ObjectStoreSink:
 
     def key_for(self, item: SinkItem) -> str:
         """The key an item is stored under; never escapes the prefix."""
-        name = item.name
-        parts = name.split("/")
-        if not name or name.startswith("/") or "\\" in name or _CONTROL.search(name):
-            raise ValueError(f"unsafe output name {name!r}")
-        if any(part in ("", ".", "..") for part in parts):
-            raise ValueError(f"unsafe output name {name!r}")
-        return self.prefix + name
+        return self.prefix + check_output_name(item.name)
 
     def location(self, name: str) -> str:
         """The URL of the object for an item named ``name``."""

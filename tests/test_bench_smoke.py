@@ -19,6 +19,7 @@ from benchmarks import (
     overhead,
     ratelimit,
     scaling,
+    storage,
     transforms,
 )
 from benchmarks._report import write
@@ -79,6 +80,17 @@ def test_scaling(results: dict[str, ScenarioResult]) -> None:
     _check(result)
     assert len(result.table) == len(SMOKE.scaling_levels)
     results["scaling"] = result
+
+
+def test_storage(results: dict[str, ScenarioResult]) -> None:
+    pytest.importorskip("obstore")
+    pytest.importorskip("moto.server")
+    result = storage.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == {"folder", "s3"}
+    assert all(r.ok == SMOKE.storage_n for r in result.runs)
+    assert len(result.table) == 4
+    results["storage"] = result
 
 
 def test_transforms(results: dict[str, ScenarioResult]) -> None:

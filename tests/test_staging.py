@@ -137,6 +137,7 @@ def tree(root: Path, *files: str) -> None:
 
 def test_walk_finds_images_recursively_in_a_stable_order(tmp_path: Path) -> None:
     tree(tmp_path, "b.jpg", "A.PNG", "notes.txt", "shoes/red.JPEG", "shoes/z/deep.png", "c.gif")
+    tree(tmp_path, ".git/logo.png", ".hidden.png", "shoes/._red.jpg")  # hidden: left out
     found = [p.relative_to(tmp_path).as_posix() for p in walk_images(tmp_path)]
     assert found == ["A.PNG", "b.jpg", "shoes/red.JPEG", "shoes/z/deep.png"]
     assert list(walk_images(tmp_path)) == list(walk_images(tmp_path))

@@ -82,6 +82,31 @@ def test_a_url_that_is_not_storage_is_refused() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_sdk_accepts_a_store_configured_in_code(
+    emu: Emulator, s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from obstore.store import S3Store
+
+    # Credentials and endpoint in code, not from the environment.
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    store = S3Store(
+        s3.bucket,
+        endpoint=s3.endpoint,
+        access_key_id="AKIAFREEPIKBGTEST0001",
+        secret_access_key="aws-secret-7f3a9c1e-DO-NOT-LEAK",
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+    urls = urls_for(emu, 2)
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(urls, store, rate=None)
+    assert len(report.stored) == 2
+    assert sorted(s3.keys()) == sorted(output_name(u) for u in urls)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_transformed_outputs_get_their_content_type(emu: Emulator, s3: S3) -> None:
     (url,) = urls_for(emu, 1)
     async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:

@@ -101,6 +101,14 @@ _CATALOGUE: tuple[SampleInfo, ...] = (
         3000,
         "12-megapixel bottle, diagonal gradient (generated on first use: about a second)",
     ),
+    _object(
+        "bottle-diagonal-25mp.jpg",
+        "bottle",
+        "diagonal",
+        5800,
+        4350,
+        "25-megapixel bottle, the service's largest output (generated on first use: seconds)",
+    ),
     SampleInfo(
         name="animated.gif",
         kind=SampleKind.GIF,

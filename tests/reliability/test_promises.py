@@ -283,7 +283,10 @@ def test_a_second_run_into_the_same_folder_is_refused(slow_emu: Emulator, tmp_pa
     args = remove_args(listing, out, slow_emu, "--concurrency", "4")
     first = start(args)
     read_until_stored(first, 1)
+    # Keep the first run busy, however slowly the second one starts on a loaded machine.
+    slow_emu.configure(latency=5.0)
     second = run_cli(args)
+    slow_emu.configure(latency=0.0)
     assert second.returncode == 2
     assert "another run is using the journal" in second.stderr
     _, stderr = first.communicate(timeout=60)

@@ -63,18 +63,25 @@ def test_unknown_token_and_wrong_file_name(emu: Emulator, client: httpx.Client, 
     assert emu.stats.links_expired == 0
 
 
-def test_rate_limit_answers_429_with_retry_after(emu: Emulator, post: Post) -> None:
-    emu.configure(rate=1, burst=2)
-    assert [post(SAMPLE).status_code for _ in range(2)] == [200, 200]
-    limited = post(SAMPLE)
-    assert limited.status_code == 429
-    assert limited.json() == {"message": "Rate limit exceeded"}
-    assert limited.headers["retry-after"] == "1"
-    emu.advance_time(1.0)
-    assert post(SAMPLE).status_code == 200
-    stats = emu.stats
-    assert stats.count("post", 429) == 1
-    assert stats.credits_charged == 3
+def test_rate_limit_answers_429_with_retry_after(client: httpx.Client) -> None:
+    # A clock that moves only when told: a slow machine must not refill the bucket.
+    now = [1000.0]
+    with Emulator(clock=lambda: now[0], rate=1, burst=2) as emu:
+
+        def post() -> httpx.Response:
+            data = {"image_url": emu.image_url(SAMPLE)}
+            return client.post(emu.api_url, data=data, headers={"x-freepik-api-key": emu.api_key})
+
+        assert [post().status_code for _ in range(2)] == [200, 200]
+        limited = post()
+        assert limited.status_code == 429
+        assert limited.json() == {"message": "Rate limit exceeded"}
+        assert limited.headers["retry-after"] == "1"
+        now[0] += 1.0
+        assert post().status_code == 200
+        stats = emu.stats
+        assert stats.count("post", 429) == 1
+        assert stats.credits_charged == 3
 
 
 def test_retry_after_rounds_up_and_can_be_omitted(client: httpx.Client) -> None:

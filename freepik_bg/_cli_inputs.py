@@ -1,0 +1,161 @@
+"""The CLI's INPUT: a URL list, a CSV/TSV, or a folder of local images, checked before any POST.
+
+Everything that would stop a run anyway, or cost a credit for nothing, is
+found in one streaming pass before the first request: local files with no
+staging bucket, a name column with an empty or path-like cell, two inputs
+that would be stored under one name, an output that would land on an input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._errors import FreepikError
+from ._input import BadLine, InputError, InputLine, read_entries
+from ._models import Size
+from ._targets import LocalImage, Target, local_images, resolve, safe_name
+
+__all__ = ["Input", "UsageError", "open_input"]
+
+# Collisions are reported by the first few; the rest would only repeat the point.
+_SHOWN = 3
+
+
+class UsageError(Exception):
+    """A problem the user fixes by changing the command or the environment."""
+
+
+@attrs.define(slots=True)
+class Input:
+    """The entries to run, and how many usable ones there are (``None``: unknown, stdin)."""
+
+    entries: Iterator[Any]
+    total: int | None
+
+    def close(self) -> None:
+        """Close the input file, if one is open."""
+        close = getattr(self.entries, "close", None)
+        if close is not None:
+            close()
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def _overlaps(one: Path, other: Path) -> bool:
+    a, b = one.resolve(), other.resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
+def _read(args: Any) -> Iterator[Any]:
+    root = Path(args.input)
+    if args.input != "-" and root.is_dir():
+        if args.column or getattr(args, "name_column", None):
+            raise UsageError("--column and --name-column are for CSV input, not a folder")
+        if not _is_url(args.output) and _overlaps(root, Path(args.output)):
+            raise UsageError(
+                f"the output {args.output} and the input folder {args.input} overlap: "
+                "outputs must never land next to or over the inputs; choose another -o"
+            )
+        return local_images(root)
+    try:
+        return read_entries(
+            args.input,
+            column=args.column,
+            name_column=getattr(args, "name_column", None),
+            delimiter=args.delimiter,
+        )
+    except InputError as exc:
+        # The parser speaks the SDK's option names; here they are flags.
+        message = str(exc).replace("name_column", "--name-column")
+        message = message.replace("column=NAME", "--column NAME")
+        raise UsageError(message) from None
+
+
+def open_input(args: Any, *, stage: str | None, size: Size) -> Input:
+    """Open INPUT and check all of it before any POST (but stdin, read as it comes).
+
+    Raises:
+        UsageError: the input cannot be used as it is; nothing was spent.
+    """
+    if args.input == "-":
+        return Input(_read(args), None)
+    checker = _Checker(args, stage=stage, size=size)
+    scan = _read(args)
+    try:
+        for entry in scan:
+            checker.add(entry)
+    finally:
+        close = getattr(scan, "close", None)
+        if close is not None:
+            close()
+    checker.finish()
+    return Input(_read(args), checker.usable)
+
+
+@attrs.define(slots=True)
+class _Checker:
+    args: Any
+    stage: str | None
+    size: Size
+    usable: int = 0
+    _names: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    _collisions: list[str] = attrs.field(factory=list)
+
+    def add(self, entry: Any) -> None:
+        where = f"line {entry.line}" if isinstance(entry, InputLine | BadLine) else "INPUT"
+        if isinstance(entry, LocalImage):
+            where = f"the folder {self.args.input}"
+        name_column = getattr(self.args, "name_column", None)
+        if isinstance(entry, BadLine):
+            if name_column is not None and repr(name_column) in entry.reason:
+                raise UsageError(f"{entry}: every row needs a name in --name-column {name_column}")
+            return  # reported per line; the run goes on past it
+        if isinstance(entry, InputLine) and entry.name is not None:
+            try:
+                safe_name(entry.name)
+            except FreepikError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+        try:
+            target = resolve(entry)
+        except FreepikError:
+            return  # a bad URL: a per-item error, no credit spent
+        self.usable += 1
+        if target.local is not None:
+            self._local(target, where)
+        if target.stem is not None:
+            self._claim(target, where)
+
+    def _local(self, target: Target, where: str) -> None:
+        assert target.local is not None
+        if self.stage is None:
+            raise UsageError(
+                f"{where}: {target.local} is a local file, and the API only fetches public "
+                "URLs: pass --stage s3://bucket/prefix/ (or gs://, az://) to upload local "
+                "images for the service, or list their http(s) URLs instead"
+            )
+        if not _is_url(self.args.output):
+            out = Path(self.args.output) / target.output(self.size)
+            if out.resolve() == target.local.resolve():
+                raise UsageError(
+                    f"{where}: the output {out} would replace the input itself; choose another -o"
+                )
+
+    def _claim(self, target: Target, where: str) -> None:
+        name = target.output(self.size)
+        first = self._names.setdefault(name, (target.identity, where))
+        if first[0] != target.identity and len(self._collisions) < _SHOWN:
+            self._collisions.append(f"{first[1]} and {where} are both named {name!r}")
+
+    def finish(self) -> None:
+        if self._collisions:
+            raise UsageError(
+                "two inputs would be stored under one name ("
+                + "; ".join(self._collisions)
+                + "): names must be unique, so that no output overwrites another"
+            )

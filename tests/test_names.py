@@ -1,0 +1,122 @@
+"""Outputs named after a CSV column (a SKU): safe, unique, checked before any POST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import freepik_bg
+from freepik_bg import InvalidRequestError
+from freepik_bg._input import InputLine
+from freepik_bg._targets import resolve, safe_name
+from freepik_bg.testing import Emulator
+
+from .conftest import KEY, run_cli
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("sku,image\n" + "".join(f"{sku},{url}\n" for sku, url in rows))
+    return path
+
+
+def remove(emu: Emulator, csv: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "remove",
+        str(csv),
+        "-o",
+        str(out),
+        "--column",
+        "image",
+        "--name-column",
+        "sku",
+        "--base-url",
+        emu.base_url,
+        *extra,
+    ]
+
+
+def test_outputs_are_named_after_the_column_and_a_rerun_pays_nothing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    a, b = emu.image_url("ball-small.png"), emu.image_url("ball-small.png") + "?v=2"
+    csv = write_csv(tmp_path / "in.csv", [("SKU-1", a), ("SKU 2: blue", b), ("SKU-3", a)])
+    first = run_cli(remove(emu, csv, tmp_path / "out"))
+    assert first.returncode == 0, first.stderr
+    names = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert names == ["SKU 2_ blue.png", "SKU-1.png", "SKU-3.png"]
+    # SKU-3 is SKU-1's image: stored from the same links, not paid again.
+    assert emu.stats.credits_charged == 2
+    assert (tmp_path / "out" / "SKU-3.png").read_bytes() == (
+        tmp_path / "out" / "SKU-1.png"
+    ).read_bytes()
+    again = run_cli(remove(emu, csv, tmp_path / "out"))
+    assert again.returncode == 0, again.stderr
+    assert emu.stats.credits_charged == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([("../etc/passwd", "A")], "folder separator"),
+        ([("", "A")], "needs a name"),
+        ([("same", "A"), ("same", "B")], "both named 'same.png'"),
+    ],
+)
+def test_bad_names_stop_the_run_before_any_post(
+    emu: Emulator, tmp_path: Path, rows: list[tuple[str, str]], message: str
+) -> None:
+    urls = {"A": emu.image_url("ball-small.png"), "B": emu.image_url("ball-small.png") + "?b"}
+    csv = write_csv(tmp_path / "in.csv", [(sku, urls[key]) for sku, key in rows])
+    result = run_cli(remove(emu, csv, tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert emu.stats.posts == 0
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_missing_name_column_lists_the_columns(emu: Emulator, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "in.csv", [("A", emu.image_url("ball-small.png"))])
+    result = run_cli(
+        [
+            "remove",
+            str(csv),
+            "-o",
+            str(tmp_path / "o"),
+            "--column",
+            "image",
+            "--name-column",
+            "code",
+            "--base-url",
+            emu.base_url,
+        ]
+    )
+    assert result.returncode == 2
+    assert "sku" in result.stderr
+    assert "code" in result.stderr
+
+
+def test_safe_name_keeps_names_readable_and_refuses_paths() -> None:
+    assert safe_name("  A/B ".replace("/", "-")) == "A-B"
+    assert safe_name('a<b>c:"d"|e?f*') == "a_b_c__d__e_f_"
+    assert safe_name(".hidden") == "_hidden"
+    assert len(safe_name("x" * 500)) == 150
+    for bad in ("a/b", "..", "a\\b", "   "):
+        with pytest.raises(InvalidRequestError):
+            safe_name(bad)
+    assert resolve(InputLine(2, "https://e.com/a.png", "SKU")).output("preview") == (
+        "SKU.preview.png"
+    )
+
+
+@pytest.mark.anyio
+async def test_the_sdk_refuses_a_taken_name_per_item_without_paying(emu: Emulator) -> None:
+    a, b = emu.image_url("ball-small.png"), emu.image_url("ball-small.png") + "?b"
+    entries = [InputLine(2, a, "X"), InputLine(3, b, "X"), InputLine(4, a, "Y")]
+    sink = freepik_bg.MemorySink()
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(entries, sink, rate=None)
+    assert sorted(sink.data) == ["X.png", "Y.png"]
+    assert "names must be unique" in str(report.failed[0].error)
+    assert emu.stats.credits_charged == 1
