@@ -315,3 +315,15 @@ async def test_stopping_mid_transform_still_stores_every_paid_item(
     assert {item.image_url for item in items if item.ok} == paid
     assert len(sink.data) == len(paid)
     assert all(opened(data).format == "JPEG" for data in sink.data.values())
+
+
+async def test_named_outputs_take_the_format_extension(emu: Emulator, real: AsyncClient) -> None:
+    from freepik_bg._input import InputLine
+
+    url = emu.image_url("ball-small.png")
+    entries = [InputLine(2, url, "SKU 42.v2"), InputLine(3, url + "?b", "SKU-7")]
+    sink = MemorySink()
+    report = await real.run_batch(entries, sink, output_format="webp", keep_png=True, rate=None)
+    assert report.ok
+    # The name's own dot stays; the extension follows the format; the kept PNG sits beside.
+    assert sorted(sink.data) == ["SKU 42.v2.png", "SKU 42.v2.webp", "SKU-7.png", "SKU-7.webp"]
