@@ -70,6 +70,8 @@ class OutputStage:
                 await self._keep(sink, item, spool)
             spool.seek(0)
             data = await anyio.to_thread.run_sync(apply, spool, self.options, limiter=self.limiter)
+        # The worker thread cannot be interrupted: an abort that came meanwhile wins here.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         return await sink.store(item, _one(data))
 
     async def _keep(self, sink: Sink, item: SinkItem, spool: IO[bytes]) -> None:

@@ -327,3 +327,42 @@ async def test_named_outputs_take_the_format_extension(emu: Emulator, real: Asyn
     assert report.ok
     # The name's own dot stays; the extension follows the format; the kept PNG sits beside.
     assert sorted(sink.data) == ["SKU 42.v2.png", "SKU 42.v2.webp", "SKU-7.png", "SKU-7.webp"]
+
+
+async def test_large_downloads_wait_on_disk_and_transform_the_same(
+    emu: Emulator, real: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freepik_bg import _output_stage
+
+    url = emu.image_url(BALL)
+    in_memory = MemorySink()
+    assert (await real.run_batch([url], in_memory, output_format="jpeg", trim=True)).ok
+    monkeypatch.setattr(_output_stage, "_SPOOL_BYTES", 1024)  # every cutout rolls over to disk
+    on_disk = MemorySink()
+    assert (await real.run_batch([url], on_disk, output_format="jpeg", trim=True)).ok
+    assert on_disk.data == in_memory.data
+
+
+async def test_abort_mid_transform_stores_nothing_of_that_item(
+    service: FakeService, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freepik_bg import _output_stage
+
+    _service_images(service, empty=set())
+    original = _output_stage.apply
+    started, release = threading.Event(), threading.Event()
+
+    def held(source: Any, options: Any) -> bytes:
+        started.set()
+        release.wait(10)
+        return original(source, options)
+
+    monkeypatch.setattr(_output_stage, "apply", held)
+    sink = MemorySink()
+    async with client.batch(urls(4), sink, output_format="jpeg", concurrency=1) as results:
+        await anyio.to_thread.run_sync(started.wait, 10)
+        results.abort()
+        release.set()  # the worker thread ends; its result is dropped, not half-stored
+        items = [item async for item in results]
+    assert sink.data == {}
+    assert all(not item.ok for item in items)
