@@ -52,6 +52,7 @@ from ._models import (
     RetryEvent,
     Size,
 )
+from ._plan import Plan, plan_batch
 from ._retries import RetryPolicy, set_testing
 from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
 from ._sync import remove_backgrounds
@@ -94,6 +95,7 @@ __all__ = [
     "ObjectStoreSink",
     "OutputConflictError",
     "PermissionDeniedError",
+    "Plan",
     "ProgressEvent",
     "ProgressHook",
     "ProgressKind",
@@ -112,6 +114,7 @@ __all__ = [
     "__version__",
     "local_images",
     "output_name",
+    "plan_batch",
     "remove_backgrounds",
     "set_testing",
     "transform",

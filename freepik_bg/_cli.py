@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import attrs
 
+from ._cli_plan import add_plan_options, parse_delimiter
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
 from ._remove_command import (
@@ -122,8 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COL",
         help="with --column: name each output after this column (a SKU), made filesystem-safe",
     )
-    remove.add_argument("--delimiter", help="the CSV delimiter (default ',', or tab for .tsv)")
+    remove.add_argument(
+        "--delimiter",
+        type=_argument_type(parse_delimiter),
+        help="the CSV delimiter: one character, or tab (default ',', or tab for .tsv)",
+    )
     add_batch_options(remove)
+    add_plan_options(remove, _argument_type(at_least(0)))
     remove.set_defaults(journal=None)
     remove.add_argument("--base-url", help="API base URL (default $FREEPIK_BASE_URL or production)")
     remove.add_argument(

@@ -86,7 +86,7 @@ class AsyncClient:
             ``ssl.SSLContext``); only used when we create the pool.
         proxy: a proxy URL, when we create the pool (``HTTPS_PROXY`` and
             friends are honoured too).
-        on_retry: callables given a :class:`RetryEvent` before each retry.
+        on_retry: callables given a [`RetryEvent`][freepik_bg.RetryEvent] before each retry.
         rate: POSTs per second for the whole client, shared by all its tasks
             (paced 2 % under it); ``None`` (the default) sets no limit.
         burst: how many POSTs may go at once before ``rate`` applies.
@@ -96,13 +96,18 @@ class AsyncClient:
             ``burst`` is below 1, or another size is out of range.
 
     Examples:
-        >>> async with AsyncClient() as client:  # doctest: +SKIP
-        ...     cutout = await client.remove_background("https://example.com/shoe.jpg")
-        ...     await client.download_to(cutout, "shoe.png")
+        ```python
+        async with AsyncClient() as client:  # key from $FREEPIK_API_KEY
+            cutout = await client.remove_background("https://example.com/shoe.jpg")
+            await client.download_to(cutout, "shoe.png")
+        ```
 
         One client for a web app, within Freepik's 10 requests/s per key:
 
-        >>> client = AsyncClient(rate=10, burst=50)  # doctest: +SKIP
+        ```python
+        async with AsyncClient(rate=10, burst=50) as client:
+            ...  # serve requests with it
+        ```
     """
 
     def __init__(
@@ -259,7 +264,8 @@ class AsyncClient:
     async def download(self, cutout: Cutout, size: Size = "high_resolution") -> bytes:
         """Download one rendition into memory and return its bytes.
 
-        For large files prefer :meth:`download_to`, which streams to disk.
+        For large files prefer [`download_to`][freepik_bg.AsyncClient.download_to], which
+        streams to disk.
 
         Raises:
             LinkExpiredError: the link answered 403, 404 or 410.
@@ -288,8 +294,9 @@ class AsyncClient:
         once complete and valid: whatever fails, no partial file is left.
 
         Examples:
-            >>> await client.download_to(cutout, "out/shoe.png")  # doctest: +SKIP
-            PosixPath('out/shoe.png')
+            ```python
+            path = await client.download_to(cutout, "out/shoe.png")  # Path('out/shoe.png')
+            ```
         """
         target = Path(path)
         return await self.download_with(
@@ -354,7 +361,9 @@ class AsyncClient:
         """Submit ``image_url`` and stream the cutout straight into ``path``.
 
         Examples:
-            >>> await client.remove_background_to(url, "out/shoe.png")  # doctest: +SKIP
+            ```python
+            await client.remove_background_to(url, "out/shoe.png")
+            ```
         """
         cutout = await self.remove_background(image_url)
         return await self.download_to(cutout, path, size=size)
@@ -370,11 +379,12 @@ class AsyncClient:
         concurrency: int = _BATCH.concurrency,
         rate: float | None = _BATCH.rate,
         burst: int = _BATCH.burst,
-        size: Size = _BATCH.size,
+        size: Size | tuple[Size, ...] = _BATCH.size,
         journal: str | os.PathLike[str] | Journal | None = _BATCH.journal,
         overwrite: bool = _BATCH.overwrite,
         fail_fast: bool = _BATCH.fail_fast,
         resubmit_expired: int = _BATCH.resubmit_expired,
+        repay_missing_renditions: bool = _BATCH.repay_missing_renditions,
         stage: str | None = _BATCH.stage,
         keep_staged: bool = _BATCH.keep_staged,
         progress: ProgressHook | None = _BATCH.progress,

@@ -14,7 +14,8 @@ import httpx
 
 from ._errors import ConfigurationError, InvalidRequestError
 from ._journal import Journal
-from ._models import SIZES, ProgressHook, Size, check_size
+from ._models import SIZES, ProgressHook, Size
+from ._renditions import check_sizes, normalize_sizes, parse_sizes
 from ._transform_options import (
     DEFAULT_QUALITY,
     OutputFormat,
@@ -141,7 +142,8 @@ def origin_of(url: httpx.URL) -> Origin:
 def validate_image_url(image_url: object) -> str:
     """Check that ``image_url`` is an absolute http(s) URL the service could fetch.
 
-    Raises :class:`InvalidRequestError` (no request is sent, no credit spent).
+    Raises [`InvalidRequestError`][freepik_bg.InvalidRequestError] (no request is sent, no
+    credit spent).
 
     Examples:
         >>> validate_image_url("https://example.com/cat.jpg")
@@ -231,6 +233,7 @@ def _option(
     choices: tuple[str, ...] | None = None,
     validator: Any = None,
     flag: str | None = None,
+    converter: Any = None,
 ) -> Any:
     """A `BatchConfig` field; the metadata is what the CLI builds its flag from.
 
@@ -244,7 +247,13 @@ def _option(
         "choices": choices,
         "flag": flag,
     }
-    return attrs.field(default=default, validator=validator, metadata=metadata, kw_only=True)
+    return attrs.field(
+        default=default,
+        validator=validator,
+        converter=converter,
+        metadata=metadata,
+        kw_only=True,
+    )
 
 
 def _check_stage(_instance: object, _attribute: object, value: str | None) -> None:
@@ -271,7 +280,8 @@ class BatchConfig:
         rate: a client-side limit on POSTs per second, shared by all tasks and
             their retries; ``None`` turns it off. A 429 pauses every submission.
         burst: how many POSTs may go at once before ``rate`` applies.
-        size: which rendition to store.
+        size: which rendition to store, or a tuple of several
+            (``("high_resolution", "preview")``): one POST, one output each.
         journal: a JSON-lines file (or `Journal`) recording each item; rerun
             with the same journal to skip stored items without a request,
             retry failed ones, and download links already paid for while they live.
@@ -281,6 +291,10 @@ class BatchConfig:
             402 and 403; the remaining items are not attempted.
         resubmit_expired: how many times to submit again when a link expired
             before it could be downloaded (each costs a credit).
+        repay_missing_renditions: when an earlier run stored some renditions
+            of an item and the links it paid for have expired, pay one more
+            POST for the missing ones; without it, such an item fails with a
+            `LinkExpiredError` that says to pass this.
         stage: an object-storage prefix (``s3://bucket/staging/``, ``gs://...``,
             ``az://...``) that local images (`pathlib.Path` items, or paths in a
             URL list) are uploaded to; the service fetches each through a
@@ -323,11 +337,14 @@ class BatchConfig:
         parse=at_least(1),
         validator=attrs.validators.ge(1),
     )
-    size: Size = _option(
+    size: Size | tuple[Size, ...] = _option(
         "high_resolution",
-        help="which rendition to store (default high_resolution)",
-        choices=SIZES,
-        validator=lambda _i, _a, value: check_size(value),
+        help=f"the rendition(s) to store from one POST, comma-separated: {', '.join(SIZES)} "
+        "(default high_resolution)",
+        parse=parse_sizes,
+        metavar="SIZE[,SIZE]",
+        validator=lambda _i, _a, value: check_sizes(value),
+        converter=normalize_sizes,
     )
     journal: str | os.PathLike[str] | Journal | None = _option(
         None,
@@ -341,6 +358,11 @@ class BatchConfig:
         help="times to submit again when a result link expired before its download (default 1)",
         parse=at_least(0),
         validator=attrs.validators.ge(0),
+    )
+    repay_missing_renditions: bool = _option(
+        False,
+        help="pay one more POST for renditions missing from an item stored by an earlier "
+        "run, once the links it paid for have expired",
     )
     stage: str | None = _option(
         None,
@@ -429,6 +451,16 @@ class BatchConfig:
             valid = ", ".join(attrs.fields_dict(BatchConfig))
             raise TypeError(f"unknown batch option(s) {', '.join(unknown)}; valid: {valid}")
         return attrs.evolve(self, **changes)
+
+    @property
+    def sizes(self) -> tuple[Size, ...]:
+        """``size`` as a tuple: the renditions each item stores, in order.
+
+        Examples:
+            >>> BatchConfig(size=["high_resolution", "preview"]).sizes
+            ('high_resolution', 'preview')
+        """
+        return (self.size,) if isinstance(self.size, str) else self.size
 
     @classmethod
     def build(cls, config: BatchConfig | None, options: Mapping[str, Any]) -> BatchConfig:

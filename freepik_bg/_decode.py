@@ -1,11 +1,11 @@
 r"""Bytes to text for the URL-list reader: sniffing, never-failing decoding, naming bad bytes.
 
-:func:`decoded_lines` turns a byte or text stream into physical lines of
+`decoded_lines` turns a byte or text stream into physical lines of
 text. A byte-order mark picks UTF-16 or UTF-32, else it is UTF-8; an image,
 an archive or UTF-16 without a byte-order mark is refused with
-:class:`Unreadable` before a line is read. Undecodable bytes never raise:
-each becomes a lone surrogate, which :func:`describe` names in a BadLine's
-reason and :func:`shown_text` shows as U+FFFD.
+`Unreadable` before a line is read. Undecodable bytes never raise:
+each becomes a lone surrogate, which `describe` names in a BadLine's
+reason and `shown_text` shows as U+FFFD.
 
 Examples:
     >>> import io
@@ -100,7 +100,7 @@ _SIGNATURES = (
 class Unreadable(Exception):
     """The input is not text that can be read; the message says why.
 
-    :mod:`freepik_bg._input` raises it again as an InputError, with the same message.
+    `freepik_bg._input` raises it again as an InputError, with the same message.
     """
 
 

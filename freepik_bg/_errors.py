@@ -1,6 +1,6 @@
 """The exception hierarchy.
 
-Every error the SDK raises derives from :class:`FreepikError`, so ``except
+Every error the SDK raises derives from `FreepikError`, so ``except
 freepik_bg.FreepikError`` catches them all. HTTP errors carry the status code
 and the server's own message; nothing here ever holds the API key.
 """
@@ -53,10 +53,12 @@ class FreepikError(Exception):
     the service may have billed (see the retry policy).
 
     Examples:
-        >>> try:
-        ...     ...  # await client.remove_background(url)
-        ... except FreepikError as exc:
-        ...     print(f"failed: {exc}")
+        ```python
+        try:
+            cutout = await client.remove_background(url)
+        except FreepikError as exc:
+            print(f"failed: {exc}")
+        ```
     """
 
     attempts: int = 0
@@ -102,7 +104,8 @@ class SkippedError(FreepikError):
     """An item was not attempted because the batch stopped first.
 
     ``cause`` is the error that stopped the batch (for example an
-    :class:`AuthenticationError`), or ``None`` when the batch was cancelled.
+    [`AuthenticationError`][freepik_bg.AuthenticationError]), or ``None`` when the batch
+    was cancelled.
     """
 
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
@@ -138,11 +141,12 @@ class TransformError(FreepikError):
     fails only its own item; the batch goes on.
 
     Examples:
-        >>> try:
-        ...     transform(png_bytes, trim=True)  # doctest: +SKIP
-        ... except TransformError as exc:
-        ...     print(exc)
-        nothing to trim: the cutout is fully transparent (no subject was found)
+        ```python
+        try:
+            jpeg = transform(b"not an image", output_format="jpeg")
+        except TransformError as exc:
+            print(f"not stored: {exc}")  # cannot transform the cutout: ...
+        ```
     """
 
 

@@ -1,12 +1,12 @@
 r"""Reading URL lists: text, CSV/TSV, stdin, bytes or text streams, line by line,
 never crashing on a bad line.
 
-:func:`read_entries` yields one :class:`InputLine` per usable entry and one
-:class:`BadLine` per line that holds none (a byte that is not UTF-8, a control
+`read_entries` yields one `InputLine` per usable entry and one
+`BadLine` per line that holds none (a byte that is not UTF-8, a control
 character, an empty or missing CSV cell), and goes on reading. Problems with
 the input as a whole (a missing file, a CSV without the asked-for column, a
 UTF-16 file without a byte-order mark, an image where a list was expected)
-raise :class:`InputError` when :func:`read_entries` is called, before a single
+raise `InputError` when `read_entries` is called, before a single
 entry, and so before any credit is spent. ``Entry`` is ``InputLine | BadLine``.
 
 Nothing here checks that a URL is a valid image URL: that is the SDK's
@@ -92,7 +92,7 @@ class BadLine:
 class InputError(ValueError):
     """The input as a whole cannot be read.
 
-    Raised by :func:`read_entries` when it is called, before anything is
+    Raised by `read_entries` when it is called, before anything is
     yielded, so before any credit is spent.
 
     Examples:
@@ -114,7 +114,7 @@ def read_entries(
     name_column: str | None = None,
     delimiter: str | None = None,
 ) -> Generator[Entry, None, None]:
-    r"""The entries of a URL list, lazily, one :class:`InputLine` or :class:`BadLine` at a time.
+    r"""The entries of a URL list, lazily, one `InputLine` or `BadLine` at a time.
 
     Without ``column`` the input is text: one URL a line, surrounding
     whitespace stripped, blank lines and ``#`` comments skipped. With
@@ -124,7 +124,7 @@ def read_entries(
     and reading goes on. Lines may end in ``\n``, ``\r\n`` or ``\r``.
 
     The input is opened, sniffed and (for CSV) its header read when this is
-    called, so :class:`InputError` comes before any entry. A file opened here
+    called, so `InputError` comes before any entry. A file opened here
     is closed when the entries run out or the generator is closed; streams
     passed in are never closed. Memory stays flat whatever the input's size.
 
@@ -172,7 +172,7 @@ def count_entries(
     """How many InputLine entries a file holds, counted in one streaming pass (for an ETA).
 
     Returns None for standard input and streams (reading them would use them
-    up) and for an input :func:`read_entries` refuses.
+    up) and for an input `read_entries` refuses.
 
     Examples:
         >>> import io

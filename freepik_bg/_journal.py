@@ -16,18 +16,20 @@ error messages, never the API key.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from ._errors import FreepikError, JournalError
-from ._models import Cutout, ItemResult
+from ._models import LINK_TTL, SIZES, Cutout, ItemResult
 
 __all__ = ["Journal"]
 
@@ -58,16 +60,20 @@ class Journal:
     """Records finished items and tells a rerun which ones to skip.
 
     Examples:
-        >>> journal = Journal("run.jsonl")  # doctest: +SKIP
-        >>> journal.is_stored("https://example.com/a.jpg")  # doctest: +SKIP
-        True
+        >>> journal = Journal("run.jsonl")  # an earlier run's journal, if any
+        >>> journal.is_stored("https://example.com/a.jpg")
+        False
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._done: set[int] = set()
-        # Paid-for links not yet downloaded: raw records, parsed only when asked for.
+        # Paid-for links that may still live, stored or not (a later run may want
+        # another rendition): raw records, parsed only when asked for. Records
+        # are dropped once expired, oldest first, so memory stays at what one
+        # LINK_TTL of posting holds, however long the journal.
         self._posted: dict[int, dict[str, Any]] = {}
+        self._expiries: collections.deque[tuple[float, int, dict[str, Any]]] = collections.deque()
         self.torn_lines = 0
         self._fh: IO[str] | None = None
         self._load()
@@ -86,15 +92,34 @@ class Journal:
                 except (ValueError, KeyError, TypeError):
                     self.torn_lines += 1
                     continue
-                key = _key(str(url))
                 if event in ("stored", "done"):
-                    size, name = str(record.get("size", _DEFAULT_SIZE)), record.get("name")
-                    self._done.add(_done_key(str(url), size, None if name is None else str(name)))
-                    self._posted.pop(key, None)
+                    # Journals before several renditions per item name one "size".
+                    sizes = record.get("sizes") or [record.get("size", _DEFAULT_SIZE)]
+                    name = record.get("name")
+                    for size in sizes:
+                        self._done.add(
+                            _done_key(str(url), str(size), None if name is None else str(name))
+                        )
                 elif event == "posted":
-                    self._posted[key] = record
+                    self._remember(_key(str(url)), record)
         if self.torn_lines:
             logger.warning("journal %s: ignored %d unreadable line(s)", self.path, self.torn_lines)
+
+    def _remember(self, key: int, record: dict[str, Any]) -> None:
+        try:
+            received = datetime.fromisoformat(record["received_at"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return
+        now = time.time()
+        expires = received + LINK_TTL.total_seconds()
+        if expires > now:
+            self._posted[key] = record
+            self._expiries.append((expires, key, record))
+        # Posting order is expiry order: the front is the oldest.
+        while self._expiries and self._expiries[0][0] <= now:
+            _, old_key, old = self._expiries.popleft()
+            if self._posted.get(old_key) is old:
+                del self._posted[old_key]
 
     @staticmethod
     def _cutout_from(record: dict[str, Any]) -> Cutout | None:
@@ -114,13 +139,19 @@ class Journal:
         """Whether ``url``'s ``size`` rendition (under the chosen ``name``) was stored before."""
         return _done_key(url, size, name) in self._done
 
-    def pending_cutout(self, url: str) -> Cutout | None:
-        """Links paid for but not downloaded, if they are still alive."""
+    def live_cutout(self, url: str) -> Cutout | None:
+        """The links last paid for ``url``, stored or not, if they are still alive."""
         record = self._posted.get(_key(url))
         cutout = self._cutout_from(record) if record is not None else None
         if cutout is None or cutout.seconds_left() <= 5:
             return None
         return cutout
+
+    def pending_cutout(self, url: str) -> Cutout | None:
+        """Links paid for but no rendition of them stored, if they are still alive."""
+        if any(_done_key(url, size) in self._done for size in SIZES):
+            return None
+        return self.live_cutout(url)
 
     def open(self) -> None:
         """Open for appending and take the run's exclusive lock; before any credit is spent.
@@ -187,26 +218,36 @@ class Journal:
                 "url": cutout.url,
             },
         }
-        self._posted[_key(cutout.image_url)] = record
+        self._remember(_key(cutout.image_url), record)
         self._write(record)
 
     def record(
         self, result: ItemResult, size: str = _DEFAULT_SIZE, name: str | None = None
     ) -> None:
-        """Append a finished item of rendition ``size``, under the chosen output ``name``.
+        """Append a finished item, under the chosen output ``name`` (skipped ones are not
+        written again).
 
-        Skipped items are not written again.
+        The renditions stored are ``result.locations``' sizes, else ``size``.
+        A failed item that stored some renditions first gets a ``stored``
+        line for those, so that a rerun downloads only the rest.
         """
         if result.skipped:
             return
-        if result.ok:
-            self._posted.pop(_key(result.image_url), None)
-            self._done.add(_done_key(result.image_url, size, name))
-        # A failed item stays retryable, and links it paid for stay usable.
+        sizes: list[str] = [*result.locations] or [size]
         record = result.to_record()
         del record["status"]
         named = {} if name is None else {"name": name}
-        self._write({"event": "stored" if result.ok else "failed", "size": size, **named, **record})
+        if result.ok or result.locations:
+            for stored in sizes:
+                self._done.add(_done_key(result.image_url, stored, name))
+            # "size" for readers from before several renditions: the first one.
+            self._write(
+                {"event": "stored", "size": sizes[0], "sizes": sizes, **named, **record}
+                | {"error": None}
+            )
+        if not result.ok:
+            # A failed item stays retryable, and links it paid for stay usable.
+            self._write({"event": "failed", "size": sizes[0], **named, **record})
 
     def close(self) -> None:
         """Flush and close the file (and so release the run's lock)."""

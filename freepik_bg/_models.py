@@ -171,7 +171,10 @@ class ItemResult:
         index: the URL's position in the input (0-based).
         image_url: the URL.
         ok: True when the cutout is stored (by this run or an earlier one).
-        location: where the bytes are: a file path, or the sink's key.
+        location: where the bytes are: a file path, or the sink's key (of the
+            first rendition, when several were asked for).
+        locations: every rendition stored, by size (``{"preview": ...}``);
+            on a failed item, the renditions stored before it failed.
         cutout: the service's answer, when there was one.
         error: the typed exception, when the item failed.
         attempts: POSTs made for this item (0 when skipped or a duplicate).
@@ -202,6 +205,8 @@ class ItemResult:
     queued_at: float | None = None
     posted_at: float | None = None
     stored_at: float | None = None
+    # Not hashed: a dict is not hashable, and the outcome is already told by the rest.
+    locations: Mapping[Size, str] = attrs.field(factory=dict, hash=False)
 
     @property
     def status(self) -> Status:
@@ -224,6 +229,7 @@ class ItemResult:
             "url": self.image_url,
             "status": self.status,
             "location": self.location,
+            "locations": dict(self.locations),
             "error": error_record(self.error),
             "attempts": self.attempts,
             "ambiguous_retries": self.ambiguous_retries,
@@ -324,6 +330,7 @@ class ProgressEvent:
         >>> def progress(event: ProgressEvent) -> None:
         ...     if event.kind is ProgressKind.POSTED:
         ...         print("paid for", event.image_url)
+        >>> config = BatchConfig(progress=progress)
     """
 
     kind: ProgressKind

@@ -17,7 +17,7 @@ class RateGate:
     ``rate`` requests per second on average (paced 2 % under it, so that
     timing jitter does not land requests just before a server at exactly that
     limit has its token back), up to ``burst`` at once; with ``rate=None``
-    only the pause applies. A 429 anywhere calls :meth:`pause`,
+    only the pause applies. A 429 anywhere calls `pause`,
     which holds back every task, so the batch backs off as one instead of
     each task hammering the server on its own schedule.
 
@@ -40,7 +40,7 @@ class RateGate:
         self._paused_until = -math.inf
 
     def pause(self, seconds: float) -> None:
-        """Hold back every caller of :meth:`wait` for ``seconds`` from now."""
+        """Hold back every caller of `wait` for ``seconds`` from now."""
         self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
 
     async def _sit_out_pause(self) -> None:
@@ -70,7 +70,7 @@ class RateGate:
 class AdaptiveConcurrency:
     """A concurrency limit that halves on throttling and creeps back up (AIMD).
 
-    Items hold a token while in flight. :meth:`throttled` (a 429) halves the
+    Items hold a token while in flight. `throttled` (a 429) halves the
     limit, at most once per ``cooldown`` seconds so one burst of 429s counts
     once; every ``limit`` successes raise it by one, up to ``maximum``.
     """

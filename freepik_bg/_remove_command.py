@@ -10,6 +10,7 @@ base URL, an unreachable API, a destination that cannot be written),
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import shlex
@@ -23,6 +24,7 @@ import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
 from ._cli_inputs import UsageError, open_input
+from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
@@ -116,8 +118,18 @@ def _open_journal(args: argparse.Namespace) -> Journal:
     return journal
 
 
+async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
+    # No key, no client, no journal lock, nothing created: only reads.
+    source = open_input(args, stage=config.stage, size=config.sizes[0])
+    sink = make_sink(args.output, overwrite=config.overwrite)
+    await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+    return EXIT_OK
+
+
 async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove``; everything that can be checked is checked before any POST."""
+    if args.dry_run:
+        return await _dry_run(args, config)
     api_key = read_api_key(args.api_key_file)
     # The client first: a bad base URL is found before anything is created on disk.
     client = batch_client(
@@ -128,7 +140,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
     )
-    source = open_input(args, stage=config.stage, size=config.size)
+    source = open_input(args, stage=config.stage, size=config.sizes[0])
     entries, total = source.entries, source.total
     sink = make_sink(args.output, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
@@ -143,6 +155,12 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         source.close()
         print(f"freepik-bg: found 0 URLs or images in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
+    planned = attrs.evolve(config, journal=_journal_path(args))
+    reopen = functools.partial(open_input, args, stage=config.stage, size=config.sizes[0])
+    if not await confirm_spending(args, total, reopen, sink, planned):
+        source.close()
+        print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
+        return EXIT_USAGE
     journal = _open_journal(args)
     to_stdout = args.report is not None and str(args.report) == "-"
     display = make_display(

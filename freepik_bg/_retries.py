@@ -245,7 +245,7 @@ async def retry_call(
     ``deadline`` (``time.time()`` seconds) stops retrying once the next try
     would start after it, which is how downloads stop at link expiry.
     ``before_attempt`` runs before every attempt (a shared rate limiter).
-    On failure the raised :class:`FreepikError` carries ``attempts`` and
+    On failure the raised `FreepikError` carries ``attempts`` and
     ``ambiguous_retries``.
     """
     classify = classify_post_error if operation == "post" else classify_download_error

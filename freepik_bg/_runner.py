@@ -22,8 +22,6 @@ import contextlib
 import logging
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
 )
@@ -44,7 +42,6 @@ from ._errors import (
     LinkExpiredError,
     OutputConflictError,
     RateLimitError,
-    SinkError,
 )
 from ._journal import Journal
 from ._lifecycle import BatchClient, Flight, Phase, iterate, label
@@ -55,9 +52,11 @@ from ._models import (
     ProgressEvent,
     ProgressKind,
     RetryEvent,
+    Size,
 )
 from ._output_stage import OutputStage
 from ._ratelimit import AdaptiveConcurrency, RateGate
+from ._renditions import Assessment, Renditions, repay_needed
 from ._sinks import DirectorySink, Sink, SinkItem
 from ._staging_items import Source, Staging
 from ._targets import Target, resolve
@@ -79,7 +78,7 @@ class Runner:
     slots: AdaptiveConcurrency
     stats: BatchStats
     breaker: Breaker
-    output: OutputStage
+    renditions: Renditions
     duplicates: Duplicates = attrs.field(factory=Duplicates)
     staging: Staging = attrs.field(factory=Staging)
     fatal: BaseException | None = None
@@ -105,8 +104,10 @@ class Runner:
             slots=AdaptiveConcurrency(config.concurrency),
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
-            output=output,
             staging=Staging.create(config.stage, keep=config.keep_staged),
+            renditions=Renditions(
+                sink, config.sizes, journal, overwrite=config.overwrite, output=output
+            ),
         )
 
     def close(self) -> None:
@@ -215,7 +216,7 @@ class Runner:
         if self.journal is None or result.duplicate_of is not None:
             return result
         try:
-            self.journal.record(result, size=self.config.size, name=name)
+            self.journal.record(result, size=self.config.sizes[0], name=name)
         except JournalError as exc:
             self._fail_hard(exc)
         return result
@@ -250,29 +251,32 @@ class Runner:
         return self._journal(await self._run_target(target, flight), target.stem)
 
     async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
-        url, size, item = target.identity, self.config.size, self._sink_item(flight.index, target)
+        # Duplicates are the same URL asking for the same renditions.
+        url, key = target.identity, ",".join(self.config.sizes)
+        item = self.renditions.item(flight.index, target, self.config.sizes[0])
         problem = self._misnamed(target, item)
         if problem is not None:
             return self._failure(flight, url, problem)
-        first = self.duplicates.claim(url, size, flight.index)
+        first = self.duplicates.claim(url, key, flight.index)
         if first is not None:
             self.stats.duplicates += 1
-            result = await self.duplicates.follow(first, flight.index, url, size)
+            result = await self.duplicates.follow(first, flight.index, url, key)
             if not result.ok:
                 return result
-            kept = self.duplicates.links(url, size) if target.stem is not None else None
+            kept = self.duplicates.links(url, key) if target.stem is not None else None
             if target.stem is None or (kept is not None and kept[1] == item.name):
-                return attrs.evolve(result, location=self._location(item))
+                where = self.renditions.locations(flight.index, target)
+                return attrs.evolve(result, location=where[item.size], locations=where)
             # Its own name (another SKU, say): stored from the first one's links,
             # without paying again while they live.
-            return await self._stored_or_submit(target, item, flight, kept and kept[0])
+            return await self._stored_or_submit(target, flight, kept and kept[0])
         try:
-            result = await self._stored_or_submit(target, item, flight)
+            result = await self._stored_or_submit(target, flight)
         except BaseException:
-            self.duplicates.abandon(url, size)
+            self.duplicates.abandon(url, key)
             raise
         keep = item.name if target.stem is not None else None
-        self.duplicates.settle(url, size, result, keep_name=keep)
+        self.duplicates.settle(url, key, result, keep_name=keep)
         return result
 
     def _misnamed(self, target: Target, item: SinkItem) -> FreepikError | None:
@@ -291,33 +295,23 @@ class Runner:
         return None
 
     async def _stored_or_submit(
-        self, target: Target, item: SinkItem, flight: Flight, links: Cutout | None = None
+        self, target: Target, flight: Flight, links: Cutout | None = None
     ) -> ItemResult:
         url = target.identity
-        if not self.config.overwrite:
-            journal = self.journal
-            done = journal is not None and journal.is_stored(url, item.size, target.stem)
-            try:
-                # The journal is enough: no need to ask the sink (a request, for object storage).
-                location = None if done else await self.sink.exists(item)
-            except FreepikError as exc:
-                return self._failure(flight, url, exc)
-            if done or location is not None:
-                return flight.result(
-                    url, ok=True, location=location or self._location(item), skipped=True
-                )
+        try:
+            plan = await self.renditions.assess(flight.index, target)
+        except FreepikError as exc:
+            return self._failure(flight, url, exc)
+        if not plan.missing:
+            first = plan.stored[self.config.sizes[0]]
+            return flight.result(url, ok=True, location=first, locations=plan.stored, skipped=True)
+        if links is not None:
+            plan = attrs.evolve(plan, links=links)
+        if plan.needs_post and plan.paid_before and not self.config.repay_missing_renditions:
+            # Adding a rendition to an item an earlier run stored: its links are gone.
+            return self._failure(flight, url, repay_needed(url, plan.missing), plan.stored)
         async with self.staging.scope(target) as source:
-            return await self._paid_and_stored(source, item, flight, links)
-
-    def _sink_item(self, index: int, target: Target) -> SinkItem:
-        size = self.config.size
-        name = self.output.name(target.output(size))
-        return SinkItem(index=index, image_url=target.identity, name=name, size=size)
-
-    def _location(self, item: SinkItem) -> str:
-        if isinstance(self.sink, DirectorySink):
-            return str(self.sink.path_for(item))
-        return item.name
+            return await self._paid_and_stored(source, plan, flight)
 
     async def _before_attempt(self, flight: Flight) -> None:
         if self.breaker.tripped:
@@ -370,12 +364,19 @@ class Runner:
         # Journal and reports know a staged file by its path, never by its signed link.
         return attrs.evolve(cutout, image_url=target.identity)
 
+    def _may_resubmit(self, plan: Assessment, flight: Flight, *, earlier_links: bool) -> bool:
+        if self._stopping:
+            return False
+        if earlier_links and plan.paid_before:
+            # Links of an earlier run that stored part of the item: paying again is opt-in.
+            return self.config.repay_missing_renditions
+        return flight.resubmits < self.config.resubmit_expired
+
     async def _paid_and_stored(
-        self, source: Source, item: SinkItem, flight: Flight, cutout: Cutout | None
+        self, source: Source, plan: Assessment, flight: Flight
     ) -> ItemResult:
         target, url = source.target, source.target.identity
-        if cutout is None and self.journal is not None:
-            cutout = self.journal.pending_cutout(url)
+        cutout, stored = plan.links, dict(plan.stored)
         if cutout is not None:
             flight.enter(Phase.PAID)
         hook = self._on_retry(flight.index, flight, url)
@@ -392,29 +393,39 @@ class Runner:
                     flight.posted_at = anyio.current_time()
                     self._journal_posted(flight.index, cutout)
                     self._emit(ProgressKind.POSTED, flight.index, url)
-                location = await self.client.download_with(
-                    cutout,
-                    self._storer(attrs.evolve(item, cutout=cutout)),
-                    size=item.size,
-                    on_retry=(hook,),
-                )
+                # One answer, every missing rendition: each into its own output.
+                for size in plan.missing:
+                    if size not in stored:
+                        item = self.renditions.item(flight.index, target, size, cutout)
+                        stored[size] = await self.client.download_with(
+                            cutout, self.renditions.storer(item), size=size, on_retry=(hook,)
+                        )
             except FreepikError as exc:
-                if (
-                    isinstance(exc, LinkExpiredError)
-                    and flight.resubmits < self.config.resubmit_expired
-                    and not self._stopping
-                ):
+                # Links this item has not paid for in this run came from the journal.
+                earlier_links = flight.posted_at is None
+                expired = isinstance(exc, LinkExpiredError)
+                if expired and self._may_resubmit(plan, flight, earlier_links=earlier_links):
                     logger.warning("link for %s expired before download; submitting again", url)
                     flight.resubmits += 1
                     self.stats.resubmits += 1
                     cutout = None
                     flight.enter(Phase.QUEUED)
                     continue
-                return self._failure(flight, url, exc)
+                if expired and earlier_links and plan.paid_before:
+                    # Say what would get the rest: the flag that pays for it.
+                    missing = tuple(size for size in plan.missing if size not in stored)
+                    exc = repay_needed(url, missing, cause=exc)
+                return self._failure(flight, url, exc, stored)
             self.slots.succeeded()
             self.stats.concurrency = self.slots.limit
+            where = {size: stored[size] for size in self.config.sizes}
             return flight.result(
-                url, ok=True, location=location, cutout=cutout, stored_at=anyio.current_time()
+                url,
+                ok=True,
+                location=where[self.config.sizes[0]],
+                locations=where,
+                cutout=cutout,
+                stored_at=anyio.current_time(),
             )
 
     def _journal_posted(self, index: int, cutout: Cutout) -> None:
@@ -426,18 +437,8 @@ class Runner:
             # Stop, but still store this one: it is paid for.
             self._fail_hard(exc)
 
-    def _storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
-        async def store(chunks: AsyncIterator[bytes]) -> str:
-            try:
-                return await self.output.store(self.sink, item, chunks)
-            except FreepikError:
-                raise  # a broken transfer is retried by download_with; a TransformError is not
-            except Exception as exc:
-                # A typed failure of this item (which stops the batch), not a crash.
-                raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
-
-        return store
-
-    def _failure(self, flight: Flight, url: str, exc: FreepikError) -> ItemResult:
+    def _failure(
+        self, flight: Flight, url: str, exc: FreepikError, stored: dict[Size, str] | None = None
+    ) -> ItemResult:
         self.breaker.item_failed(exc, on_post=False)
-        return flight.result(url, ok=False, error=exc)
+        return flight.result(url, ok=False, error=exc, locations=stored or {})

@@ -170,7 +170,7 @@ class SinkItem:
     Attributes:
         index: the item's position in the batch input.
         image_url: the submitted URL.
-        name: the suggested, safe file name (see :func:`output_name`).
+        name: the suggested, safe file name (see [`output_name`][freepik_bg.output_name]).
         size: which rendition the bytes are.
         cutout: the service's answer (``None`` when only checking existence).
     """
@@ -201,6 +201,7 @@ class Sink(Protocol):
     credit is spent on results that cannot be stored.
 
     Examples:
+        >>> from collections.abc import AsyncIterator
         >>> class S3Sink:
         ...     async def exists(self, item: SinkItem) -> str | None:
         ...         return None

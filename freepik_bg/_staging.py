@@ -1,9 +1,9 @@
 """Local files in: checked here, staged in a bucket, handed to the service as presigned URLs.
 
-The API only takes a public ``image_url``. A :class:`Stager` uploads each local
+The API only takes a public ``image_url``. A `Stager` uploads each local
 image under a content-addressed key and presigns a GET link valid long enough
-for the service to fetch it; :func:`walk_images` and
-:func:`relative_output_name` turn a folder tree into inputs and output names.
+for the service to fetch it; `walk_images` and
+`relative_output_name` turn a folder tree into inputs and output names.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class Stager:
 
     Keys are the SHA-256 of the bytes plus the file's extension, under the
     URL's prefix: the same image is uploaded once, and a rerun finds it there.
-    Staging the same bytes twice needs two :meth:`unstage` calls before the
+    Staging the same bytes twice needs two `unstage` calls before the
     object goes. Works under asyncio and trio.
 
     Args:
@@ -258,7 +258,7 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[Path]:
     and folders (names starting with ``.``) are left out. Symlinks are
     followed, but a folder is walked once even if links lead back to it (so a
     link loop ends), and unreadable folders are skipped with a warning. Names
-    that are not UTF-8 come through as :func:`os.fsdecode` gives them.
+    that are not UTF-8 come through as `os.fsdecode` gives them.
 
     Examples:
         >>> [p.name for p in walk_images("photos")]  # doctest: +SKIP

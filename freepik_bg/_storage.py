@@ -68,7 +68,7 @@ DEFAULT_CHECK_TIMEOUT = 15.0
 def sink_from_url(
     url: str, *, overwrite: bool, check_timeout: float = DEFAULT_CHECK_TIMEOUT
 ) -> ObjectStoreSink:
-    """An :class:`ObjectStoreSink` writing under ``url`` (``s3://bucket/prefix/``...).
+    """An `ObjectStoreSink` writing under ``url`` (``s3://bucket/prefix/``...).
 
     Raises:
         ConfigurationError: an unsupported scheme, a malformed URL, or obstore
@@ -117,12 +117,12 @@ def _describe_source(recorded: str) -> str:
 
 
 class ObjectStoreSink:
-    """A :class:`Sink` writing cutouts to object storage through obstore.
+    """A [`Sink`][freepik_bg.Sink] writing cutouts to object storage through obstore.
 
     Each item goes to ``base + prefix + item.name`` with ``Content-Type:
     image/png`` and its source URL in the ``freepikbgsource`` metadata, so
-    that :meth:`exists` can tell whose object it is. With ``overwrite=False``
-    every write is create-only (a conditional PUT), so two writers never
+    that [`exists`][freepik_bg.ObjectStoreSink.exists] can tell whose object it is. With
+    ``overwrite=False`` every write is create-only (a conditional PUT), so two writers never
     replace each other's object. Works under asyncio and trio.
 
     Args:
@@ -133,8 +133,8 @@ class ObjectStoreSink:
             instead of create-only writes (one PUT, the object held in memory).
         base: the URL of the store's root, for messages and returned
             locations; derived from ``store`` when not given.
-        probe: the same target with quick retries, for :meth:`check`.
-        check_timeout: the seconds :meth:`check` may take.
+        probe: the same target with quick retries, for [`check`][freepik_bg.ObjectStoreSink.check].
+        check_timeout: the seconds [`check`][freepik_bg.ObjectStoreSink.check] may take.
         max_uploads: uploads in flight at once (each holds a worker thread).
 
     Examples:

@@ -71,7 +71,7 @@ _CREDENTIAL_CODES = frozenset(
 
 
 def require_obstore() -> None:
-    """Raise a :class:`ConfigurationError` saying how to install obstore, if it is missing."""
+    """Raise a `ConfigurationError` saying how to install obstore, if it is missing."""
     if not HAVE_OBSTORE:
         raise ConfigurationError(
             "object storage needs the obstore package: pip install 'freepik-bg[storage]'"
@@ -79,7 +79,7 @@ def require_obstore() -> None:
 
 
 def storage_scheme(url: str) -> str:
-    """The lower-cased scheme of a storage URL; a :class:`ConfigurationError` if unsupported.
+    """The lower-cased scheme of a storage URL; a `ConfigurationError` if unsupported.
 
     Examples:
         >>> storage_scheme("S3://bucket/")
@@ -98,7 +98,7 @@ def open_store(url: str, **options: Any) -> tuple[ObjectStore, str]:
 
     Credentials, regions and endpoints come from the environment, as obstore
     reads them (``AWS_*``, ``GOOGLE_*``, ``AZURE_*``). A ``file://`` folder is
-    created if missing. ``options`` go to :func:`obstore.store.from_url`.
+    created if missing. ``options`` go to `obstore.store.from_url`.
 
     Examples:
         >>> store, base = open_store("memory://")

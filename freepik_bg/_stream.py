@@ -23,7 +23,7 @@ class ImageStream:
     It checks, as the bytes pass: the PNG or JPEG signature, the size cap, the
     declared Content-Length, and the format's trailer (so a body cut short is
     caught even without a Content-Length). A failed check raises
-    :class:`InvalidImageError` from the iteration, before the consumer can
+    `InvalidImageError` from the iteration, before the consumer can
     commit anything.
     """
 

@@ -39,6 +39,7 @@ class LocalImage:
     ``stage=`` and stores its cutout under ``name``.
 
     Examples:
+        >>> from pathlib import Path
         >>> LocalImage(Path("photos/shoes/red.jpg"), "shoes/red").name
         'shoes/red'
     """
@@ -54,12 +55,15 @@ def local_images(folder: str | os.PathLike[str]) -> Iterator[LocalImage]:
     its subfolders); a symlink loop ends, an unreadable folder is skipped with
     a warning, and names that are not UTF-8 are percent-encoded in outputs.
     ``photos/shoes/red.jpg`` under ``photos`` is stored as ``shoes/red.png``.
+    A batch takes them with a staging bucket: ``client.run_batch(local_images("photos/"),
+    "s3://shop/cutouts/", stage="s3://shop/staging/")``.
 
     Examples:
-        >>> async def main(client: "AsyncClient") -> None:  # doctest: +SKIP
-        ...     await client.run_batch(
-        ...         local_images("photos/"), "s3://shop/cutouts/", stage="s3://shop/staging/"
-        ...     )
+        >>> from pathlib import Path
+        >>> Path("photos/shoes").mkdir(parents=True)
+        >>> _ = Path("photos/shoes/red.jpg").write_bytes(b"")
+        >>> [image.name for image in local_images("photos")]
+        ['shoes/red']
     """
     from ._staging import relative_output_name, walk_images
 

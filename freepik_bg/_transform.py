@@ -62,9 +62,12 @@ def transform(
         ConfigurationError: Pillow is not installed.
 
     Examples:
-        >>> jpeg = transform(png, output_format="jpeg", trim=True, margin="5%")  # doctest: +SKIP
-        >>> jpeg[:3]  # doctest: +SKIP
-        b'\\xff\\xd8\\xff'
+        ```python
+        async def main(client: AsyncClient, cutout: Cutout) -> None:
+            png = await client.download(cutout)
+            jpeg = transform(png, output_format="jpeg", trim=True, margin="5%")
+            assert jpeg.startswith(b"\\xff\\xd8\\xff")
+        ```
     """
     options = TransformOptions(
         output_format=output_format,

@@ -2,7 +2,7 @@
 
 httpx forwards custom headers across cross-origin redirects and an
 ``httpx.Auth`` cannot strip them, so the key is never a default header.
-Instead every request asks :class:`ApiKeyAuth` for its headers, which carry
+Instead every request asks `ApiKeyAuth` for its headers, which carry
 the key only when the URL's origin (scheme, host, port) is the API's, and
 redirects are followed here, hop by hop, with that question asked again.
 """

@@ -82,6 +82,7 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
             "url": "ftp://example.com/x.png",
             "status": "failed",
             "location": None,
+            "locations": {},
             "error": {
                 "type": "InvalidRequestError",
                 "message": "image_url must be an http(s) URL, got scheme 'ftp'",

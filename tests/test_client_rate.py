@@ -16,6 +16,7 @@ from freepik_bg import AsyncClient, MemorySink
 from freepik_bg.testing import Emulator
 
 from .conftest import API, KEY, FakeService, urls
+from .recipes import recipe_files
 
 pytestmark = pytest.mark.anyio
 
@@ -203,6 +204,7 @@ async def test_readme_fastapi_app_survives_a_burst(
 ) -> None:
     source = fastapi_example(ROOT / "README.md")
     assert fastapi_example(ROOT / "docs" / "async.md") == source
+    assert recipe_files("fastapi")["app.py"] == source
     # The example as the README has it: it reads the key and the URL from the environment.
     monkeypatch.setenv("FREEPIK_API_KEY", emu.api_key)
     monkeypatch.setenv("FREEPIK_BASE_URL", emu.base_url)

@@ -366,3 +366,17 @@ async def test_abort_mid_transform_stores_nothing_of_that_item(
         items = [item async for item in results]
     assert sink.data == {}
     assert all(not item.ok for item in items)
+
+
+async def test_a_dry_run_knows_the_transformed_outputs(
+    emu: Emulator, real: AsyncClient, tmp_path: Path
+) -> None:
+    urls = [f"{emu.image_url('ball-small.png')}?dry={i}" for i in range(3)]
+    options: dict[str, Any] = {"output_format": "jpeg", "trim": True}
+    assert (await real.run_batch(urls[:2], tmp_path, **options)).ok
+    posts = emu.stats.posts
+    plan = await freepik_bg.plan_batch(urls, tmp_path, **options)
+    assert (plan.done, plan.to_submit) == (2, 1)
+    # Asked for PNGs instead, nothing of that is there yet.
+    assert (await freepik_bg.plan_batch(urls, tmp_path)).to_submit == 3
+    assert emu.stats.posts == posts

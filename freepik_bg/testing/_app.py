@@ -8,8 +8,8 @@ Endpoints:
 * ``GET|HEAD /samples`` and ``/samples/<name>`` -- generated sample images.
 * ``/_emulator/...`` -- emulator-only admin API (stats, config, faults, time).
 
-The plumbing lives elsewhere: :mod:`._exchange` (ASGI messages), :mod:`._links` (the
-link store), :mod:`._work` (fetches and image work), :mod:`._admin` (admin routes).
+The plumbing lives elsewhere: `_exchange` (ASGI messages), `_links` (the
+link store), `_work` (fetches and image work), `_admin` (admin routes).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ _HTML_NOT_PNG = (
 
 
 class EmulatorApp:
-    """The ASGI 3 application. Normally driven through :class:`Emulator`.
+    """The ASGI 3 application. Normally driven through [`Emulator`][freepik_bg.testing.Emulator].
 
     It can also be mounted on any ASGI server (``EmulatorApp()`` is the app), except
     that connection resets and truncations need the emulator's own uvicorn setup.

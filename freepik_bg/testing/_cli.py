@@ -1,8 +1,8 @@
 """``python -m freepik_bg.testing``: run the emulator as a standalone server.
 
-The project's own CLI (``freepik-bg emulator``) reuses :func:`add_arguments` and
-:func:`run`, or simply :func:`main`. Every knob's option comes from
-:class:`EmulatorConfig`'s fields; only where and how to serve is spelled out here.
+The project's own CLI (``freepik-bg emulator``) reuses `add_arguments` and
+`run`, or simply `main`. Every knob's option comes from
+`EmulatorConfig`'s fields; only where and how to serve is spelled out here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def config_from_options(options: argparse.Namespace) -> EmulatorConfig:
-    """The :class:`EmulatorConfig` described by parsed options."""
+    """The `EmulatorConfig` described by parsed options."""
     if options.config_json:
         return EmulatorConfig.from_json(json.loads(options.config_json))
     return EmulatorConfig.from_options(options)

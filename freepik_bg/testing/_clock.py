@@ -26,7 +26,7 @@ class Clock:
 
     @property
     def offset(self) -> float:
-        """The seconds :meth:`advance` has added so far."""
+        """The seconds `advance` has added so far."""
         with self._lock:
             return self._offset
 

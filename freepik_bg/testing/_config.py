@@ -1,7 +1,7 @@
 """The emulator's knobs: one frozen value, swapped whole when a test changes it.
 
-:class:`EmulatorConfig`'s fields are the single list of knobs. Each declares its
-command-line flag and JSON form in its metadata (see :mod:`._knobs`), from which the
+`EmulatorConfig`'s fields are the single list of knobs. Each declares its
+command-line flag and JSON form in its metadata (see `_knobs`), from which the
 emulator's CLI, the JSON round trip and ``Emulator(**knobs)`` are derived: adding a
 knob means adding a field here, and nothing else.
 """
@@ -257,7 +257,7 @@ class EmulatorConfig:
 
     @classmethod
     def knob_names(cls) -> tuple[str, ...]:
-        """Every keyword :meth:`with_changes` (and so ``Emulator(...)``) accepts."""
+        """Every keyword `with_changes` (and so ``Emulator(...)``) accepts."""
         return (*attrs.fields_dict(cls), *_SHORTHANDS)
 
     def with_changes(self, **changes: Any) -> EmulatorConfig:
@@ -270,7 +270,7 @@ class EmulatorConfig:
         return attrs.evolve(self, **self.field_changes(changes))
 
     def field_changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """The field values that :meth:`with_changes` keywords stand for."""
+        """The field values that `with_changes` keywords stand for."""
         unknown = [name for name in changes if name not in self.knob_names()]
         if unknown:
             raise TypeError(
@@ -290,17 +290,17 @@ class EmulatorConfig:
         return fields
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` reverses it."""
+        """A JSON-ready dict; `from_json` reverses it."""
         return dump_json(self)
 
     @classmethod
     def changes_from_json(cls, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Keyword changes for :meth:`with_changes` from a (partial) :meth:`to_json` dict."""
+        """Keyword changes for `with_changes` from a (partial) `to_json` dict."""
         return load_json(cls, data)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EmulatorConfig:
-        """Rebuild a config from :meth:`to_json` output."""
+        """Rebuild a config from [`to_json`][freepik_bg.testing.EmulatorConfig.to_json] output."""
         return cls(**cls.changes_from_json(data))
 
     @classmethod

@@ -1,8 +1,8 @@
 """One control interface in front of the emulator, wherever its app runs.
 
-An :class:`Emulator` changes knobs, queues faults, moves time and reads counters
-through an :class:`EmulatorControl`: :class:`InProcessControl` calls the app directly
-(thread mode, and any emulator before it starts), :class:`AdminControl` sends the same
+An `Emulator` changes knobs, queues faults, moves time and reads counters
+through an `EmulatorControl`: `InProcessControl` calls the app directly
+(thread mode, and any emulator before it starts), `AdminControl` sends the same
 calls to the admin routes of a child process (process mode).
 """
 
@@ -23,14 +23,14 @@ __all__ = ["AdminControl", "EmulatorControl", "InProcessControl"]
 
 
 class EmulatorControl(Protocol):
-    """What an :class:`Emulator` can ask of its app."""
+    """What an `Emulator` can ask of its app."""
 
     def config(self) -> EmulatorConfig:
         """The current knobs."""
         ...
 
     def configure(self, changes: Mapping[str, Any]) -> EmulatorConfig:
-        """Apply :meth:`EmulatorConfig.with_changes` keywords; returns the new config."""
+        """Apply `EmulatorConfig.with_changes` keywords; returns the new config."""
         ...
 
     def inject(self, endpoint: Endpoint, faults: Sequence[Fault]) -> None:

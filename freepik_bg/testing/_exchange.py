@@ -1,9 +1,9 @@
 """Request/response plumbing over raw ASGI messages, and the registry of connections.
 
-An :class:`Exchange` is one HTTP request and its answer: reading the body, sending an
+An `Exchange` is one HTTP request and its answer: reading the body, sending an
 answer (possibly distorted by a body fault), pausing, closing or resetting the
 connection. Resets and mid-response closes need the transport, which the emulator's
-server records in a :class:`ConnectionRegistry`.
+server records in a `ConnectionRegistry`.
 """
 
 from __future__ import annotations

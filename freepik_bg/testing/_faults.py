@@ -32,7 +32,10 @@ _DEFAULT_MESSAGES = {
 
 
 class FaultKind(str, enum.Enum):
-    """The kinds of fault the emulator can inject (see :class:`Fault` for the wire detail)."""
+    """The kinds of fault the emulator can inject.
+
+    See [`Fault`][freepik_bg.testing.Fault] for what each does on the wire.
+    """
 
     #: An error status with a JSON ``{"message": ...}`` body (500, 502, 503, 504, 429...).
     STATUS = "status"
@@ -228,7 +231,7 @@ class Fault:
         return only is None or only == endpoint
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` reverses it."""
+        """A JSON-ready dict; [`from_json`][freepik_bg.testing.Fault.from_json] reverses it."""
         data = attrs.asdict(self, recurse=False)
         data["kind"] = self.kind.value
         data["fields"] = list(self.fields)
@@ -236,7 +239,7 @@ class Fault:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fault:
-        """Rebuild a fault from :meth:`to_json` output."""
+        """Rebuild a fault from [`to_json`][freepik_bg.testing.Fault.to_json] output."""
         return cls(**dict(data))
 
 
@@ -276,7 +279,7 @@ class FaultRule:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
-        """Rebuild a rule from :meth:`to_json` output."""
+        """Rebuild a rule from [`to_json`][freepik_bg.testing.FaultRule.to_json] output."""
         return cls(data["endpoint"], Fault.from_json(data["fault"]), float(data["probability"]))
 
 

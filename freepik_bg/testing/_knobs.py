@@ -1,8 +1,8 @@
 """How a config field declares its command-line flag and its JSON form.
 
-:class:`EmulatorConfig`'s fields are the one list of knobs: each carries, in its attrs
-metadata, a :class:`Flag` (or None: explicitly not on the command line) and a
-:class:`JsonCodec`. The emulator's CLI, the JSON round trip (the admin API and the
+`EmulatorConfig`'s fields are the one list of knobs: each carries, in its attrs
+metadata, a `Flag` (or None: explicitly not on the command line) and a
+`JsonCodec`. The emulator's CLI, the JSON round trip (the admin API and the
 child process use it) and ``Emulator(**knobs)`` are all derived from them.
 """
 
@@ -30,7 +30,7 @@ __all__ = [
 _CLI = "freepik_bg.cli"
 _JSON = "freepik_bg.json"
 
-#: What :meth:`CliSpec.read` returns for a knob that the command line did not set.
+#: What `CliSpec.read` returns for a knob that the command line did not set.
 UNSET: Any = object()
 
 
@@ -42,7 +42,7 @@ class CliSpec(Protocol):
         ...
 
     def read(self, options: argparse.Namespace, field: attrs.Attribute[Any]) -> Any:
-        """The knob's value from parsed ``options``, or :data:`UNSET`."""
+        """The knob's value from parsed ``options``, or `UNSET`."""
         ...
 
 
@@ -77,7 +77,7 @@ class Flag:
         parser.add_argument(self.option or "--" + field.name.replace("_", "-"), **kwargs)
 
     def read(self, options: argparse.Namespace, field: attrs.Attribute[Any]) -> Any:
-        """The option's value, or :data:`UNSET` when it was not given."""
+        """The option's value, or `UNSET` when it was not given."""
         return getattr(options, field.name, UNSET)
 
 
@@ -155,7 +155,7 @@ def dump_json(instance: Any) -> dict[str, Any]:
 
 
 def load_json(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
-    """Field values of ``cls`` from (part of) :func:`dump_json` output; TypeError if unknown."""
+    """Field values of ``cls`` from (part of) `dump_json` output; TypeError if unknown."""
     fields = attrs.fields_dict(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:

@@ -40,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def freepik_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    """A running :class:`freepik_bg.testing.Emulator` on 127.0.0.1, fresh for each test.
+    """A running [`Emulator`][freepik_bg.testing.Emulator] on 127.0.0.1, fresh for each test.
 
     Knobs come from an optional ``@pytest.mark.freepik_emulator(**knobs)`` marker.
     Needs the ``emulator`` extra: ``pip install freepik-bg[emulator]``.

@@ -1,6 +1,6 @@
 """Drawing the generated sample images: product shots, and files the service rejects.
 
-Needs Pillow and numpy (the ``emulator`` extra): :mod:`._samples` imports it lazily.
+Needs Pillow and numpy (the ``emulator`` extra): `_samples` imports it lazily.
 """
 
 from __future__ import annotations

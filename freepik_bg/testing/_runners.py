@@ -1,7 +1,7 @@
 """Where the server runs: a daemon thread of this process, or a child process.
 
 Both runners start serving and report the bound port; neither knows how the emulator
-is then controlled (see :mod:`._control`).
+is then controlled (see `_control`).
 """
 
 from __future__ import annotations

@@ -165,6 +165,8 @@ def generate_sample(name: str) -> bytes:
 
     Examples:
         ```python
+        from pathlib import Path
+
         Path("ball.png").write_bytes(generate_sample("ball-small.png"))
         ```
     """

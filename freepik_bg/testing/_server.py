@@ -1,7 +1,7 @@
-"""The :class:`Emulator`: start, stop, addresses, and knobs, faults and counters.
+"""The `Emulator`: start, stop, addresses, and knobs, faults and counters.
 
-Where the server runs is :mod:`._runners`' business, how the app is reached is
-:mod:`._control`'s; this module only picks them, once, and delegates.
+Where the server runs is `_runners`' business, how the app is reached is
+`_control`'s; this module only picks them, once, and delegates.
 """
 
 from __future__ import annotations
@@ -32,25 +32,30 @@ class Emulator:
 
     Runs uvicorn on 127.0.0.1 in a background thread (or, with ``process=True``, in a
     child process so benchmarks do not share the GIL). Knobs are the fields of
-    :class:`EmulatorConfig`, given whole as ``config`` and/or one by one as keywords;
-    change them later with :meth:`configure`.
+    [`EmulatorConfig`][freepik_bg.testing.EmulatorConfig], given whole as ``config`` and/or
+    one by one as keywords; change them later with
+    [`configure`][freepik_bg.testing.Emulator.configure].
 
     Args:
         config: the starting knobs (default: ``EmulatorConfig()``).
         host: the address to listen on.
-        port: the port; 0 picks a free one (see :attr:`port`).
+        port: the port; 0 picks a free one (see [`port`][freepik_bg.testing.Emulator.port]).
         seed: seeds random faults and latency, for repeatable runs.
         clock: a monotonic time source for link expiry and rate limits (thread mode
-            only); :meth:`advance_time` works in both modes.
+            only); [`advance_time`][freepik_bg.testing.Emulator.advance_time] works in both
+            modes.
         process: run in a child process.
         log_level: uvicorn's log level.
-        **knobs: changes to ``config``: any :class:`EmulatorConfig` field (``link_ttl``,
+        **knobs: changes to ``config``: any
+            [`EmulatorConfig`][freepik_bg.testing.EmulatorConfig] field (``link_ttl``,
             ``latency``, ``fault_rules``...), or a shorthand of
-            :meth:`EmulatorConfig.with_changes` (``api_key``, ``extra_api_keys``,
-            ``rate``, ``burst``). Anything else raises TypeError.
+            [`with_changes`][freepik_bg.testing.EmulatorConfig.with_changes] (``api_key``,
+            ``extra_api_keys``, ``rate``, ``burst``). Anything else raises TypeError.
 
     Examples:
         ```python
+        import httpx
+
         with Emulator() as emu:
             response = httpx.post(
                 emu.api_url,
@@ -147,7 +152,7 @@ class Emulator:
 
     @property
     def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
+        """True between `start` and `stop`."""
         return self._state == "running"
 
     @property
@@ -182,13 +187,13 @@ class Emulator:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
     def image_url(self, name: str) -> str:
-        """The URL of a generated sample (see :func:`sample_names`)."""
+        """The URL of a generated sample (see [`sample_names`][freepik_bg.testing.sample_names])."""
         if name not in sample_names():
             raise KeyError(f"unknown sample {name!r}; known: {', '.join(sample_names())}")
         return self.url_for(f"/samples/{name}")
 
     def sample_bytes(self, name: str) -> bytes:
-        """The exact bytes served at :meth:`image_url` (generated on first use)."""
+        """The exact bytes served at `image_url` (generated on first use)."""
         return self._control.sample_bytes(name)
 
     # ------------------------------------------------------------------ knobs and state
@@ -208,9 +213,9 @@ class Emulator:
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change knobs at runtime: ``emu.configure(link_ttl=1, rate=5, burst=5)``.
 
-        Takes the :class:`EmulatorConfig` field names, plus ``api_key`` (replace the
-        keys) and ``rate``/``burst`` (one token bucket; ``rate=None`` for none). Requests
-        already in flight keep the knobs they started with.
+        Takes the [`EmulatorConfig`][freepik_bg.testing.EmulatorConfig] field names, plus
+        ``api_key`` (replace the keys) and ``rate``/``burst`` (one token bucket;
+        ``rate=None`` for none). Requests already in flight keep the knobs they started with.
         """
         return self._control.configure(changes)
 
@@ -222,7 +227,7 @@ class Emulator:
         self._control.inject(endpoint, faults)
 
     def clear_faults(self) -> None:
-        """Drop all queued faults (random fault rules stay: see :meth:`configure`)."""
+        """Drop all queued faults (random fault rules stay: see `configure`)."""
         self._control.clear_faults()
 
     def advance_time(self, seconds: float) -> None:

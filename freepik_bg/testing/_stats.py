@@ -59,7 +59,8 @@ class EmulatorStats:
     """A snapshot of the emulator's counters (``Emulator.stats``).
 
     Attributes:
-        requests: answers by (endpoint, status); see :class:`RequestRecord` for both.
+        requests: answers by (endpoint, status); see
+            [`RequestRecord`][freepik_bg.testing.RequestRecord] for both.
         posts: remove-background POSTs received.
         posts_in_flight: POSTs being handled at the time of the snapshot.
         max_posts_in_flight: the most POSTs handled at once since the last reset.
@@ -76,7 +77,7 @@ class EmulatorStats:
     Examples:
         ```python
         stats = emu.stats
-        assert stats.count("post", 200) == 3 and stats.credits_charged == 3
+        print(stats.count("post", 200), "answered 200,", stats.credits_charged, "credits charged")
         ```
     """
 
@@ -99,7 +100,7 @@ class EmulatorStats:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` reverses it."""
+        """A JSON-ready dict; `from_json` reverses it."""
         return {
             "requests": [[e, s, n] for (e, s), n in sorted(self.requests.items())],
             "posts": self.posts,
@@ -116,7 +117,7 @@ class EmulatorStats:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EmulatorStats:
-        """Rebuild a snapshot from :meth:`to_json` output (as served by the admin API)."""
+        """Rebuild a snapshot from `to_json` output (as served by the admin API)."""
         return cls(
             requests={(e, int(s)): int(n) for e, s, n in data["requests"]},
             posts=data["posts"],
@@ -133,7 +134,7 @@ class EmulatorStats:
 
 
 class StatsRecorder:
-    """The mutable counters behind :class:`EmulatorStats`.
+    """The mutable counters behind `EmulatorStats`.
 
     Written on the server's loop and read from the test's thread, hence the lock.
     """

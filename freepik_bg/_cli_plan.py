@@ -1,0 +1,114 @@
+"""The CLI's look before it spends: ``--dry-run``, ``--confirm-over N`` and ``--yes``.
+
+Both build the same `Plan` as the SDK's `plan_batch`. A dry run prints it
+and exits 0 without a request to the API. A real run on an interactive
+terminal whose plan spends more than ``--confirm-over`` credits shows it and
+asks first; a run whose standard input is not a terminal (a pipe, cron, CI)
+never prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from typing import Any
+
+from ._cli_inputs import Input
+from ._config import BatchConfig
+from ._plan import Plan, plan_batch
+from ._sinks import Sink
+
+__all__ = [
+    "DEFAULT_CONFIRM_OVER",
+    "add_plan_options",
+    "confirm_spending",
+    "dry_run",
+    "parse_delimiter",
+]
+
+DEFAULT_CONFIRM_OVER = 1000
+"""Credits a run may spend before an interactive terminal is asked to confirm."""
+
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+def parse_delimiter(text: str) -> str:
+    r"""One character, or a name for one a shell makes awkward: ``tab`` (or ``\t``), ...
+
+    Examples:
+        >>> parse_delimiter("\\t"), parse_delimiter(";")
+        ('\t', ';')
+    """
+    value = _DELIMITER_NAMES.get(text.lower(), text)
+    if len(value) != 1:
+        names = ", ".join(_DELIMITER_NAMES)
+        raise ValueError(f"expected one character or one of {names}, got {text!r}")
+    return value
+
+
+def add_plan_options(parser: argparse.ArgumentParser, number: Callable[[str], Any]) -> None:
+    """``--dry-run``, ``--confirm-over N`` and ``--yes`` (``number`` parses N)."""
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and check everything, print what would be sent and spent, send nothing",
+    )
+    parser.add_argument(
+        "--confirm-over",
+        type=number,
+        default=DEFAULT_CONFIRM_OVER,
+        metavar="N",
+        help="on a terminal, ask before spending more than N credits "
+        f"(default {DEFAULT_CONFIRM_OVER}; never asked when not interactive)",
+    )
+    parser.add_argument(
+        "-y", "--yes", action="store_true", help="do not ask before spending (see --confirm-over)"
+    )
+
+
+async def dry_run(source: Input, sink: Sink, config: BatchConfig) -> Plan:
+    """Print the plan of ``source`` into ``sink``; nothing is sent or written."""
+    with closing(source):
+        plan = await plan_batch(source.entries, sink, config)
+    print("Dry run: nothing was sent.")
+    print(plan.summary())
+    return plan
+
+
+def _interactive() -> bool:
+    stdin = sys.stdin
+    return stdin is not None and stdin.isatty()
+
+
+async def confirm_spending(
+    args: argparse.Namespace,
+    upper_bound: int | None,
+    reopen: Callable[[], Input],
+    sink: Sink,
+    config: BatchConfig,
+) -> bool:
+    """Whether to go on: asks on a terminal when the plan spends over ``--confirm-over``.
+
+    ``upper_bound`` (the input's URL count, or ``None`` for standard input)
+    spares the plan when the input cannot reach the limit.
+    """
+    limit: int = args.confirm_over
+    if args.yes or upper_bound is None or upper_bound <= limit or not _interactive():
+        return True
+    with closing(reopen()) as source:
+        plan = await plan_batch(source.entries, sink, config)
+    if plan.credits <= limit:
+        return True
+    print(plan.summary(), file=sys.stderr)
+    print(
+        f"This run would spend {plan.credits} credits, more than --confirm-over {limit}. "
+        "Continue? [y/N] ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+    # A blocking read: nothing else runs yet, and a thread would outlive a Ctrl-C here.
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")

@@ -1,0 +1,182 @@
+"""Several renditions of one cutout from one POST: which are stored, which are missing.
+
+One POST answers with links to every rendition (the full-resolution cutout,
+the preview, the source), so a batch asked for several downloads each of
+them from the same answer, into its own output. What is already stored, per
+rendition, comes from the journal (no request) or else the sink's ``exists``;
+a rerun that adds a rendition downloads only what is missing, from the links
+the journal kept, while they live. Once they have expired, getting the
+missing rendition costs another credit, which only ``repay_missing_renditions``
+allows: `Renditions.assess` is where the runner and the dry run learn that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._errors import FreepikError, LinkExpiredError, SinkError
+from ._journal import Journal
+from ._models import SIZES, Cutout, Size, check_size
+from ._output_stage import OutputStage
+from ._sinks import DirectorySink, Sink, SinkItem
+from ._transform_options import TransformOptions
+
+if TYPE_CHECKING:  # _targets needs the configuration, which needs this module
+    from ._targets import Target
+
+__all__ = [
+    "REPAY_FLAG",
+    "Assessment",
+    "Renditions",
+    "check_sizes",
+    "parse_sizes",
+    "repay_needed",
+]
+
+REPAY_FLAG = "repay_missing_renditions=True (--repay-missing-renditions)"
+
+
+def check_sizes(size: object) -> None:
+    """A rendition name, or a non-empty sequence of distinct ones; else a ``ValueError``."""
+    if isinstance(size, str):
+        check_size(size)
+        return
+    if not isinstance(size, Sequence) or not size:
+        raise ValueError(
+            f"size must be one of {', '.join(SIZES)}, or a non-empty tuple of them; got {size!r}"
+        )
+    for name in size:
+        check_size(name)
+    if len(set(size)) != len(size):
+        raise ValueError(f"size names a rendition twice: {size!r}")
+
+
+def normalize_sizes(size: object) -> object:
+    """A list of sizes as a tuple, so that the configuration stays hashable."""
+    return tuple(size) if isinstance(size, list) else size
+
+
+def parse_sizes(text: str) -> Size | tuple[Size, ...]:
+    """``high_resolution`` or ``high_resolution,preview`` (the CLI's ``--size``).
+
+    Examples:
+        >>> parse_sizes("high_resolution, preview")
+        ('high_resolution', 'preview')
+        >>> parse_sizes("preview")
+        'preview'
+    """
+    names = tuple(part.strip() for part in text.split(","))
+    check_sizes(names)
+    return names[0] if len(names) == 1 else names  # type: ignore[return-value]
+
+
+def repay_needed(
+    url: str, missing: Sequence[Size], *, cause: BaseException | None = None
+) -> LinkExpiredError:
+    """The per-item error when only a new POST could store the missing renditions."""
+    error = LinkExpiredError(
+        f"{', '.join(missing)} of {url} not stored, and the links paid for by an earlier "
+        f"run have expired: storing it costs one more credit; pass {REPAY_FLAG} to pay it",
+        status_code=getattr(cause, "status_code", None),
+    )
+    error.__cause__ = cause
+    return error
+
+
+@attrs.frozen(slots=True)
+class Assessment:
+    """What one URL needs, before anything is sent.
+
+    Attributes:
+        stored: the asked-for renditions already stored, by size, with where.
+        missing: the asked-for renditions still to store, in the asked order.
+        links: live links paid for by an earlier run: the missing renditions
+            are downloaded from them, with no POST.
+        paid_before: an earlier run stored some rendition of this URL, so a
+            new POST would pay for it a second time.
+    """
+
+    stored: dict[Size, str]
+    missing: tuple[Size, ...]
+    links: Cutout | None = None
+    paid_before: bool = False
+
+    @property
+    def needs_post(self) -> bool:
+        """Whether storing what is missing needs a POST (a credit)."""
+        return bool(self.missing) and self.links is None
+
+
+@attrs.frozen(slots=True)
+class Renditions:
+    """The asked-for renditions of a batch, and where each of an item's goes."""
+
+    sink: Sink
+    sizes: tuple[Size, ...]
+    journal: Journal | None = None
+    overwrite: bool = False
+    output: OutputStage = attrs.field(factory=lambda: OutputStage(TransformOptions()))
+
+    def item(
+        self, index: int, target: Target, size: Size, cutout: Cutout | None = None
+    ) -> SinkItem:
+        """What the sink is told about ``target``'s ``size`` rendition."""
+        return SinkItem(
+            index=index,
+            image_url=target.identity,
+            name=self.output.name(target.output(size)),
+            size=size,
+            cutout=cutout,
+        )
+
+    def location(self, item: SinkItem) -> str:
+        """Where ``item`` is (or would be) stored, without asking the sink."""
+        if isinstance(self.sink, DirectorySink):
+            return str(self.sink.path_for(item))
+        return item.name
+
+    def locations(self, index: int, target: Target) -> dict[Size, str]:
+        """Where each asked-for rendition of ``target`` is stored, without asking the sink."""
+        return {size: self.location(self.item(index, target, size)) for size in self.sizes}
+
+    async def assess(self, index: int, target: Target) -> Assessment:
+        """Which renditions of ``target`` are stored, which are missing, and from what links.
+
+        Raises the sink's `FreepikError` (an `OutputConflictError`, ...).
+        """
+        journal, url, name = self.journal, target.identity, target.stem
+        links = journal.live_cutout(url) if journal is not None else None
+        if self.overwrite:
+            return Assessment(stored={}, missing=self.sizes, links=links)
+        stored: dict[Size, str] = {}
+        for size in self.sizes:
+            item = self.item(index, target, size)
+            if journal is not None and journal.is_stored(url, size, name):
+                # The journal is enough: no need to ask the sink (a request, for object storage).
+                stored[size] = self.location(item)
+                continue
+            location = await self.sink.exists(item)
+            if location is not None:
+                stored[size] = location
+        missing = tuple(size for size in self.sizes if size not in stored)
+        paid_before = bool(stored) or (
+            journal is not None and any(journal.is_stored(url, size, name) for size in SIZES)
+        )
+        return Assessment(stored=stored, missing=missing, links=links, paid_before=paid_before)
+
+    def storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
+        """The consumer that streams one rendition's bytes into the sink."""
+
+        async def store(chunks: AsyncIterator[bytes]) -> str:
+            try:
+                return await self.output.store(self.sink, item, chunks)
+            except FreepikError:
+                raise  # a broken transfer is retried by download_with; a TransformError is not
+            except Exception as exc:
+                # A typed failure of this item (which stops the batch), not a crash.
+                raise SinkError(f"storing {item.name} failed: {exc!r}") from exc
+
+        return store
