@@ -380,3 +380,21 @@ async def test_a_dry_run_knows_the_transformed_outputs(
     # Asked for PNGs instead, nothing of that is there yet.
     assert (await freepik_bg.plan_batch(urls, tmp_path)).to_submit == 3
     assert emu.stats.posts == posts
+
+
+async def test_each_rendition_is_transformed_from_one_post(
+    emu: Emulator, real: AsyncClient
+) -> None:
+    sink = MemorySink()
+    url = emu.image_url("mug-plain.jpg")
+    report = await real.run_batch(
+        [url], sink, size=("high_resolution", "preview"), output_format="jpeg", keep_png=True
+    )
+    assert report.ok
+    assert emu.stats.posts == 1
+    stem = freepik_bg.output_name(url).removesuffix(".png")
+    assert sorted(sink.data) == sorted(
+        f"{stem}{end}" for end in (".jpg", ".png", ".preview.jpg", ".preview.png")
+    )
+    assert report.stored[0].locations["preview"] == f"{stem}.preview.jpg"
+    assert opened(sink.data[f"{stem}.preview.jpg"]).format == "JPEG"
