@@ -19,6 +19,7 @@ import attrs
 
 from ._cli_plan import add_plan_options, parse_delimiter
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
+from ._dask_cli import add_dask_options, run_dask_remove, wants_dask
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
 from ._remove_command import (
     EXIT_FAILED,
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress display (default: a bar on a terminal, plain lines otherwise)",
     )
     remove.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    add_dask_options(remove)
 
     emulator = commands.add_parser(
         "emulator",
@@ -219,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # httpx logs every request at INFO; that drowns a bulk run.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        if args.command == "remove" and wants_dask(args):
+            return run_dask_remove(args, batch_config(args))
         if args.command == "remove":
             try:
                 config = batch_config(args)

@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._journal import Journal
 from ._models import BatchReport, Cutout, ProgressHook, RetryEvent, Size, check_size, utc_now
-from ._ratelimit import RateGate
+from ._ratelimit import Gate, RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
@@ -90,10 +90,13 @@ class AsyncClient:
         rate: POSTs per second for the whole client, shared by all its tasks
             (paced 2 % under it); ``None`` (the default) sets no limit.
         burst: how many POSTs may go at once before ``rate`` applies.
+        gate: a `Gate` to pace POSTs with instead of ``rate``/``burst``: one
+            shared beyond this client (``freepik_bg.dask`` passes a cluster-wide one).
 
     Raises:
         ValueError: ``rate`` is not a positive finite number or ``None``,
-            ``burst`` is below 1, or another size is out of range.
+            ``burst`` is below 1, another size is out of range, or both
+            ``rate`` and ``gate`` are given.
 
     Examples:
         ```python
@@ -126,11 +129,14 @@ class AsyncClient:
         on_retry: RetryHook | Sequence[RetryHook] = (),
         rate: float | None = None,
         burst: int = DEFAULT_BURST,
+        gate: Gate | None = None,
     ) -> None:
         # RateGate validates both; without a rate, single calls keep no gate at all
         # (not even the shared 429 pause), exactly as before.
-        gate = RateGate(rate, burst)
-        self._gate = gate if rate is not None else None
+        own = RateGate(rate, burst)
+        if gate is not None and rate is not None:
+            raise ValueError("give either rate (and burst) or gate, not both")
+        self._gate: Gate | None = gate if gate is not None else own if rate is not None else None
         self.base_url = resolve_base_url(base_url)
         self._auth = ApiKeyAuth(resolve_api_key(api_key), self.base_url)
         self._endpoint = self.base_url.copy_with(
@@ -458,7 +464,7 @@ def _hooks(on_retry: RetryHook | Sequence[RetryHook]) -> tuple[RetryHook, ...]:
 
 
 def _after_gate(
-    gate: RateGate, before_attempt: Callable[[], Awaitable[None]] | None
+    gate: Gate, before_attempt: Callable[[], Awaitable[None]] | None
 ) -> Callable[[], Awaitable[None]]:
     """``before_attempt`` behind the client's gate.
 

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ["AdaptiveConcurrency", "RateGate"]
+__all__ = ["AdaptiveConcurrency", "Gate", "RateGate"]
 
 _MARGIN = 0.98
+
+
+@runtime_checkable
+class Gate(Protocol):
+    """What paces POSTs: `RateGate` in one process, or a shared one (``freepik_bg.dask``).
+
+    ``wait`` is awaited before every POST attempt; ``pause`` is called on a 429
+    and must hold back every caller of ``wait`` sharing the gate.
+    """
+
+    async def wait(self) -> None:
+        """Return when the caller may send one request."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every caller of `wait` for ``seconds`` from now."""
 
 
 class RateGate:

@@ -90,6 +90,8 @@ def test_every_public_name_is_in_the_reference() -> None:
     documented = set(documented_identifiers())
     public = [f"freepik_bg.{name}" for name in freepik_bg.__all__ if name != "__version__"]
     public += [f"freepik_bg.testing.{name}" for name in freepik_bg.testing.__all__]
+    dask = pytest.importorskip("freepik_bg.dask")
+    public += [f"freepik_bg.dask.{name}" for name in dask.__all__]
     assert [name for name in public if name not in documented] == []
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import doctest
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -57,11 +58,20 @@ def _members(obj: type) -> Iterator[tuple[str, Any]]:
             yield name, member
 
 
+def _modules() -> list[ModuleType]:
+    """The public modules; ``freepik_bg.dask`` when its extra is installed."""
+    modules: list[ModuleType] = [freepik_bg, freepik_bg.testing]
+    if importlib.util.find_spec("dask") is not None:
+        modules.append(importlib.import_module("freepik_bg.dask"))
+    return modules
+
+
 def _public_objects() -> set[int]:
     """ids of the objects the API reference renders: public names and their public members."""
     public: set[int] = set()
-    for module in (freepik_bg, freepik_bg.testing):
-        public.add(id(module))
+    for module in _modules():
+        if module.__name__ != "freepik_bg.dask":  # its page renders the function only
+            public.add(id(module))
         for name in module.__all__:
             obj = getattr(module, name)
             public.add(id(obj))

@@ -1,0 +1,181 @@
+"""``freepik-bg remove --workers N`` / ``--scheduler ADDRESS`` / a ``.parquet`` INPUT: on Dask.
+
+The parser only gains two flags here; dask is imported once one of them (or a
+parquet INPUT) is used, so the plain CLI starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._config import BatchConfig, at_least
+from ._input import BadLine, InputError, InputLine, read_entries
+from ._remove_command import EXIT_FAILED, EXIT_OK, UsageError, read_api_key
+from ._report import check_report_path
+from ._sinks import file_mode
+
+__all__ = ["add_dask_options", "run_dask_remove", "wants_dask"]
+
+# Partitions of this many URLs: long enough that a worker's start-up is small next
+# to it (50 s at 10/s), short enough that a lost worker redoes little.
+_PARTITION_SIZE = 500
+
+
+def _workers(text: str) -> int:
+    try:
+        return at_least(1)(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_dask_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--scheduler`` on ``freepik-bg remove``."""
+    group = parser.add_argument_group("Dask (pip install 'freepik-bg[dask]'; see docs/scale.md)")
+    group.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes sharing one --rate",
+    )
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster, e.g. tcp://host:8786, sharing one --rate",
+    )
+
+
+def wants_dask(args: argparse.Namespace) -> bool:
+    """Whether this ``remove`` runs on Dask."""
+    return bool(args.workers or args.scheduler or str(args.input).endswith(".parquet"))
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.workers and args.scheduler:
+        raise UsageError("give either --workers or --scheduler, not both")
+    if args.journal:
+        raise UsageError(
+            "--journal is not used on Dask: each partition keeps its own journal next to "
+            "the outputs (OUTPUT/.freepik-bg-dask/)"
+        )
+    unsupported = [
+        flag
+        for flag, given in (
+            ("--timeout", args.timeout is not None),
+            ("--max-retries", args.max_retries is not None),
+            ("--no-retry-ambiguous", args.no_retry_ambiguous),
+            ("--delimiter", args.delimiter is not None and args.input.endswith(".parquet")),
+        )
+        if given
+    ]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)} cannot be used with Dask yet")
+    if args.input.endswith(".parquet") and not args.column:
+        raise UsageError("a .parquet INPUT needs --column NAME (the column of URLs)")
+
+
+def _urls(args: argparse.Namespace, workers: int) -> Any:
+    import dask.bag as db
+    import dask.dataframe as dd
+
+    if args.input.endswith(".parquet"):
+        if not Path(args.input).exists():
+            raise UsageError(f"cannot read {args.input}: no such file or directory")
+        table = dd.read_parquet(args.input, columns=[args.column])
+        return table[args.column]
+    try:
+        entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
+        items = [
+            entry.url if isinstance(entry, InputLine) else entry.text
+            for entry in entries
+            if isinstance(entry, InputLine | BadLine)
+        ]
+    except InputError as exc:
+        raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+    partitions = max(1, min(len(items), max(2 * workers, math.ceil(len(items) / _PARTITION_SIZE))))
+    return db.from_sequence(items, npartitions=partitions)
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[int]:
+    """The cluster to run on, current while open; yields its number of workers."""
+    from distributed import Client, LocalCluster
+
+    if args.verbose < 1:
+        # distributed logs every connection at INFO: the summary would drown in it.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if args.scheduler:
+        with Client(args.scheduler) as client:
+            yield max(1, len(client.scheduler_info()["workers"]))
+        return
+    with (
+        LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        yield args.workers
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(text, encoding="utf-8")
+    part.chmod(file_mode())
+    os.replace(part, path)
+
+
+def run_dask_remove(args: argparse.Namespace, config: BatchConfig) -> int:
+    """Run ``freepik-bg remove`` on Dask; print a summary; the exit code."""
+    _check(args)
+    try:
+        from .dask import remove_backgrounds
+    except ImportError as exc:
+        raise UsageError(
+            f"--workers, --scheduler and .parquet inputs need the 'dask' extra: "
+            f"pip install 'freepik-bg[dask]' ({exc})"
+        ) from None
+    api_key = read_api_key(args.api_key_file)
+    if args.report is not None:
+        try:
+            check_report_path(args.report)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    options = {
+        name: getattr(config, name)
+        for name in ("concurrency", "size", "overwrite", "fail_fast", "resubmit_expired")
+    }
+    with _client(args) if (args.workers or args.scheduler) else contextlib.nullcontext(1) as n:
+        frame = remove_backgrounds(
+            _urls(args, n),
+            args.output,
+            rate=config.rate,
+            burst=config.burst,
+            api_key=api_key,
+            base_url=args.base_url,
+            drain_timeout=config.drain_timeout,
+            **options,
+        )
+        result = frame.compute().sort_values("index")
+    counts = {status: int((result["status"] == status).sum()) for status in ("ok", "skipped")}
+    counts["failed"] = len(result) - sum(counts.values())
+    if not args.quiet:
+        for row in result[result["status"] == "failed"].itertuples():
+            print(f"failed {row.image_url}: {row.error}", file=sys.stderr)
+    summary = ", ".join(f"{count} {status}" for status, count in counts.items())
+    print(f"freepik-bg: {len(result)} URLs: {summary}; outputs in {args.output}", file=sys.stderr)
+    if args.report is not None:
+        records = json.loads(result.to_json(orient="records"))
+        text = json.dumps({"items": records, "summary": {**counts, "total": len(result)}})
+        if str(args.report) == "-":
+            print(text)
+        else:
+            _write_atomic(Path(args.report), text + "\n")
+    return EXIT_FAILED if counts["failed"] else EXIT_OK

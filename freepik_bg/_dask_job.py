@@ -1,0 +1,129 @@
+"""One Dask partition: a batch of the SDK, paced by the cluster's budget, as a pandas frame.
+
+This runs on a worker (or in a thread of the local scheduler). It does not
+re-implement the runner: it opens an `AsyncClient` whose gate is the
+cluster's `ClusterGate` and runs an ordinary batch, with a journal per
+partition next to the outputs, then turns the `ItemResult` objects into rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import pandas as pd
+
+from ._batch import Dest
+from ._config import BatchConfig
+from ._dask_gate import BudgetSpec
+from ._dask_secret import KeyRef
+from ._errors import ConfigurationError
+from ._models import BatchReport, ItemResult
+from ._sync import batch_client
+
+__all__ = ["COLUMNS", "JOURNAL_DIR", "JobSpec", "empty_frame", "run_partition"]
+
+JOURNAL_DIR = ".freepik-bg-dask"
+"""Under a directory ``dest``: one journal per partition, and the marker of each job."""
+
+# Stable dtypes, the same for every partition (empty ones too), so that
+# concatenating partitions and `.to_parquet()` never meet a mixed column.
+COLUMNS: dict[str, str] = {
+    "index": "int64",
+    "image_url": "string",
+    "status": "string",
+    "location": "string",
+    "error": "string",
+    "attempts": "int64",
+}
+
+
+def empty_frame() -> pd.DataFrame:
+    """The result frame with no rows: Dask's ``meta``."""
+    frame: pd.DataFrame = pd.DataFrame(
+        {name: pd.Series([], dtype=dtype) for name, dtype in COLUMNS.items()}
+    )
+    return frame
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class JobSpec:
+    """Everything a partition needs, and nothing secret: it travels in the task graph."""
+
+    dest: Dest
+    config: BatchConfig
+    budget: BudgetSpec
+    key: KeyRef | None = None
+    base_url: str | None = None
+    marker: str | None = None
+    """For a directory ``dest``: a file the caller wrote there, proof that it is shared."""
+
+    def journal_dir(self) -> Path | None:
+        """Where the partitions' journals go: next to the outputs, when they are files."""
+        if self.marker is None or not isinstance(self.dest, str | os.PathLike):
+            return None
+        return Path(self.dest) / JOURNAL_DIR
+
+
+def _check_shared(spec: JobSpec) -> None:
+    folder = spec.journal_dir()
+    if folder is None or spec.marker is None or (folder / spec.marker).is_file():
+        return
+    raise ConfigurationError(
+        f"dest {folder.parent} is not the caller's directory on this worker "
+        f"({socket.gethostname()}): every worker must see the same directory. On a cluster "
+        "of several machines, use a shared filesystem or object storage (s3://, gs://, az://)."
+    )
+
+
+def _journal_for(spec: JobSpec, number: int, urls: list[Any]) -> Path | None:
+    folder = spec.journal_dir()
+    if folder is None:
+        return None
+    # Named by content as well as position: the same partition of a rerun resumes
+    # from it, and another job's partition of the same number never shares it.
+    digest = hashlib.sha256("\n".join(map(str, urls)).encode("utf-8", "surrogatepass"))
+    return folder / f"partition-{number:05d}-{digest.hexdigest()[:16]}.jsonl"
+
+
+def _rows(items: Iterable[ItemResult], offset: int) -> pd.DataFrame:
+    ordered = sorted(items, key=lambda item: item.index)
+    data: dict[str, list[Any]] = {
+        "index": [offset + item.index for item in ordered],
+        "image_url": [item.image_url for item in ordered],
+        "status": [item.status for item in ordered],
+        "location": [item.location for item in ordered],
+        "error": [None if item.error is None else str(item.error) for item in ordered],
+        "attempts": [item.attempts for item in ordered],
+    }
+    frame: pd.DataFrame = pd.DataFrame(
+        {name: pd.Series(data[name], dtype=COLUMNS[name]) for name in COLUMNS}
+    )
+    return frame
+
+
+async def _run_batch(urls: list[Any], spec: JobSpec, journal: Path | None) -> BatchReport:
+    gate = spec.budget.connect()
+    api_key = spec.key.resolve() if spec.key is not None else None
+    config = spec.config.evolve(journal=journal)
+    async with batch_client(config, api_key=api_key, base_url=spec.base_url, gate=gate) as client:
+        return await client.run_batch(urls, spec.dest, config)
+
+
+def run_partition(urls: Iterable[Any], offset: int, number: int, spec: JobSpec) -> pd.DataFrame:
+    """Run one partition's URLs (the ``number``-th, starting at row ``offset``); its rows."""
+    items = list(urls.tolist() if isinstance(urls, pd.Series) else urls)
+    if not items:
+        return empty_frame()
+    _check_shared(spec)
+    journal = _journal_for(spec, number, items)
+    if journal is not None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+    report = anyio.run(_run_batch, items, spec, journal)
+    return _rows((*report.stored, *report.skipped, *report.failed), offset)

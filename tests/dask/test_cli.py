@@ -1,0 +1,102 @@
+"""``freepik-bg remove`` on Dask: --workers, --scheduler, a .parquet INPUT with --column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pandas as pd
+import pytest
+from distributed import Client
+
+from freepik_bg import output_name
+from freepik_bg._cli import main
+from freepik_bg.testing import Emulator
+
+from ..conftest import KEY
+from .conftest import image_urls
+
+pytestmark = pytest.mark.dask
+
+
+@attrs.frozen
+class Done:
+    returncode: int
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``freepik-bg ARGS`` in this process (a subprocess would spend seconds importing dask)."""
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+
+    def run_main(args: list[str]) -> Done:
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse refusing a flag
+            code = int(exc.code or 0)
+        return Done(code, capsys.readouterr().err)
+
+    return run_main
+
+
+def test_a_parquet_input_on_an_existing_cluster(
+    cluster: Client, emu: Emulator, tmp_path: Path, run: Any
+) -> None:
+    urls = [*image_urls(emu, 5, "cli"), "not a url"]
+    pd.DataFrame({"sku": range(6), "image": urls}).to_parquet(tmp_path / "products.parquet")
+    out = tmp_path / "cutouts"
+    args = ["remove", str(tmp_path / "products.parquet"), "--column", "image", "-o", str(out)]
+    args += ["--scheduler", cluster.scheduler.address, "--base-url", emu.base_url]
+    args += ["--report", str(tmp_path / "report.json"), "--rate", "20"]
+    done = run(args)
+    assert done.returncode == 1, done.stderr  # one bad URL
+    assert "5 ok, 0 skipped, 1 failed" in done.stderr
+    assert "failed not a url" in done.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(output_name(u) for u in urls[:5])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [item["index"] for item in report["items"]] == list(range(6))
+    assert report["summary"] == {"ok": 5, "skipped": 0, "failed": 1, "total": 6}
+    again = run(args)
+    assert "0 ok, 5 skipped, 1 failed" in again.stderr
+    assert emu.stats.posts == 5  # the rerun paid for nothing
+
+
+def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) -> None:
+    urls = image_urls(emu, 4, "workers")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("# a comment\n" + "\n".join(urls) + "\n")
+    out = tmp_path / "cutouts"
+    args = ["remove", str(listing), "-o", str(out), "--workers", "2", "--base-url", emu.base_url]
+    done = run(args)
+    assert done.returncode == 0, done.stderr
+    assert "4 ok" in done.stderr
+    assert len(list(out.glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "either --workers or --scheduler"),
+        (["--workers", "0"], "must be at least 1"),
+        (["--workers", "2", "--journal", "j.jsonl"], "--journal is not used on Dask"),
+        (["--workers", "2", "--timeout", "3"], "--timeout cannot be used with Dask"),
+    ],
+)
+def test_dask_flags_are_checked_before_anything_starts(
+    tmp_path: Path, extra: list[str], message: str, run: Any
+) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("https://example.com/a.jpg\n")
+    done = run(["remove", str(listing), "-o", str(tmp_path / "out"), *extra])
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_a_parquet_input_needs_a_column(tmp_path: Path, run: Any) -> None:
+    pd.DataFrame({"image": ["https://example.com/a.jpg"]}).to_parquet(tmp_path / "p.parquet")
+    done = run(["remove", str(tmp_path / "p.parquet"), "-o", str(tmp_path / "out")])
+    assert done.returncode == 2
+    assert "needs --column" in done.stderr
