@@ -12,24 +12,11 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 
+from . import _transform_options as tx
 from ._errors import ConfigurationError, InvalidRequestError
 from ._journal import Journal
 from ._models import SIZES, ProgressHook, Size
 from ._renditions import check_sizes, normalize_sizes, parse_sizes
-from ._transform_options import (
-    DEFAULT_QUALITY,
-    OutputFormat,
-    TransformOptions,
-    check_background,
-    check_format,
-    check_margin,
-    check_max_side,
-    check_quality,
-    parse_format,
-    parse_margin,
-    parse_max_side,
-    parse_quality,
-)
 
 __all__ = [
     "API_KEY_ENV",
@@ -382,42 +369,42 @@ class BatchConfig:
         parse=parse_seconds,
         validator=attrs.validators.ge(0),
     )
-    output_format: OutputFormat = _option(
+    output_format: tx.OutputFormat = _option(
         "png",
         help="png (the default: the service's PNG untouched), webp (keeps transparency unless "
         "--background is given) or jpeg (flattened, on white unless --background is given)",
-        parse=parse_format,
+        parse=tx.parse_format,
         flag="--format",
         metavar="{png,webp,jpeg}",
-        validator=lambda _i, _a, value: check_format(value),
+        validator=tx.validator(tx.check_format),
     )
     quality: int = _option(
-        DEFAULT_QUALITY,
-        help=f"JPEG/WebP quality, 1-100 (default {DEFAULT_QUALITY})",
-        parse=parse_quality,
-        validator=lambda _i, _a, value: check_quality(value),
+        tx.DEFAULT_QUALITY,
+        help=f"JPEG/WebP quality, 1-100 (default {tx.DEFAULT_QUALITY})",
+        parse=tx.parse_quality,
+        validator=tx.validator(tx.check_quality),
     )
     background: str | None = _option(
         None,
         help="flatten onto this colour: a CSS name (white, whitesmoke, ...) or #rrggbb",
-        parse=lambda text: check_background(text.strip()),
+        parse=lambda text: tx.check_background(text.strip()),
         metavar="COLOR",
-        validator=lambda _i, _a, value: check_background(value),
+        validator=tx.validator(tx.check_background),
     )
     trim: bool = _option(False, help="crop each cutout to its subject (non-transparent pixels)")
     margin: int | str = _option(
         0,
         help="with --trim, padding around the subject: N pixels or N%% of its longer side",
-        parse=parse_margin,
+        parse=tx.parse_margin,
         metavar="N|N%",
-        validator=lambda _i, _a, value: check_margin(value),
+        validator=tx.validator(tx.check_margin),
     )
     max_side: int | None = _option(
         None,
         help="downscale (never upscale) so the longer side is at most N pixels",
-        parse=parse_max_side,
+        parse=tx.parse_max_side,
         metavar="N",
-        validator=lambda _i, _a, value: check_max_side(value),
+        validator=tx.validator(tx.check_max_side),
     )
     keep_png: bool = _option(
         False, help="with a transform, also keep the service's untouched PNG beside the output"
@@ -425,24 +412,16 @@ class BatchConfig:
 
     def __attrs_post_init__(self) -> None:
         # Options that only make sense together are checked here, before any POST.
-        transform = self.transform_options
-        if self.keep_png and transform.identity:
+        if self.keep_png and self.transform_options.identity:
             raise ValueError(
                 "keep_png (--keep-png) keeps the service's PNG beside a transformed output: "
                 "add a transform (--format, --background, --trim, --max-side), or drop it"
             )
 
     @property
-    def transform_options(self) -> TransformOptions:
+    def transform_options(self) -> tx.TransformOptions:
         """The transform options of this batch as one object (see `TransformOptions`)."""
-        return TransformOptions(
-            output_format=self.output_format,
-            quality=self.quality,
-            background=self.background,
-            trim=self.trim,
-            margin=self.margin,
-            max_side=self.max_side,
-        )
+        return tx.TransformOptions.of(self)
 
     def evolve(self, **changes: Any) -> BatchConfig:
         """A copy with ``changes``; an unknown name is a ``TypeError`` listing the valid ones."""

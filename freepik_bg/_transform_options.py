@@ -29,6 +29,7 @@ __all__ = [
     "parse_margin",
     "parse_max_side",
     "parse_quality",
+    "validator",
 ]
 
 OutputFormat = Literal["png", "webp", "jpeg"]
@@ -138,7 +139,7 @@ def check_margin(margin: object) -> int | str:
     return parse_margin(str(margin))
 
 
-def _validated(check: Callable[[Any], object]) -> Callable[[Any, Any, Any], None]:
+def validator(check: Callable[[Any], object]) -> Callable[[Any, Any, Any], None]:
     """An attrs validator from a check that raises ``ValueError``."""
 
     def validate(_instance: Any, _attribute: Any, value: Any) -> None:
@@ -173,11 +174,11 @@ class TransformOptions:
     """
 
     output_format: OutputFormat = attrs.field(default="png", converter=parse_format)
-    quality: int = attrs.field(default=DEFAULT_QUALITY, validator=_validated(check_quality))
-    background: str | None = attrs.field(default=None, validator=_validated(check_background))
+    quality: int = attrs.field(default=DEFAULT_QUALITY, validator=validator(check_quality))
+    background: str | None = attrs.field(default=None, validator=validator(check_background))
     trim: bool = False
     margin: int | str = attrs.field(default=0, converter=check_margin)
-    max_side: int | None = attrs.field(default=None, validator=_validated(check_max_side))
+    max_side: int | None = attrs.field(default=None, validator=validator(check_max_side))
 
     def __attrs_post_init__(self) -> None:
         if self.margin not in (0, "0%") and not self.trim:
@@ -188,6 +189,11 @@ class TransformOptions:
                 f"a {self.margin}-pixel margin on each side leaves no room for the subject "
                 f"within max_side={self.max_side}: lower the margin or raise max_side"
             )
+
+    @classmethod
+    def of(cls, source: object) -> TransformOptions:
+        """The options named like this class's fields, read from ``source`` (a `BatchConfig`)."""
+        return cls(**{field.name: getattr(source, field.name) for field in attrs.fields(cls)})
 
     @property
     def identity(self) -> bool:
