@@ -412,7 +412,8 @@ class BatchConfig:
 
     def __attrs_post_init__(self) -> None:
         # Options that only make sense together are checked here, before any POST.
-        if self.keep_png and self.transform_options.identity:
+        transform = self.transform_options  # raises for a margin without trim, ...
+        if self.keep_png and transform.identity:
             raise ValueError(
                 "keep_png (--keep-png) keeps the service's PNG beside a transformed output: "
                 "add a transform (--format, --background, --trim, --max-side), or drop it"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms, ImageColor
 
-from freepik_bg import ConfigurationError, TransformError, TransformOptions, transform
+from freepik_bg import BatchConfig, ConfigurationError, TransformError, TransformOptions, transform
 from freepik_bg._colors import CSS_COLORS, parse_color
 
 from .images import P3_PRIMARIES, RED, SRGB_PRIMARIES, cutout, matrix_profile, opened
@@ -291,3 +291,34 @@ def test_the_demo_contact_sheet_has_a_jpeg_on_white_trimmed_column(tmp_path: Pat
     # The cutout's own cell shows a checkerboard there, not white.
     board = cell + 10 + (_THUMB - 200) // 2
     assert image.getpixel((board + 14, 12)) != image.getpixel((board + 2, 12))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"output_format": "gif"}, "output_format must be png, webp or jpeg"),
+        ({"background": "notacolor"}, "not a colour"),
+        ({"trim": True, "margin": -5}, "margin must be 0 or more"),
+        ({"max_side": 0}, "max_side"),
+        ({"quality": 101}, "quality"),
+        ({"margin": 5}, "add trim"),
+        ({"trim": True, "margin": 30, "max_side": 60}, "leaves no room"),
+        ({"keep_png": True}, "keep_png"),
+        ({"keep_png": True, "quality": 50}, "keep_png"),  # quality alone transforms nothing
+    ],
+)
+def test_batch_config_checks_the_transform_options(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        BatchConfig(**changes)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        BatchConfig().evolve(**changes)
+
+
+def test_batch_config_groups_its_transform_options() -> None:
+    config = BatchConfig(output_format="jpeg", trim=True, margin="5%", keep_png=True)
+    assert config.transform_options == TransformOptions(
+        output_format="jpeg", trim=True, margin="5%"
+    )
+    assert BatchConfig().transform_options.identity
