@@ -55,6 +55,14 @@ class OutputStage:
             return name
         return str(PurePosixPath(name).with_suffix(self.options.suffix))
 
+    def journal_name(self, stem: str | None) -> str | None:
+        """What the journal records an output under: with a transform, its extension too.
+
+        So that a rerun asking for another format does not take the files of the
+        first one for done (``shoe.png`` stored does not make ``shoe.jpg`` stored).
+        """
+        return stem if self.options.identity else f"{stem or ''}{self.options.suffix}"
+
     async def store(self, sink: Sink, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
         """Transform the validated ``chunks`` and store the result as ``item``.
 

@@ -147,7 +147,7 @@ class Renditions:
 
         Raises the sink's `FreepikError` (an `OutputConflictError`, ...).
         """
-        journal, url, name = self.journal, target.identity, target.stem
+        journal, url, name = self.journal, target.identity, self.output.journal_name(target.stem)
         links = journal.live_cutout(url) if journal is not None else None
         if self.overwrite:
             return Assessment(stored={}, missing=self.sizes, links=links)
@@ -163,7 +163,8 @@ class Renditions:
                 stored[size] = location
         missing = tuple(size for size in self.sizes if size not in stored)
         paid_before = bool(stored) or (
-            journal is not None and any(journal.is_stored(url, size, name) for size in SIZES)
+            journal is not None
+            and any(journal.is_stored(url, size, n) for size in SIZES for n in {name, target.stem})
         )
         return Assessment(stored=stored, missing=missing, links=links, paid_before=paid_before)
 

@@ -248,7 +248,8 @@ class Runner:
             target = resolve(entry)
         except FreepikError as exc:
             return self._journal(self._failure(flight, shown, exc))
-        return self._journal(await self._run_target(target, flight), target.stem)
+        name = self.renditions.output.journal_name(target.stem)
+        return self._journal(await self._run_target(target, flight), name)
 
     async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
         # Duplicates are the same URL asking for the same renditions.

@@ -398,3 +398,23 @@ async def test_each_rendition_is_transformed_from_one_post(
     )
     assert report.stored[0].locations["preview"] == f"{stem}.preview.jpg"
     assert opened(sink.data[f"{stem}.preview.jpg"]).format == "JPEG"
+
+
+async def test_a_rerun_in_another_format_is_not_taken_for_done(
+    emu: Emulator, real: AsyncClient, tmp_path: Path
+) -> None:
+    url, out = emu.image_url("ball-small.png") + "?format", tmp_path / "out"
+    journal = tmp_path / "journal.jsonl"
+    assert (await real.run_batch([url], out, journal=journal)).ok  # the plain PNG
+    posts = emu.stats.posts
+    second = await real.run_batch([url], out, journal=journal, output_format="jpeg")
+    assert (len(second.stored), len(second.skipped)) == (1, 0)
+    assert Path(second.stored[0].location or "").suffix == ".jpg"
+    assert emu.stats.posts == posts  # from the links the first run paid for
+    third = await real.run_batch([url], out, journal=journal, output_format="jpeg")
+    assert len(third.skipped) == 1
+    # Once those links expired, another format costs a credit: only when asked to pay.
+    emu.advance_time(301)
+    fourth = await real.run_batch([url], out, journal=journal, output_format="webp")
+    assert "--repay-missing-renditions" in str(fourth.failed[0].error)
+    assert emu.stats.posts == posts
