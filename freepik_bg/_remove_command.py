@@ -18,12 +18,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._cli_inputs import UsageError, open_input
+from ._cli_inputs import Input, UsageError, open_input
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
 from ._display import Display, make_display
@@ -31,6 +32,9 @@ from ._errors import SkippedError
 from ._journal import Journal
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -140,7 +144,23 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
     )
-    source = open_input(args, stage=config.stage, size=config.sizes[0])
+    # Closed however the checks below end: no open input or pool left behind.
+    async with client:
+        source = open_input(args, stage=config.stage, size=config.sizes[0])
+        try:
+            return await _checked_run(args, argv, config, client, source)
+        finally:
+            source.close()
+
+
+async def _checked_run(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    config: BatchConfig,
+    client: AsyncClient,
+    source: Input,
+) -> int:
+    """The destination and the spending question checked, then the batch, then the summary."""
     entries, total = source.entries, source.total
     sink = make_sink(args.output, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
@@ -152,13 +172,11 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if total == 0:
-        source.close()
         print(f"freepik-bg: found 0 URLs or images in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
     planned = attrs.evolve(config, journal=_journal_path(args))
     reopen = functools.partial(open_input, args, stage=config.stage, size=config.sizes[0])
     if not await confirm_spending(args, total, reopen, sink, planned):
-        source.close()
         print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
         return EXIT_USAGE
     journal = _open_journal(args)
@@ -172,7 +190,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
     start = anyio.current_time()
     stop_reason: str | None = None
     try:
-        async with client, anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:
             async with client.batch(entries, sink, config) as results:
                 tg.start_soon(_watch_signals, results, display, tally)
                 display.start(results.stats, total)
@@ -192,7 +210,6 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         raise_single(group)
     finally:
         display.stop()
-        source.close()
         journal.close()
     elapsed = anyio.current_time() - start
     summary = {

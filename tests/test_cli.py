@@ -291,3 +291,29 @@ def test_remove_backgrounds_sync_helper(emu: Emulator, tmp_path: Path) -> None:
         urls[:3], tmp_path, api_key=KEY, base_url=emu.base_url, backend="trio"
     )
     assert len(again.skipped) == 3
+
+
+def test_a_failed_check_closes_the_input_and_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freepik_bg import _cli, _cli_inputs, _remove_command
+
+    made: list[object] = []
+    real_client, real_input = _remove_command.batch_client, _cli_inputs.Input.close
+    monkeypatch.setattr(
+        _remove_command,
+        "batch_client",
+        lambda *a, **k: made.append(real_client(*a, **k)) or made[-1],
+    )
+    closed: list[object] = []
+    monkeypatch.setattr(
+        _cli_inputs.Input, "close", lambda self: closed.append(self) or real_input(self)
+    )
+    listing = tmp_path / "urls.txt"
+    listing.write_text("https://example.com/a.png\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    assert _cli.main(["remove", str(listing), "-o", str(blocker)]) == 2
+    assert [client.is_closed for client in made] == [True]  # type: ignore[attr-defined]
+    assert closed

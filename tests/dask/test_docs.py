@@ -1,4 +1,4 @@
-"""docs/scale.md's worked example, run as written: parquet -> cutouts in S3 -> results parquet."""
+"""The Dask recipe, run as written: parquet -> cutouts in S3 -> results parquet."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from freepik_bg import output_name
 from freepik_bg.testing import Emulator
 
 from ..conftest import KEY
+from ..recipes import recipe_files
 from ..storage_fixtures import (
     S3,
     boto_fixture,  # noqa: F401 - fixtures
@@ -24,14 +25,8 @@ from .conftest import image_urls
 
 pytestmark = pytest.mark.dask
 
-SCALE = Path(__file__).parents[2] / "docs" / "scale.md"
-
-
 def _example() -> str:
-    text = SCALE.read_text(encoding="utf-8")
-    found = re.search(r"<!-- example: parquet-s3.*?-->\n```python\n(.*?)```", text, re.S)
-    assert found, "the worked example is missing from docs/scale.md"
-    return found.group(1)
+    return recipe_files("dask-parquet-s3")["cutouts_on_dask.py"]
 
 
 def test_the_worked_example_runs(
@@ -55,10 +50,10 @@ def test_the_worked_example_runs(
     code = code.replace("my-bucket", s3.bucket)
     monkeypatch.chdir(tmp_path)
     try:
-        exec(compile(code, str(SCALE), "exec"), {"__name__": "scale_example"})
+        exec(compile(code, "cutouts_on_dask.py", "exec"), {"__name__": "scale_example"})
         first = capsys.readouterr().out
         posts = emu.stats.posts
-        exec(compile(code, str(SCALE), "exec"), {"__name__": "scale_example"})
+        exec(compile(code, "cutouts_on_dask.py", "exec"), {"__name__": "scale_example"})
         second = capsys.readouterr().out
     finally:
         cluster.run(lambda names: [os.environ.pop(name, None) for name in names], list(env))
