@@ -25,6 +25,7 @@ from .conftest import image_urls
 
 pytestmark = pytest.mark.dask
 
+
 def _example() -> str:
     return recipe_files("dask-parquet-s3")["cutouts_on_dask.py"]
 
