@@ -11,7 +11,18 @@ from pathlib import Path
 
 import attrs
 
-from benchmarks import expiry, memory, overhead, ratelimit, scaling, storage, transforms
+from benchmarks import (
+    expiry,
+    memory,
+    overhead,
+    ratelimit,
+    scaling,
+    slowdisk,
+    startup,
+    storage,
+    transforms,
+    transports,
+)
 from benchmarks._common import ScenarioResult, Settings, machine_info
 from benchmarks._report import write
 
@@ -23,6 +34,9 @@ SCENARIOS = {
     "scaling": scaling.run,
     "storage": storage.run,
     "transforms": transforms.run,
+    "startup": startup.run,
+    "slowdisk": slowdisk.run,
+    "transports": transports.run,
 }
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "analysis.md"

@@ -39,6 +39,9 @@ class Settings:
     scaling_levels: tuple[int, ...] = (1, 4, 16, 64)
     storage_n: int = 600
     storage_big_ns: tuple[int, int] = (4, 16)
+    startup_rounds: int = 10
+    slowdisk_n: int = 600
+    transports_n: int = 1200
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
     transform_megapixels: float = 25.0
@@ -56,6 +59,9 @@ class Settings:
             scaling_levels=(1, 4),
             storage_n=20,
             storage_big_ns=(1, 2),
+            startup_rounds=1,
+            slowdisk_n=20,
+            transports_n=20,
             refill_pause=1.0,
             transform_megapixels=0.25,
             transform_n=4,

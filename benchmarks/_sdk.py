@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import anyio
 import httpx
 
 import freepik_bg
 from benchmarks._common import DiscardSink, Outcome
+from freepik_bg import Sink
 
 
 async def sdk_batch(
@@ -20,8 +22,11 @@ async def sdk_batch(
     rate: float | None = None,
     burst: int = 50,
     measure_gaps: bool = False,
+    sink: Sink | None = None,
+    http_backend: Literal["httpx", "aiohttp"] = "httpx",
 ) -> Outcome:
-    """Run ``client.batch`` over ``urls``; results are counted, not kept.
+    """Run ``client.batch`` over ``urls`` into ``sink``; by default results are counted,
+    not kept.
 
     With ``measure_gaps``, an httpx request hook stamps when each result link's GET is
     sent, and ``gaps`` gets, per item, the seconds from its POST answer
@@ -43,7 +48,9 @@ async def sdk_batch(
             follow_redirects=False,
             event_hooks={"request": [on_request]},
         )
-    sink = DiscardSink()
+    counter = DiscardSink()
+    if sink is None:
+        sink = counter
     try:
         async with (
             freepik_bg.AsyncClient(
@@ -51,6 +58,7 @@ async def sdk_batch(
                 base_url=base_url,
                 max_connections=max(64, concurrency),
                 http_client=http,
+                http_backend=http_backend,
             ) as client,
             client.batch(
                 urls, sink, concurrency=concurrency, rate=rate, burst=burst, overwrite=True
@@ -71,5 +79,5 @@ async def sdk_batch(
     finally:
         if http is not None:
             await http.aclose()
-    out.bytes = sink.bytes
+    out.bytes = counter.bytes
     return out

@@ -11,55 +11,13 @@ Examples:
 import logging as _logging
 from typing import TYPE_CHECKING
 
-from ._batch import BatchResults
-from ._client import AsyncClient
-from ._config import BatchConfig, validate_image_url
-from ._errors import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    FreepikError,
-    InsufficientCreditsError,
-    InternalServerError,
-    InvalidImageError,
-    InvalidParam,
-    InvalidRequestError,
-    JournalError,
-    LinkExpiredError,
-    NotFoundError,
-    OutputConflictError,
-    PermissionDeniedError,
-    RateLimitError,
-    RedirectError,
-    SinkError,
-    SkippedError,
-    StagingError,
-    TransformError,
-)
-from ._journal import Journal
-from ._models import (
-    BatchReport,
-    BatchStats,
-    Cutout,
-    ItemResult,
-    ProgressEvent,
-    ProgressHook,
-    ProgressKind,
-    RetryEvent,
-    Size,
-)
-from ._plan import Plan, plan_batch
-from ._retries import RetryPolicy, set_testing
-from ._sinks import DirectorySink, MemorySink, Sink, SinkItem, output_name
-from ._sync import remove_backgrounds
-from ._targets import LocalImage, local_images
-from ._transform import transform
-from ._transform_options import TransformOptions
-from ._version import __version__
+from ._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    # For type checkers and IDEs; at run time `__getattr__` imports these on first use.
+    from ._api import *
+    from ._storage import ObjectStoreSink
+    from ._version import __version__  # a star import leaves out _-names
 
 # A library leaves logging output to the application (the CLI configures it).
 _logging.getLogger("freepik_bg").addHandler(_logging.NullHandler())
@@ -121,28 +79,19 @@ __all__ = [
     "validate_image_url",
 ]
 
-if TYPE_CHECKING:
-    from ._storage import ObjectStoreSink
+
+# Nothing heavy is imported with the package: `freepik-bg --help` and the emulator's
+# own imports must not pay for httpx (~0.2 s). The first public name asked for
+# imports the whole SDK (`_api`) and binds every name at once.
+_load, __dir__ = lazy_exports(__name__, __all__, public_path=True)
 
 
 def __getattr__(name: str) -> object:
-    # ObjectStoreSink needs the optional obstore: imported on first use, so that
-    # `import freepik_bg` stays light (the CLI's start-up time depends on it).
     if name == "ObjectStoreSink":
+        # Needs the optional obstore: imported on its own first use.
         from ._storage import ObjectStoreSink
 
-        ObjectStoreSink.__module__ = "freepik_bg"
+        ObjectStoreSink.__module__ = __name__
+        globals()[name] = ObjectStoreSink
         return ObjectStoreSink
-    raise AttributeError(f"module 'freepik_bg' has no attribute {name!r}")
-
-
-# Show the public path in reprs and tracebacks (`freepik_bg.AsyncClient`, not
-# `freepik_bg._client.AsyncClient`), as httpx does; pickling finds them here too.
-_globals = globals()
-for _name in __all__:
-    if _name not in _globals:
-        continue  # a lazy export (see __getattr__)
-    _obj = _globals[_name]
-    if callable(_obj) and getattr(_obj, "__module__", "").startswith("freepik_bg."):
-        _obj.__module__ = "freepik_bg"
-del _globals, _name, _obj
+    return _load(name)

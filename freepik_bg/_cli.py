@@ -14,21 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import attrs
 
 from ._cli_plan import add_plan_options, parse_delimiter
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
 from ._dask_cli import add_dask_options, run_dask_remove, wants_dask
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
-from ._remove_command import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    UsageError,
-    run_remove,
-)
-from ._version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -88,13 +79,32 @@ def batch_config(args: argparse.Namespace, **overrides: Any) -> BatchConfig:
     return BatchConfig(**{**values, **overrides})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``freepik-bg``."""
+class _VersionAction(argparse.Action):
+    """``--version``: the distribution's metadata is read only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from ._version import __version__
+
+        parser.exit(message=f"freepik-bg {__version__}\n")
+
+
+def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of ``freepik-bg``.
+
+    Without `emulator_options`, the ``emulator`` command has no options of its own:
+    `main` leaves them out when the command line does not name it (they cost the
+    emulator's configuration module, ~30 ms of every start-up).
+    """
     parser = argparse.ArgumentParser(
         prog="freepik-bg",
         description="Remove image backgrounds in bulk with Freepik's API.",
     )
-    parser.add_argument("--version", action="version", version=f"freepik-bg {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     remove = commands.add_parser(
@@ -152,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"read the API key from this file instead of ${API_KEY_ENV}",
     )
+    remove.add_argument(
+        "--http-backend",
+        choices=("httpx", "aiohttp"),
+        default="httpx",
+        help="what carries the requests: httpx's own pool (default), or aiohttp's "
+        "(less CPU per request; needs pip install 'freepik-bg[aiohttp]')",
+    )
     remove.add_argument("-q", "--quiet", action="store_true", help="no per-item lines")
     remove.add_argument(
         "--progress",
@@ -167,11 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the local Freepik emulator (for tests and demos)",
         description="Serve a local emulator of the API on loopback; prints its base URL and key.",
     )
-    try:
-        from .testing import add_arguments as add_emulator_arguments
-    except ImportError:  # pragma: no cover - the testing package always imports
-        pass
-    else:
+    if emulator_options:
+        from .testing._cli import add_arguments as add_emulator_arguments
+
         add_emulator_arguments(emulator)
 
     demo = commands.add_parser(
@@ -185,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
+    from ._remove_command import UsageError
     from .testing import run as run_emulator
 
     try:
@@ -199,6 +215,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from ._remove_command import UsageError
+
     try:
         from ._demo import run_demo
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -208,11 +226,40 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.output, concurrency=args.concurrency)
 
 
+def _import_http_stack() -> None:
+    """Import httpx and httpcore without what this process never uses (~0.2 s of start-up).
+
+    httpx imports its own command line (``httpx._main``: rich, click, pygments) and
+    httpcore imports trio when it is installed, to support running under it. The
+    ``freepik-bg`` process runs on asyncio (``anyio.run``) and has no use for either:
+    a module set to None in `sys.modules` cannot be imported, and httpx and httpcore
+    fall back to ``httpx.main`` as a stub and to no trio support. Only this process does
+    this, and only for these two imports; the SDK imported by an application does not.
+    """
+    if "httpx" in sys.modules or "httpcore" in sys.modules:
+        return  # imported already (the tests' own process): nothing to save
+    blocked = [name for name in ("httpx._main", "trio") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
+    finally:
+        for name in blocked:
+            del sys.modules[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``freepik-bg``; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(arguments)
+    parser = build_parser(emulator_options="emulator" in arguments)
+    args = parser.parse_args(arguments)  # --help and --version exit here, before the SDK loads
+    # The SDK (httpx, anyio) only now: `freepik-bg --help` starts without it.
+    _import_http_stack()
+    import anyio
+
+    from ._remove_command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_remove
+
     logging.basicConfig(
         level=logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2),
         format="%(levelname)s %(name)s: %(message)s",

@@ -13,12 +13,15 @@ import argparse
 import sys
 from collections.abc import Callable
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._cli_inputs import Input
-from ._config import BatchConfig
-from ._plan import Plan, plan_batch
-from ._sinks import Sink
+if TYPE_CHECKING:
+    # Types only: the parser imports this module (add_plan_options, parse_delimiter),
+    # and `freepik-bg --help` must not load the SDK (tests/test_startup.py).
+    from ._cli_inputs import Input
+    from ._config import BatchConfig
+    from ._plan import Plan
+    from ._sinks import Sink
 
 __all__ = [
     "DEFAULT_CONFIRM_OVER",
@@ -70,6 +73,8 @@ def add_plan_options(parser: argparse.ArgumentParser, number: Callable[[str], An
 
 async def dry_run(source: Input, sink: Sink, config: BatchConfig) -> Plan:
     """Print the plan of ``source`` into ``sink``; nothing is sent or written."""
+    from ._plan import plan_batch
+
     with closing(source):
         plan = await plan_batch(source.entries, sink, config)
     print("Dry run: nothing was sent.")
@@ -94,6 +99,8 @@ async def confirm_spending(
     ``upper_bound`` (the input's URL count, or ``None`` for standard input)
     spares the plan when the input cannot reach the limit.
     """
+    from ._plan import plan_batch
+
     limit: int = args.confirm_over
     if args.yes or upper_bound is None or upper_bound <= limit or not _interactive():
         return True

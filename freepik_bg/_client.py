@@ -40,7 +40,13 @@ from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
 from ._transform_options import OutputFormat
-from ._transport import ApiKeyAuth, make_http_client, open_stream, translate_transport_error
+from ._transport import (
+    ApiKeyAuth,
+    HttpBackend,
+    make_http_client,
+    open_stream,
+    translate_transport_error,
+)
 
 __all__ = ["AsyncClient"]
 
@@ -92,6 +98,9 @@ class AsyncClient:
         burst: how many POSTs may go at once before ``rate`` applies.
         gate: a `Gate` to pace POSTs with instead of ``rate``/``burst``: one
             shared beyond this client (``freepik_bg.dask`` passes a cluster-wide one).
+        http_backend: what carries the requests of the pool we create: ``"httpx"``
+            (httpcore, the default; asyncio and trio) or ``"aiohttp"`` (asyncio only,
+            less CPU per request; needs ``pip install 'freepik-bg[aiohttp]'``).
 
     Raises:
         ValueError: ``rate`` is not a positive finite number or ``None``,
@@ -130,6 +139,7 @@ class AsyncClient:
         rate: float | None = None,
         burst: int = DEFAULT_BURST,
         gate: Gate | None = None,
+        http_backend: HttpBackend = "httpx",
     ) -> None:
         # RateGate validates both; without a rate, single calls keep no gate at all
         # (not even the shared 429 pause), exactly as before.
@@ -150,7 +160,11 @@ class AsyncClient:
         self._hooks = _hooks(on_retry)
         self._owns_http = http_client is None
         self._http = http_client or make_http_client(
-            timeout=timeout, max_connections=max_connections, verify=verify, proxy=proxy
+            timeout=timeout,
+            max_connections=max_connections,
+            verify=verify,
+            proxy=proxy,
+            backend=http_backend,
         )
 
     def __repr__(self) -> str:

@@ -6,17 +6,19 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-import httpx
 
 from . import _transform_options as tx
 from ._errors import ConfigurationError, InvalidRequestError
 from ._journal import Journal
 from ._models import SIZES, ProgressHook, Size
 from ._renditions import check_sizes, normalize_sizes, parse_sizes
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "API_KEY_ENV",
@@ -28,7 +30,6 @@ __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RATE",
-    "DEFAULT_TIMEOUT",
     "ENDPOINT_PATH",
     "MAX_URL_LENGTH",
     "STORAGE_SCHEMES",
@@ -50,11 +51,6 @@ DEFAULT_MAX_RETRIES = 5
 """Six attempts in all: enough to ride out a burst of 429s or a short outage in bulk runs."""
 
 DEFAULT_MAX_CONNECTIONS = 64
-# Background removal of a 25-megapixel image can take a while, so reads get a
-# generous budget; connecting should be quick. No pool timeout: a task waiting
-# for a free connection is queueing, not failing.
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=None)
-
 DEFAULT_MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 """A 25-megapixel RGBA PNG is at most ~100 MB uncompressed; twice that is clearly wrong."""
 
@@ -106,6 +102,8 @@ def resolve_api_key(api_key: str | None) -> str:
 
 def resolve_base_url(base_url: str | httpx.URL | None) -> httpx.URL:
     """The explicit base URL, else ``$FREEPIK_BASE_URL``, else the production API."""
+    import httpx  # here, not at the top: the CLI's --help must not pay for httpx
+
     raw = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     try:
         url = httpx.URL(str(raw))

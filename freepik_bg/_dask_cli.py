@@ -19,7 +19,6 @@ from typing import Any
 
 from ._config import BatchConfig, at_least
 from ._input import BadLine, InputError, InputLine, read_entries
-from ._remove_command import EXIT_FAILED, EXIT_OK, UsageError, read_api_key
 from ._report import check_report_path
 from ._sinks import file_mode
 
@@ -59,6 +58,10 @@ def wants_dask(args: argparse.Namespace) -> bool:
 
 
 def _check(args: argparse.Namespace) -> None:
+    # Each function imports the remove command itself: the parser imports this module
+    # (add_dask_options), and `freepik-bg --help` must not load the SDK (tests/test_startup.py).
+    from ._remove_command import UsageError
+
     if args.workers and args.scheduler:
         raise UsageError("give either --workers or --scheduler, not both")
     if args.journal:
@@ -72,6 +75,7 @@ def _check(args: argparse.Namespace) -> None:
             ("--timeout", args.timeout is not None),
             ("--max-retries", args.max_retries is not None),
             ("--no-retry-ambiguous", args.no_retry_ambiguous),
+            ("--http-backend", args.http_backend != "httpx"),
             ("--delimiter", args.delimiter is not None and args.input.endswith(".parquet")),
         )
         if given
@@ -85,6 +89,8 @@ def _check(args: argparse.Namespace) -> None:
 def _urls(args: argparse.Namespace, workers: int) -> Any:
     import dask.bag as db
     import dask.dataframe as dd
+
+    from ._remove_command import UsageError
 
     if args.input.endswith(".parquet"):
         if not Path(args.input).exists():
@@ -134,6 +140,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_dask_remove(args: argparse.Namespace, config: BatchConfig) -> int:
     """Run ``freepik-bg remove`` on Dask; print a summary; the exit code."""
+    from ._remove_command import EXIT_FAILED, EXIT_OK, UsageError, read_api_key
+
     _check(args)
     try:
         from .dask import remove_backgrounds

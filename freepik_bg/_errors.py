@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpx
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "APIConnectionError",
@@ -194,6 +196,8 @@ def _without_secrets(request: httpx.Request | None) -> httpx.Request | None:
     """``request``, or a copy of it without the API key header."""
     if request is None or not any(name in request.headers for name in _SECRET_HEADERS):
         return request
+    import httpx  # here: the CLI's --help imports the errors, and must not pay for httpx
+
     headers = httpx.Headers(request.headers)
     for name in _SECRET_HEADERS:
         if name in headers:

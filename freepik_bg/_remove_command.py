@@ -143,6 +143,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
         timeout=args.timeout,
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
+        http_backend=args.http_backend,
     )
     # Closed however the checks below end: no open input or pool left behind.
     async with client:

@@ -22,11 +22,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timezone
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ._errors import (
     APIConnectionError,
@@ -35,6 +34,9 @@ from ._errors import (
     InvalidImageError,
 )
 from ._models import Operation, RetryEvent
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = [
     "Classification",
@@ -264,7 +266,7 @@ async def retry_call(
         return retry_after is None or retry_after <= policy.max_retry_after
 
     def stop(state: RetryCallState) -> bool:
-        if stop_after_attempt(max_attempts)(state):
+        if state.attempt_number >= max_attempts:
             return True
         return deadline is not None and time.time() + state.upcoming_sleep >= deadline
 
@@ -311,6 +313,10 @@ async def retry_call(
         return await attempt_once(), attempts, ambiguous
     except FreepikError as exc:
         pending: FreepikError | None = exc
+
+    # tenacity is imported at the first failure only: the CLI's start-up and the first
+    # POST do not pay for it (a one-off ~20 ms, before a retry's backoff anyway).
+    from tenacity import AsyncRetrying, retry_if_exception
 
     retrying = AsyncRetrying(
         sleep=anyio.sleep,

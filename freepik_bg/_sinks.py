@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import sys
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from ._atomic import SOURCE_XATTR, write_atomic
 from ._errors import OutputConflictError, SinkError
 from ._models import Cutout, Size
 
 __all__ = [
+    "SOURCE_XATTR",
     "DirectorySink",
     "MemorySink",
     "Sink",
@@ -34,8 +35,6 @@ _MAX_STEM = 60
 _SUFFIX = {"high_resolution": ".png", "preview": ".preview.png"}
 # 96 bits: among a billion URLs, the chance that two share a name is about 1e-11.
 _HASH_HEX = 24
-# Where a directory sink records whose cutout a file is, on filesystems with xattrs.
-SOURCE_XATTR = "user.freepik_bg.source_url"
 
 
 def output_name(image_url: str, size: Size = "high_resolution") -> str:
@@ -114,14 +113,6 @@ def file_mode() -> int:
 _MODE: int | None = None
 
 
-def _record_source(fd: int, source: str) -> None:
-    if sys.platform == "linux":
-        # Not every filesystem keeps user xattrs (tmpfs before 6.6, some network
-        # mounts); there the name's 96-bit hash alone tells outputs apart.
-        with contextlib.suppress(OSError):
-            os.setxattr(fd, SOURCE_XATTR, source.encode("utf-8", "surrogatepass"))
-
-
 def recorded_source(path: Path) -> str | None:
     """The source URL recorded on ``path`` by a directory sink, if the filesystem kept it."""
     if sys.platform != "linux":
@@ -130,37 +121,6 @@ def recorded_source(path: Path) -> str | None:
         return os.getxattr(path, SOURCE_XATTR).decode("utf-8", "surrogatepass")
     except OSError:
         return None
-
-
-async def write_atomic(
-    path: Path, chunks: AsyncIterable[bytes], *, source: str | None = None
-) -> Path:
-    """Stream ``chunks`` into ``path`` atomically: a temp file beside it, then a rename.
-
-    Whatever fails (the stream, the disk, a cancellation), the temp file is
-    removed and ``path`` is untouched, so readers never see a partial file.
-    The file gets the permissions ``open()`` would give it under the umask,
-    and ``source`` (the image URL) is recorded on it where xattrs exist.
-    Writes are plain buffered writes: local disks absorb them into the page
-    cache far faster than a thread hop per chunk would.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # mkstemp makes 0600 files; a cutout is for a web server or a colleague too.
-            os.fchmod(fh.fileno(), file_mode())
-            if source is not None:
-                _record_source(fh.fileno(), source)
-            async for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
 
 
 @attrs.frozen(slots=True)

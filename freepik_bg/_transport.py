@@ -13,17 +13,19 @@ import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from ._config import DEFAULT_TIMEOUT, Origin, origin_of
+from ._config import Origin, origin_of
 from ._errors import APIConnectionError, APITimeoutError, RedirectError
 from ._version import __version__
 
 __all__ = [
     "API_KEY_HEADER",
+    "HTTP_BACKENDS",
     "ApiKeyAuth",
+    "HttpBackend",
     "make_http_client",
     "open_stream",
     "translate_transport_error",
@@ -31,6 +33,14 @@ __all__ = [
 
 API_KEY_HEADER = "x-freepik-api-key"
 MAX_REDIRECTS = 5
+
+HttpBackend = Literal["httpx", "aiohttp"]
+HTTP_BACKENDS: tuple[HttpBackend, ...] = ("httpx", "aiohttp")
+
+# Background removal of a 25-megapixel image can take a while, so reads get a
+# generous budget; connecting should be quick. No pool timeout: a task waiting
+# for a free connection is queueing, not failing.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=None)
 
 # Failures that happen before the request can have reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
@@ -42,8 +52,12 @@ def make_http_client(
     max_connections: int,
     verify: Any,
     proxy: str | httpx.URL | None,
+    backend: HttpBackend = "httpx",
 ) -> httpx.AsyncClient:
-    """The pool an `AsyncClient` owns: no redirects followed by httpx, no default key header."""
+    """The pool an `AsyncClient` owns: no redirects followed by httpx, no default key header.
+
+    `backend` ``"aiohttp"`` carries the requests over aiohttp (`freepik_bg._aiohttp`).
+    """
     if max_connections < 1:
         raise ValueError("max_connections must be >= 1")
     if timeout is None:
@@ -52,16 +66,23 @@ def make_http_client(
         timeouts = timeout
     else:
         timeouts = httpx.Timeout(float(timeout), pool=None)
-    return httpx.AsyncClient(
-        timeout=timeouts,
-        limits=httpx.Limits(
+    if backend not in HTTP_BACKENDS:
+        raise ValueError(f"http_backend must be one of {', '.join(HTTP_BACKENDS)}, not {backend!r}")
+    options: dict[str, Any] = {
+        "timeout": timeouts,
+        "limits": httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
-        headers={"user-agent": f"freepik-bg/{__version__} httpx/{httpx.__version__}"},
-        verify=verify,
-        proxy=proxy,
-        follow_redirects=False,
-    )
+        "headers": {"user-agent": f"freepik-bg/{__version__} httpx/{httpx.__version__}"},
+        "verify": verify,
+        "proxy": proxy,
+        "follow_redirects": False,
+    }
+    if backend == "aiohttp":
+        from ._aiohttp import make_aiohttp_client
+
+        return make_aiohttp_client(**options)
+    return httpx.AsyncClient(**options)
 
 
 class ApiKeyAuth:

@@ -189,6 +189,15 @@ def emu(shared_emulator: Emulator) -> Iterator[Emulator]:
     shared_emulator.reset_stats()
 
 
+#: (anyio backend, http backend) pairs for the tests of guarantees that every transport
+#: must keep: httpx's own on asyncio and trio, aiohttp's on asyncio (it has no trio).
+TRANSPORTS = pytest.mark.parametrize(
+    ("anyio_backend", "http_backend"),
+    [("asyncio", "httpx"), ("trio", "httpx"), ("asyncio", "aiohttp")],
+)
+#: The http backends, for tests that run on asyncio only.
+HTTP_BACKENDS = pytest.mark.parametrize("http_backend", ["httpx", "aiohttp"])
+
 CLI = (sys.executable, "-m", "freepik_bg")
 """The command line, run from this interpreter."""
 

@@ -20,6 +20,7 @@ from freepik_bg import (
     MemorySink,
     output_name,
 )
+from freepik_bg._atomic import SPILL_BYTES
 from freepik_bg._ratelimit import AdaptiveConcurrency, RateGate
 
 from .conftest import KEY, PNG, FakeService, urls
@@ -328,8 +329,11 @@ async def test_cancelled_batch_drains_then_abandons_stuck_downloads(
     service: FakeService, client: AsyncClient, tmp_path: Path
 ) -> None:
     reached = anyio.Event()
+    # Over SPILL_BYTES before the hang: each download has gone to its temp file
+    # (a small one is gathered in memory and written whole at its end).
+    first = PNG + bytes(SPILL_BYTES + 100_000)
     service.get_route.side_effect = lambda request: httpx.Response(
-        200, stream=_HangingBody(PNG[:40], reached)
+        200, stream=_HangingBody(first, reached)
     )
     journal = tmp_path / "run.jsonl"
     out = tmp_path / "out"

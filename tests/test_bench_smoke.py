@@ -19,8 +19,11 @@ from benchmarks import (
     overhead,
     ratelimit,
     scaling,
+    slowdisk,
+    startup,
     storage,
     transforms,
+    transports,
 )
 from benchmarks._report import write
 
@@ -101,8 +104,45 @@ def test_transforms(results: dict[str, ScenarioResult]) -> None:
     results["transforms"] = result
 
 
+def test_startup(results: dict[str, ScenarioResult]) -> None:
+    result = startup.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(startup.SIDES)
+    assert all(r.elapsed > 0 for r in result.runs)
+    results["startup"] = result
+
+
+def test_slowdisk(results: dict[str, ScenarioResult]) -> None:
+    result = slowdisk.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(slowdisk.SIDES)
+    assert all(r.ok == SMOKE.slowdisk_n and r.extra["failed_paced"] == 0 for r in result.runs)
+    results["slowdisk"] = result
+
+
+def test_slow_disk_slows_os_replace_in_its_thread_only_while_on(tmp_path: Path) -> None:
+    import os
+    import time
+
+    (tmp_path / "a").write_bytes(b"x")
+    with slowdisk.slow_disk(0.05):
+        started = time.perf_counter()
+        os.replace(tmp_path / "a", tmp_path / "b")
+        assert time.perf_counter() - started >= 0.05
+    assert (tmp_path / "b").read_bytes() == b"x"
+    assert os.replace.__module__ == "posix"
+
+
+def test_transports(results: dict[str, ScenarioResult]) -> None:
+    result = transports.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(transports.SIDES)
+    assert all(r.ok == SMOKE.transports_n and r.extra["failed"] == 0 for r in result.runs)
+    results["transports"] = result
+
+
 def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
-    if not results:  # run on its own (-k report): make something to report
+    if "scaling" not in results:  # run on its own (-k report): make something to plot
         results["scaling"] = scaling.run(SMOKE)
     out = tmp_path / "docs" / "benchmarks.md"
     written = write(

@@ -25,26 +25,13 @@ numpy, uvicorn); importing this module does not. See docs/testing.md for the gui
 
 from __future__ import annotations
 
-from freepik_bg.testing._app import EmulatorApp
-from freepik_bg.testing._cli import add_arguments, build_parser, main, run
-from freepik_bg.testing._config import (
-    DEFAULT_API_KEY,
-    MAX_SOURCE_BYTES,
-    REAL_API_RATE_LIMITS,
-    EmulatorConfig,
-    RateLimit,
-)
-from freepik_bg.testing._faults import Endpoint, Fault, FaultKind, FaultRule
-from freepik_bg.testing._samples import (
-    SampleInfo,
-    SampleKind,
-    generate_sample,
-    sample_info,
-    sample_names,
-)
-from freepik_bg.testing._server import Emulator
-from freepik_bg.testing._sniff import sniff_format
-from freepik_bg.testing._stats import EmulatorStats, RequestRecord
+from typing import TYPE_CHECKING
+
+from freepik_bg._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    # For type checkers and IDEs; at run time `__getattr__` imports these on first use.
+    from freepik_bg.testing._api import *
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -71,3 +58,7 @@ __all__ = [
     "sample_names",
     "sniff_format",
 ]
+
+# `freepik-bg --help` builds the emulator's subcommand from `_cli` alone: the server,
+# httpx and uvicorn are imported with the first public name asked for.
+__getattr__, __dir__ = lazy_exports(__name__, __all__)

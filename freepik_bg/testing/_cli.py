@@ -8,7 +8,6 @@ The project's own CLI (``freepik-bg emulator``) reuses `add_arguments` and
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -84,6 +83,8 @@ def run(options: argparse.Namespace) -> int:
         print(f"  Samples:  {base}/samples")
         print(f"  Stats:    {base}/_emulator/stats")
         print("Press Ctrl-C to stop.", flush=True)
+
+    import asyncio  # here: `freepik-bg --help` builds this parser and must stay light
 
     try:
         asyncio.run(

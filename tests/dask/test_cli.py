@@ -83,6 +83,10 @@ def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) 
         (["--workers", "0"], "must be at least 1"),
         (["--workers", "2", "--journal", "j.jsonl"], "--journal is not used on Dask"),
         (["--workers", "2", "--timeout", "3"], "--timeout cannot be used with Dask"),
+        (
+            ["--workers", "2", "--http-backend", "aiohttp"],
+            "--http-backend cannot be used with Dask",
+        ),
     ],
 )
 def test_dask_flags_are_checked_before_anything_starts(

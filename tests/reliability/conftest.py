@@ -10,7 +10,9 @@ from PIL import Image
 
 import freepik_bg
 
-from ..conftest import KEY
+from ..conftest import HTTP_BACKENDS, KEY, TRANSPORTS
+
+__all__ = ["HTTP_BACKENDS", "KEY", "TRANSPORTS"]
 
 #: Retry budget used by most tests here.
 MAX_RETRIES = 3

@@ -20,7 +20,14 @@ import freepik_bg
 from freepik_bg.testing import Emulator, Fault
 
 from ._servers import OriginServer
-from .conftest import KEY, MAX_RETRIES, assert_no_key, assert_outputs_valid, error_texts
+from .conftest import (
+    HTTP_BACKENDS,
+    KEY,
+    MAX_RETRIES,
+    assert_no_key,
+    assert_outputs_valid,
+    error_texts,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -210,7 +217,10 @@ CASES = [
 ]
 
 
-async def test_bad_inputs_in_one_batch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@HTTP_BACKENDS
+async def test_bad_inputs_in_one_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, http_backend: str
+) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "freepik_bg"):
         logging.getLogger(name).setLevel(logging.DEBUG)
@@ -235,7 +245,11 @@ async def test_bad_inputs_in_one_batch(tmp_path: Path, caplog: pytest.LogCapture
                         yield entry.url(emu, other)
 
             async with freepik_bg.AsyncClient(
-                KEY, base_url=emu.base_url, max_retries=MAX_RETRIES, timeout=10
+                KEY,
+                base_url=emu.base_url,
+                max_retries=MAX_RETRIES,
+                timeout=10,
+                http_backend=http_backend,
             ) as client:
                 with anyio.fail_after(60):
                     report = await client.run_batch(

@@ -17,7 +17,7 @@ import pytest
 import freepik_bg
 from freepik_bg.testing import Emulator
 
-from .conftest import KEY, assert_outputs_valid
+from .conftest import HTTP_BACKENDS, KEY, assert_outputs_valid
 
 pytestmark = pytest.mark.anyio
 
@@ -88,11 +88,18 @@ def http_proxy(tmp_path: Path) -> Iterator[RunningProxy]:
         proxy.stop()
 
 
-async def test_batch_through_a_real_http_proxy(tmp_path: Path, http_proxy: RunningProxy) -> None:
+@HTTP_BACKENDS
+async def test_batch_through_a_real_http_proxy(
+    tmp_path: Path, http_proxy: RunningProxy, http_backend: str
+) -> None:
     async with Emulator(api_key=KEY, fast=True) as emu:
         urls = [emu.image_url(SAMPLE) + f"?p={i}" for i in range(8)]
         async with freepik_bg.AsyncClient(
-            KEY, base_url=emu.base_url, proxy=http_proxy.url, max_retries=1
+            KEY,
+            base_url=emu.base_url,
+            proxy=http_proxy.url,
+            max_retries=1,
+            http_backend=http_backend,
         ) as client:
             with anyio.fail_after(30):
                 report = await client.run_batch(urls, tmp_path / "out", concurrency=4, rate=None)
@@ -108,7 +115,11 @@ async def test_batch_through_a_real_http_proxy(tmp_path: Path, http_proxy: Runni
         http_proxy.stop()
         posts_before = emu.stats.posts
         async with freepik_bg.AsyncClient(
-            KEY, base_url=emu.base_url, proxy=http_proxy.url, max_retries=0
+            KEY,
+            base_url=emu.base_url,
+            proxy=http_proxy.url,
+            max_retries=0,
+            http_backend=http_backend,
         ) as client:
             with pytest.raises(freepik_bg.APIConnectionError) as caught:
                 await client.remove_background(urls[0])

@@ -12,7 +12,7 @@ import freepik_bg
 from freepik_bg.testing import Emulator, Fault, FaultRule
 
 from ._servers import StallServer
-from .conftest import KEY, assert_outputs_valid
+from .conftest import KEY, TRANSPORTS, assert_outputs_valid
 
 pytestmark = pytest.mark.anyio
 
@@ -23,10 +23,10 @@ RETRIES = 1
 BOUND = 2 * TIMEOUT * (1 + RETRIES) + 3.0
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@TRANSPORTS
 @pytest.mark.parametrize("mode", ["accept", "headers"])
 async def test_stalled_api_ends_in_timeouts(
-    tmp_path: Path, mode: Literal["accept", "headers"]
+    tmp_path: Path, mode: Literal["accept", "headers"], http_backend: str
 ) -> None:
     """The API accepts and never answers, or sends headers and then stalls the body."""
     server = StallServer(mode)
@@ -35,7 +35,7 @@ async def test_stalled_api_ends_in_timeouts(
         base = f"http://127.0.0.1:{port}"
         urls = [f"https://img.example/{i}.jpg" for i in range(ITEMS)]
         async with freepik_bg.AsyncClient(
-            KEY, base_url=base, timeout=TIMEOUT, max_retries=RETRIES
+            KEY, base_url=base, timeout=TIMEOUT, max_retries=RETRIES, http_backend=http_backend
         ) as client:
             start = anyio.current_time()
             with anyio.fail_after(BOUND):
@@ -55,8 +55,8 @@ async def test_stalled_api_ends_in_timeouts(
     assert server.connections >= ITEMS  # every attempt really reached the server
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_stalled_download_ends_in_timeouts(tmp_path: Path) -> None:
+@TRANSPORTS
+async def test_stalled_download_ends_in_timeouts(tmp_path: Path, http_backend: str) -> None:
     """The POST works; the result link sends its headers and then stalls the body."""
     rules = [FaultRule("download", Fault.stall(60.0), 1.0)]
     retries: list[freepik_bg.RetryEvent] = []
@@ -68,6 +68,7 @@ async def test_stalled_download_ends_in_timeouts(tmp_path: Path) -> None:
             timeout=TIMEOUT,
             max_retries=RETRIES,
             on_retry=retries.append,
+            http_backend=http_backend,
         ) as client:
             with anyio.fail_after(BOUND):
                 report = await client.run_batch(

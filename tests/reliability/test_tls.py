@@ -13,7 +13,7 @@ import freepik_bg
 from freepik_bg.testing import EmulatorApp, EmulatorConfig
 
 from ._servers import ThreadedUvicorn
-from .conftest import KEY
+from .conftest import HTTP_BACKENDS, KEY, TRANSPORTS
 
 pytestmark = pytest.mark.anyio
 
@@ -40,8 +40,8 @@ def https_port(tmp_path: Path, ca: trustme.CA) -> Iterator[int]:
         yield server.port
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_untrusted_certificate_is_a_clear_error(https_port: int) -> None:
+@TRANSPORTS
+async def test_untrusted_certificate_is_a_clear_error(https_port: int, http_backend: str) -> None:
     """The message names the certificate failure, on trio too.
 
     Regression test: under trio, httpx raises ``ConnectError('')`` caused by a
@@ -49,7 +49,9 @@ async def test_untrusted_certificate_is_a_clear_error(https_port: int) -> None:
     chain; the SDK's message used to end in an unhelpful "ConnectError".
     """
     base = f"https://127.0.0.1:{https_port}"
-    async with freepik_bg.AsyncClient(KEY, base_url=base, max_retries=1) as client:
+    async with freepik_bg.AsyncClient(
+        KEY, base_url=base, max_retries=1, http_backend=http_backend
+    ) as client:
         with pytest.raises(freepik_bg.APIConnectionError) as caught:
             await client.remove_background(f"{base}/samples/{SAMPLE}")
     message = str(caught.value)
@@ -59,27 +61,32 @@ async def test_untrusted_certificate_is_a_clear_error(https_port: int) -> None:
     assert KEY not in message
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@TRANSPORTS
 async def test_certificate_trusted_through_configuration_works(
-    https_port: int, ca: trustme.CA, tmp_path: Path
+    https_port: int, ca: trustme.CA, tmp_path: Path, http_backend: str
 ) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     base = f"https://127.0.0.1:{https_port}"
-    async with freepik_bg.AsyncClient(KEY, base_url=base, verify=context) as client:
+    async with freepik_bg.AsyncClient(
+        KEY, base_url=base, verify=context, http_backend=http_backend
+    ) as client:
         cutout = await client.remove_background(f"{base}/samples/{SAMPLE}")
         assert cutout.high_resolution.startswith(base)
         path = await client.download_to(cutout, tmp_path / "out.png")
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
-async def test_certificate_for_another_name_is_refused(tmp_path: Path, ca: trustme.CA) -> None:
+@HTTP_BACKENDS
+async def test_certificate_for_another_name_is_refused(
+    tmp_path: Path, ca: trustme.CA, http_backend: str
+) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     with serve_https(tmp_path, ca, "other.example") as server:
         base = f"https://127.0.0.1:{server.port}"
         async with freepik_bg.AsyncClient(
-            KEY, base_url=base, verify=context, max_retries=0
+            KEY, base_url=base, verify=context, max_retries=0, http_backend=http_backend
         ) as client:
             with pytest.raises(freepik_bg.APIConnectionError) as caught:
                 await client.remove_background(f"{base}/samples/{SAMPLE}")

@@ -12,8 +12,10 @@ from freepik_bg.testing import Emulator
 
 # Re-exported so the fixture exists even when freepik-bg is not installed (and so its
 # pytest11 entry point is not loaded); a conftest fixture simply shadows the plugin's.
-from freepik_bg.testing._pytest_plugin import freepik_emulator
-from freepik_bg.testing._pytest_plugin import pytest_configure as _plugin_configure
+from freepik_bg.testing._pytest_plugin import (
+    freepik_emulator,
+    pytest_configure as _plugin_configure,
+)
 
 __all__ = ["freepik_emulator"]
 

@@ -1,0 +1,164 @@
+"""Scenario "startup": how long the command line takes to start.
+
+Two timings, each a fresh interpreter, rounds interleaved with a bare ``python -c pass``
+(the interpreter's own start-up, for context):
+
+- ``freepik-bg --help``: process start to exit;
+- ``freepik-bg remove``: process start to the first POST's bytes arriving at a loopback
+  socket (a one-line input file; the process is killed once the POST is seen).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks._common import Comparison, Log, RunStats, ScenarioResult, Settings, quiet, summarize
+
+TARGET_MS = 300.0
+SIDES = ("python", "help", "first-post")
+
+
+def _cli() -> list[str]:
+    """The installed console script beside this interpreter, else ``python -m freepik_bg``."""
+    script = Path(sys.executable).with_name("freepik-bg")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "freepik_bg"]
+
+
+class _FirstPost:
+    """A loopback listener that stamps when a POST's request line arrives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen = threading.Event()
+        self.at = 0.0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                data = conn.recv(65536)
+                if data.startswith(b"POST "):
+                    self.at = time.perf_counter()
+                    self.seen.set()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> float:
+    """Wait for `proc`; its CPU seconds (user + system), which a loaded machine inflates
+    far less than wall time."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of `command` run to its end."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    cpu = _reap(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} exited with {proc.returncode}")
+    return time.perf_counter() - started, cpu
+
+
+def _time_first_post(cli: list[str], env: dict[str, str], work: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds from process start to the first POST's bytes on the socket."""
+    server = _FirstPost()
+    out = work / f"out-{time.monotonic_ns()}"
+    try:
+        args = ["remove", str(work / "urls.txt"), "-o", str(out), "--progress", "plain"]
+        args += ["--base-url", f"http://127.0.0.1:{server.port}", "--max-retries", "0"]
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [*cli, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            if not server.seen.wait(30):
+                raise RuntimeError("freepik-bg remove sent no POST within 30 s")
+        finally:
+            proc.kill()  # at once: its CPU is then (nearly) all spent before the POST
+            cpu = _reap(proc)
+        return server.at - started, cpu
+    finally:
+        server.close()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
+    rounds = settings.startup_rounds
+    result = ScenarioResult(
+        key="startup",
+        title="6. CLI start-up: `--help`, and `remove` to its first POST",
+        description=(
+            f"{rounds} rounds, each a fresh process, sides interleaved: `python -c pass` "
+            "(the interpreter alone), `freepik-bg --help` (start to exit), and "
+            "`freepik-bg remove` over a one-URL file (start to the first POST's bytes at a "
+            "loopback socket). Absolute times: the target is the issue's 300 ms of wall time; "
+            "CPU time (user + system, from `wait4`) is given too, as a loaded machine inflates "
+            "it far less. "
+            "`python -X importtime -m freepik_bg --help` shows what is imported."
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FREEPIK_")}
+    env["FREEPIK_API_KEY"] = "bench-startup-key"
+    cli = _cli()
+    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    cpus: dict[str, list[float]] = {side: [] for side in SIDES}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "urls.txt").write_text("https://example.com/a.png\n", encoding="utf-8")
+        _time_run([*cli, "--help"], env)  # warm the page cache and the .pyc files
+        for r in range(rounds):
+            order = SIDES if r % 2 == 0 else SIDES[::-1]
+            for side in order:
+                if side == "python":
+                    seconds, cpu = _time_run([sys.executable, "-c", "pass"], env)
+                elif side == "help":
+                    seconds, cpu = _time_run([*cli, "--help"], env)
+                else:
+                    seconds, cpu = _time_first_post(cli, env, work)
+                times[side].append(seconds * 1000)
+                cpus[side].append(cpu * 1000)
+                result.runs.append(RunStats(label=side, n=1, ok=1, elapsed=seconds, cpu=cpu))
+        log(
+            "  startup: "
+            + ", ".join(f"{side} {summarize(v).fmt('.0f')} ms" for side, v in times.items())
+        )
+    titles = {"help": "`freepik-bg --help`", "first-post": "`freepik-bg remove` to its first POST"}
+    result.comparisons = [
+        Comparison(
+            f"startup: {title}",
+            tuple(times[side]),
+            f"< {TARGET_MS:.0f} ms",
+            summarize(times[side]).median < TARGET_MS,
+            note="ms, an absolute time",
+        )
+        for side, title in titles.items()
+    ]
+    result.header = ["what", "wall ms median (min-max)", "CPU ms median (min-max)"]
+    labels = {
+        "python": "`python -c pass`",
+        "help": "`freepik-bg --help`",
+        "first-post": "`freepik-bg remove`, first POST",
+    }
+    for side in SIDES:
+        result.table.append(
+            [labels[side], summarize(times[side]).fmt(".0f"), summarize(cpus[side]).fmt(".0f")]
+        )
+    return result

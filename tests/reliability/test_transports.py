@@ -1,0 +1,140 @@
+"""The aiohttp transport (``http_backend="aiohttp"``) keeps the guarantees httpx's does.
+
+TLS, timeouts, the proxy, redirects (the key stays home) and truncation run on both
+transports in their own files (`HTTP_BACKENDS`, `TRANSPORTS`); here: what the errors
+mean for billing, cancellation, and the asyncio-only and missing-extra errors.
+"""
+
+from __future__ import annotations
+
+import builtins
+import socket
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import freepik_bg
+from freepik_bg._aiohttp import _httpx_error_for
+from freepik_bg.testing import Emulator, Fault
+
+from .conftest import HTTP_BACKENDS, KEY, assert_outputs_valid
+
+pytestmark = pytest.mark.anyio
+
+SAMPLE = "ball-small.png"
+
+
+@HTTP_BACKENDS
+@pytest.mark.parametrize("after_processing", [False, True])
+async def test_a_reset_post_may_have_been_billed(http_backend: str, after_processing: bool) -> None:
+    async with Emulator(api_key=KEY, fast=True) as emu:
+        emu.inject("post", Fault.reset(after_processing=after_processing))
+        async with freepik_bg.AsyncClient(
+            KEY, base_url=emu.base_url, max_retries=0, http_backend=http_backend
+        ) as client:
+            with pytest.raises(freepik_bg.APIConnectionError) as caught:
+                await client.remove_background(emu.image_url(SAMPLE))
+    # The request went out: the service may have processed (and billed) it.
+    assert caught.value.maybe_processed is True
+    assert KEY not in str(caught.value)
+
+
+@HTTP_BACKENDS
+async def test_a_refused_connection_was_not_sent(http_backend: str) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with freepik_bg.AsyncClient(
+        KEY, base_url=f"http://127.0.0.1:{port}", max_retries=2, http_backend=http_backend
+    ) as client:
+        with pytest.raises(freepik_bg.APIConnectionError) as caught:
+            await client.remove_background("https://img.example/a.jpg")
+    assert caught.value.maybe_processed is False
+    assert caught.value.attempts == 3  # safe to retry: nothing was sent
+
+
+def test_aiohttp_errors_map_to_what_they_mean_for_billing() -> None:
+    import aiohttp
+
+    key = aiohttp.client_reqrep.ConnectionKey(
+        "h", 1, False, True, None, None, None
+    )  # what aiohttp's connector errors carry
+    cases: list[tuple[BaseException, type[httpx.TransportError]]] = [
+        (aiohttp.ClientConnectorError(key, OSError(111, "refused")), httpx.ConnectError),
+        (aiohttp.ConnectionTimeoutError(), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError(), httpx.ReadTimeout),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("cut short"), httpx.RemoteProtocolError),
+        (aiohttp.ClientOSError(104, "reset"), httpx.ReadError),
+    ]
+    for error, expected in cases:
+        assert _httpx_error_for(error) is expected, error
+    assert _httpx_error_for(ValueError("not aiohttp's")) is None
+
+
+@HTTP_BACKENDS
+async def test_cancelling_a_batch_mid_download_leaves_no_file(
+    tmp_path: Path, http_backend: str
+) -> None:
+    out = tmp_path / "out"
+    async with Emulator(api_key=KEY, fast=True) as emu:
+        emu.inject("download", *[Fault.stall(30)] * 4)
+        urls = [emu.image_url(SAMPLE) + f"?c={i}" for i in range(4)]
+        async with freepik_bg.AsyncClient(
+            KEY, base_url=emu.base_url, http_backend=http_backend
+        ) as client:
+            with anyio.move_on_after(1.0) as scope:
+                await client.run_batch(urls, out, concurrency=4, rate=None, drain_timeout=0.2)
+            # The pool survives a cancellation: the next call works.
+            cutout = await client.remove_background(emu.image_url(SAMPLE))
+        assert cutout.high_resolution.startswith(emu.base_url)
+    assert scope.cancelled_caught
+    if out.exists():
+        assert assert_outputs_valid(out) == []  # nothing, not even a temp file
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_aiohttp_under_trio_is_a_clear_error() -> None:
+    async with freepik_bg.AsyncClient(
+        KEY, base_url="http://127.0.0.1:9", http_backend="aiohttp", max_retries=3
+    ) as client:
+        with pytest.raises(freepik_bg.ConfigurationError, match=r"asyncio only.*'httpx'"):
+            await client.remove_background("https://img.example/a.jpg")
+
+
+def test_aiohttp_without_the_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_import = builtins.__import__
+
+    def no_aiohttp(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith(("httpx_aiohttp", "aiohttp")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_aiohttp)
+    with pytest.raises(freepik_bg.ConfigurationError, match=r"pip install 'freepik-bg\[aiohttp\]'"):
+        freepik_bg.AsyncClient(KEY, http_backend="aiohttp")
+
+
+def test_an_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="http_backend must be one of httpx, aiohttp"):
+        freepik_bg.AsyncClient(KEY, http_backend="requests")  # type: ignore[arg-type]
+
+
+def test_the_cli_runs_on_aiohttp_when_asked(tmp_path: Path) -> None:
+    from freepik_bg import output_name
+    from tests.test_startup import imports_of
+
+    with Emulator(api_key=KEY, fast=True) as emu:
+        urls = [emu.image_url(SAMPLE) + f"?cli={i}" for i in range(3)]
+        (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+        args = ["remove", "urls.txt", "-o", "out", "--base-url", emu.base_url, "--quiet"]
+        loaded = imports_of([*args, "--http-backend", "aiohttp"], tmp_path, cwd=tmp_path)
+        assert emu.stats.count("post", 200) == 3
+    assert "httpx_aiohttp" in loaded
+    for url in urls:
+        assert (tmp_path / "out" / output_name(url)).read_bytes().startswith(b"\x89PNG")
