@@ -4,8 +4,8 @@ A transform is CPU work on a whole image (a 25 MP flatten and encode takes
 about a second), so it runs in a worker thread, a few at a time per batch: the
 event loop keeps serving every other item, and memory stays bounded however
 many downloads finish at once. Downloads waiting for a worker wait in a
-spooled temporary file (in memory while small, on disk past a few MB), not in
-memory.
+spooled temporary file (in memory while small, on disk past a few MB, written
+and read from worker threads), not in memory.
 """
 
 from __future__ import annotations
@@ -72,8 +72,13 @@ class OutputStage:
         if self.options.identity:
             return await sink.store(item, chunks)
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+            received = 0
             async for chunk in chunks:
-                spool.write(chunk)
+                received += len(chunk)
+                if received <= _SPOOL_BYTES:
+                    spool.write(chunk)  # still in memory: no file system call
+                else:  # on disk (the first such write rolls over): never on the event loop
+                    await anyio.to_thread.run_sync(spool.write, chunk)
             if self.keep_png:
                 await self._keep(sink, item, spool)
             spool.seek(0)
@@ -85,7 +90,7 @@ class OutputStage:
     async def _keep(self, sink: Sink, item: SinkItem, spool: IO[bytes]) -> None:
         # Stored first, so that a transform that fails leaves the paid PNG in place.
         spool.seek(0)
-        head = spool.read(len(_PNG_SIGNATURE))
+        head = await anyio.to_thread.run_sync(spool.read, len(_PNG_SIGNATURE))
         suffix = ".png" if head == _PNG_SIGNATURE else ".jpg"
         kept = PurePosixPath(item.name).with_suffix(suffix)
         if str(kept) == item.name:  # a PNG output: keep the untouched one under another name
@@ -99,5 +104,5 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 
 async def _replay(spool: IO[bytes]) -> AsyncIterator[bytes]:
     spool.seek(0)
-    while chunk := spool.read(_READ_BYTES):
+    while chunk := await anyio.to_thread.run_sync(spool.read, _READ_BYTES):
         yield chunk
