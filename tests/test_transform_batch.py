@@ -287,9 +287,10 @@ async def test_the_batching_page_example_runs(
     assert opened(jpeg).size == stored.size  # the function and the batch agree
 
 
-async def test_stopping_mid_transform_still_stores_every_paid_item(
-    service: FakeService, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _hold_transforms(
+    service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """Transforms wait in their worker thread until ``release``; ``started`` says one runs."""
     from freepik_bg import _output_stage
 
     _service_images(service, empty=set())
@@ -302,6 +303,13 @@ async def test_stopping_mid_transform_still_stores_every_paid_item(
         return original(source, options)
 
     monkeypatch.setattr(_output_stage, "apply", held)
+    return started, release
+
+
+async def test_stopping_mid_transform_still_stores_every_paid_item(
+    service: FakeService, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = _hold_transforms(service, monkeypatch)
     sink = MemorySink()
     async with client.batch(
         urls(20), sink, output_format="jpeg", concurrency=2, rate=None
@@ -346,18 +354,7 @@ async def test_large_downloads_wait_on_disk_and_transform_the_same(
 async def test_abort_mid_transform_stores_nothing_of_that_item(
     service: FakeService, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from freepik_bg import _output_stage
-
-    _service_images(service, empty=set())
-    original = _output_stage.apply
-    started, release = threading.Event(), threading.Event()
-
-    def held(source: Any, options: Any) -> bytes:
-        started.set()
-        release.wait(10)
-        return original(source, options)
-
-    monkeypatch.setattr(_output_stage, "apply", held)
+    started, release = _hold_transforms(service, monkeypatch)
     sink = MemorySink()
     async with client.batch(urls(4), sink, output_format="jpeg", concurrency=1) as results:
         await anyio.to_thread.run_sync(started.wait, 10)
