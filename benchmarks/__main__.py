@@ -20,6 +20,7 @@ from benchmarks import (
     slowdisk,
     startup,
     storage,
+    transforms,
     transports,
 )
 from benchmarks._common import ScenarioResult, Settings, machine_info
@@ -32,6 +33,7 @@ SCENARIOS = {
     "expiry": expiry.run,
     "scaling": scaling.run,
     "storage": storage.run,
+    "transforms": transforms.run,
     "startup": startup.run,
     "slowdisk": slowdisk.run,
     "transports": transports.run,

@@ -44,6 +44,8 @@ class Settings:
     transports_n: int = 1200
     refill_pause: float = 2.0
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
+    transform_megapixels: float = 25.0
+    transform_n: int = 32
 
     @classmethod
     def smoke(cls) -> Settings:
@@ -61,6 +63,8 @@ class Settings:
             slowdisk_n=20,
             transports_n=20,
             refill_pause=1.0,
+            transform_megapixels=0.25,
+            transform_n=4,
         )
 
 

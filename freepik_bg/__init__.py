@@ -67,12 +67,15 @@ __all__ = [
     "Size",
     "SkippedError",
     "StagingError",
+    "TransformError",
+    "TransformOptions",
     "__version__",
     "local_images",
     "output_name",
     "plan_batch",
     "remove_backgrounds",
     "set_testing",
+    "transform",
     "validate_image_url",
 ]
 

@@ -36,6 +36,7 @@ from ._errors import (
     SinkError as SinkError,
     SkippedError as SkippedError,
     StagingError as StagingError,
+    TransformError as TransformError,
 )
 from ._journal import Journal as Journal
 from ._models import (
@@ -60,4 +61,6 @@ from ._sinks import (
 )
 from ._sync import remove_backgrounds as remove_backgrounds
 from ._targets import LocalImage as LocalImage, local_images as local_images
+from ._transform import transform as transform
+from ._transform_options import TransformOptions as TransformOptions
 from ._version import __version__ as __version__

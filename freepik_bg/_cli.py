@@ -49,11 +49,17 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
         meta = field.metadata
         if not meta["cli"]:
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flag = meta["flag"] or "--" + field.name.replace("_", "-")
         if field.default is False:
-            parser.add_argument(flag, action="store_true", default=False, help=meta["help"])
+            parser.add_argument(
+                flag, action="store_true", default=False, help=meta["help"], dest=field.name
+            )
             continue
-        kwargs: dict[str, Any] = {"default": field.default, "help": meta["help"]}
+        kwargs: dict[str, Any] = {
+            "default": field.default,
+            "help": meta["help"],
+            "dest": field.name,
+        }
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         if meta["parse"] is not None:
@@ -265,7 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "remove" and wants_dask(args):
             return run_dask_remove(args, batch_config(args))
         if args.command == "remove":
-            return anyio.run(run_remove, args, arguments, batch_config(args))
+            try:
+                config = batch_config(args)
+            except ValueError as exc:  # options that do not go together (--margin without --trim)
+                raise UsageError(str(exc)) from None
+            return anyio.run(run_remove, args, arguments, config)
         if args.command == "emulator":
             return _run_emulator(args)
         return _run_demo(args)

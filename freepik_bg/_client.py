@@ -39,6 +39,7 @@ from ._ratelimit import Gate, RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
+from ._transform_options import OutputFormat
 from ._transport import (
     ApiKeyAuth,
     HttpBackend,
@@ -408,6 +409,13 @@ class AsyncClient:
         keep_staged: bool = _BATCH.keep_staged,
         progress: ProgressHook | None = _BATCH.progress,
         drain_timeout: float = _BATCH.drain_timeout,
+        output_format: OutputFormat = _BATCH.output_format,
+        quality: int = _BATCH.quality,
+        background: str | None = _BATCH.background,
+        trim: bool = _BATCH.trim,
+        margin: int | str = _BATCH.margin,
+        max_side: int | None = _BATCH.max_side,
+        keep_png: bool = _BATCH.keep_png,
     ) -> AbstractAsyncContextManager[BatchResults]:
         """Fan out many URLs; yield an `ItemResult` for each as it finishes.
 

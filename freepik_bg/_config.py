@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from . import _transform_options as tx
 from ._errors import ConfigurationError, InvalidRequestError
 from ._journal import Journal
 from ._models import SIZES, ProgressHook, Size
@@ -216,10 +217,21 @@ def _option(
     metavar: str | None = None,
     choices: tuple[str, ...] | None = None,
     validator: Any = None,
+    flag: str | None = None,
     converter: Any = None,
 ) -> Any:
-    """A `BatchConfig` field; the metadata is what the CLI builds its flag from."""
-    metadata = {"help": help, "parse": parse, "cli": cli, "metavar": metavar, "choices": choices}
+    """A `BatchConfig` field; the metadata is what the CLI builds its flag from.
+
+    The flag is ``--`` and the field's name with dashes, unless ``flag`` names it.
+    """
+    metadata = {
+        "help": help,
+        "parse": parse,
+        "cli": cli,
+        "metavar": metavar,
+        "choices": choices,
+        "flag": flag,
+    }
     return attrs.field(
         default=default,
         validator=validator,
@@ -278,6 +290,13 @@ class BatchConfig:
         drain_timeout: when the batch stops (Ctrl-C, a cancelled scope, leaving
             the block), POSTs already sent are finished, downloaded and stored,
             for at most this many seconds; items not yet sent are dropped.
+        output_format, quality, background, trim, margin, max_side: what to
+            do with each cutout before it is stored (see `TransformOptions`;
+            the defaults store the service's PNG untouched). Needs the
+            ``image`` extra (Pillow).
+        keep_png: with a transform, also store the service's untouched PNG
+            beside the output (``NAME.png``, or ``NAME.untouched.png`` when the
+            output is a PNG itself).
 
     Examples:
         >>> config = BatchConfig(concurrency=8, rate=5)
@@ -348,6 +367,60 @@ class BatchConfig:
         parse=parse_seconds,
         validator=attrs.validators.ge(0),
     )
+    output_format: tx.OutputFormat = _option(
+        "png",
+        help="png (the default: the service's PNG untouched), webp (keeps transparency unless "
+        "--background is given) or jpeg (flattened, on white unless --background is given)",
+        parse=tx.parse_format,
+        flag="--format",
+        metavar="{png,webp,jpeg}",
+        validator=tx.validator(tx.check_format),
+    )
+    quality: int = _option(
+        tx.DEFAULT_QUALITY,
+        help=f"JPEG/WebP quality, 1-100 (default {tx.DEFAULT_QUALITY})",
+        parse=tx.parse_quality,
+        validator=tx.validator(tx.check_quality),
+    )
+    background: str | None = _option(
+        None,
+        help="flatten onto this colour: a CSS name (white, whitesmoke, ...) or #rrggbb",
+        parse=lambda text: tx.check_background(text.strip()),
+        metavar="COLOR",
+        validator=tx.validator(tx.check_background),
+    )
+    trim: bool = _option(False, help="crop each cutout to its subject (non-transparent pixels)")
+    margin: int | str = _option(
+        0,
+        help="with --trim, padding around the subject: N pixels or N%% of its longer side",
+        parse=tx.parse_margin,
+        metavar="N|N%",
+        validator=tx.validator(tx.check_margin),
+    )
+    max_side: int | None = _option(
+        None,
+        help="downscale (never upscale) so the longer side is at most N pixels",
+        parse=tx.parse_max_side,
+        metavar="N",
+        validator=tx.validator(tx.check_max_side),
+    )
+    keep_png: bool = _option(
+        False, help="with a transform, also keep the service's untouched PNG beside the output"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        # Options that only make sense together are checked here, before any POST.
+        transform = self.transform_options  # raises for a margin without trim, ...
+        if self.keep_png and transform.identity:
+            raise ValueError(
+                "keep_png (--keep-png) keeps the service's PNG beside a transformed output: "
+                "add a transform (--format, --background, --trim, --max-side), or drop it"
+            )
+
+    @property
+    def transform_options(self) -> tx.TransformOptions:
+        """The transform options of this batch as one object (see `TransformOptions`)."""
+        return tx.TransformOptions.of(self)
 
     def evolve(self, **changes: Any) -> BatchConfig:
         """A copy with ``changes``; an unknown name is a ``TypeError`` listing the valid ones."""

@@ -1,7 +1,7 @@
 """``freepik-bg demo``: the real client against the local emulator, end to end.
 
 It starts the emulator on loopback, runs a batch over its sample images,
-and writes the cutouts, a before/after contact sheet and an HTML gallery.
+and writes the cutouts, a contact sheet (source, cutout, JPEG on white) and an HTML gallery.
 Needs the ``emulator`` extra (Pillow, numpy, uvicorn).
 """
 
@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from ._client import AsyncClient
 from ._models import BatchReport, ItemResult
+from ._transform import transform
 from .testing import Emulator, SampleKind, sample_info, sample_names
 
 __all__ = ["run_demo"]
@@ -42,9 +43,11 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 
 
 def contact_sheet(pairs: list[tuple[str, bytes, Path]], target: Path) -> Path:
-    """A grid: each row the source and its cutout on a checkerboard, labelled."""
+    """A grid, one row per image: the source, its cutout on a checkerboard, and the
+    cutout as ``--format jpeg --trim --margin 5%`` stores it (JPEG on white, trimmed)."""
     cell_w, cell_h = _THUMB + 20, _THUMB + _LABEL + 20
-    sheet = Image.new("RGB", (2 * cell_w, max(1, len(pairs)) * cell_h), (250, 250, 250))
+    columns = 3
+    sheet = Image.new("RGB", (columns * cell_w, max(1, len(pairs)) * cell_h), (250, 250, 250))
     draw = ImageDraw.Draw(sheet)
     for row, (name, original, cutout_path) in enumerate(pairs):
         top = row * cell_h
@@ -54,9 +57,23 @@ def contact_sheet(pairs: list[tuple[str, bytes, Path]], target: Path) -> Path:
             after = _thumbnail(cut.convert("RGBA"))
         backdrop = _checkerboard(after.size)
         backdrop.paste(after, (0, 0), after)
-        for column, (image, caption) in enumerate(((before, name), (backdrop, "cutout"))):
+        jpeg = transform(cutout_path.read_bytes(), output_format="jpeg", trim=True, margin="5%")
+        with Image.open(io.BytesIO(jpeg)) as flat:
+            on_white = _thumbnail(flat.convert("RGB"))
+        cells = ((before, name), (backdrop, "cutout"), (on_white, "JPEG on white, trimmed"))
+        for column, (image, caption) in enumerate(cells):
             left = column * cell_w + 10
             sheet.paste(image, (left + (_THUMB - image.width) // 2, top + 10))
+            if column == 2:  # a thin frame shows where the white JPEG ends
+                draw.rectangle(
+                    (
+                        left + (_THUMB - image.width) // 2 - 1,
+                        top + 9,
+                        left + (_THUMB + image.width) // 2,
+                        top + 10 + image.height,
+                    ),
+                    outline=(200, 200, 200),
+                )
             draw.text((left, top + _THUMB + 14), caption, fill=(40, 40, 40))
     sheet.save(target)
     return target
@@ -139,7 +156,7 @@ def run_demo(output: Path, *, concurrency: int = 8) -> int:
     for item in report.failed:
         print(f"  failed: {item.image_url}: {item.error}")
     print(f"Done in {elapsed:.1f} s. Look at:")
-    print(f"  {sheet}   (before/after contact sheet)")
+    print(f"  {sheet}   (contact sheet: source, cutout, JPEG on white)")
     print(f"  {page}   (open in a browser)")
     print(f"  {output / 'cutouts'}/   (the cutouts)")
     return 0 if report.ok else 1

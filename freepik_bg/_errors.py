@@ -40,6 +40,7 @@ __all__ = [
     "SinkError",
     "SkippedError",
     "StagingError",
+    "TransformError",
 ]
 
 # Bodies are kept for debugging, but a misbehaving server could send megabytes.
@@ -130,6 +131,24 @@ class StagingError(FreepikError):
     cannot be written, every local item would fail the same way, so the
     batch stops. The store's own exception is the ``__cause__``; the message
     never holds a secret.
+    """
+
+
+class TransformError(FreepikError):
+    """An image transform (format, background, trim, margin, max side) failed for one item.
+
+    The cutout was paid for and downloaded: with a journal, a rerun with
+    corrected options downloads it again without a new POST while its links
+    live, and ``keep_png=True`` keeps the untouched PNG beside the output. It
+    fails only its own item; the batch goes on.
+
+    Examples:
+        ```python
+        try:
+            jpeg = transform(b"not an image", output_format="jpeg")
+        except TransformError as exc:
+            print(f"not stored: {exc}")  # cannot transform the cutout: ...
+        ```
     """
 
 

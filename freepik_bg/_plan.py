@@ -25,6 +25,7 @@ from ._errors import FreepikError
 from ._input import BadLine, InputLine
 from ._journal import Journal
 from ._lifecycle import iterate
+from ._output_stage import OutputStage
 from ._renditions import Renditions
 from ._targets import Target, resolve
 
@@ -169,7 +170,8 @@ async def plan_batch(
     if journal is not None and not isinstance(journal, Journal):
         journal = Journal(journal)
     sink = make_sink(dest, overwrite=config.overwrite)
-    renditions = Renditions(sink, config.sizes, journal, overwrite=config.overwrite)
+    output = OutputStage.create(config.transform_options)  # the names the outputs will have
+    renditions = Renditions(sink, config.sizes, journal, overwrite=config.overwrite, output=output)
     tally = _Tally()
     seen: set[int] = set()
     sizes_key = ",".join(config.sizes)

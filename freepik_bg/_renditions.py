@@ -20,7 +20,9 @@ import attrs
 from ._errors import FreepikError, LinkExpiredError, SinkError
 from ._journal import Journal
 from ._models import SIZES, Cutout, Size, check_size
+from ._output_stage import OutputStage
 from ._sinks import DirectorySink, Sink, SinkItem
+from ._transform_options import TransformOptions
 
 if TYPE_CHECKING:  # _targets needs the configuration, which needs this module
     from ._targets import Target
@@ -116,6 +118,7 @@ class Renditions:
     sizes: tuple[Size, ...]
     journal: Journal | None = None
     overwrite: bool = False
+    output: OutputStage = attrs.field(factory=lambda: OutputStage(TransformOptions()))
 
     def item(
         self, index: int, target: Target, size: Size, cutout: Cutout | None = None
@@ -124,7 +127,7 @@ class Renditions:
         return SinkItem(
             index=index,
             image_url=target.identity,
-            name=target.output(size),
+            name=self.output.name(target.output(size)),
             size=size,
             cutout=cutout,
         )
@@ -144,7 +147,7 @@ class Renditions:
 
         Raises the sink's `FreepikError` (an `OutputConflictError`, ...).
         """
-        journal, url, name = self.journal, target.identity, target.stem
+        journal, url, name = self.journal, target.identity, self.output.journal_name(target.stem)
         links = journal.live_cutout(url) if journal is not None else None
         if self.overwrite:
             return Assessment(stored={}, missing=self.sizes, links=links)
@@ -160,7 +163,8 @@ class Renditions:
                 stored[size] = location
         missing = tuple(size for size in self.sizes if size not in stored)
         paid_before = bool(stored) or (
-            journal is not None and any(journal.is_stored(url, size, name) for size in SIZES)
+            journal is not None
+            and any(journal.is_stored(url, size, n) for size in SIZES for n in {name, target.stem})
         )
         return Assessment(stored=stored, missing=missing, links=links, paid_before=paid_before)
 
@@ -169,9 +173,9 @@ class Renditions:
 
         async def store(chunks: AsyncIterator[bytes]) -> str:
             try:
-                return await self.sink.store(item, chunks)
+                return await self.output.store(self.sink, item, chunks)
             except FreepikError:
-                raise  # a broken transfer: retried by download_with
+                raise  # a broken transfer is retried by download_with; a TransformError is not
             except Exception as exc:
                 # A typed failure of this item (which stops the batch), not a crash.
                 raise SinkError(f"storing {item.name} failed: {exc!r}") from exc

@@ -54,6 +54,7 @@ from ._models import (
     RetryEvent,
     Size,
 )
+from ._output_stage import OutputStage
 from ._ratelimit import AdaptiveConcurrency, RateGate
 from ._renditions import Assessment, Renditions, repay_needed
 from ._sinks import DirectorySink, Sink, SinkItem
@@ -88,6 +89,7 @@ class Runner:
     @classmethod
     def create(cls, client: BatchClient, sink: Sink, config: BatchConfig) -> Runner:
         """A runner for ``config``; it opens (and locks) the journal when given a path."""
+        output = OutputStage.create(config.transform_options, keep_png=config.keep_png)
         journal = config.journal
         if journal is not None and not isinstance(journal, Journal):
             journal = Journal(journal)
@@ -103,7 +105,9 @@ class Runner:
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
             staging=Staging.create(config.stage, keep=config.keep_staged),
-            renditions=Renditions(sink, config.sizes, journal, overwrite=config.overwrite),
+            renditions=Renditions(
+                sink, config.sizes, journal, overwrite=config.overwrite, output=output
+            ),
         )
 
     def close(self) -> None:
@@ -244,7 +248,8 @@ class Runner:
             target = resolve(entry)
         except FreepikError as exc:
             return self._journal(self._failure(flight, shown, exc))
-        return self._journal(await self._run_target(target, flight), target.stem)
+        name = self.renditions.output.journal_name(target.stem)
+        return self._journal(await self._run_target(target, flight), name)
 
     async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
         # Duplicates are the same URL asking for the same renditions.

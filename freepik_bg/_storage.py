@@ -302,4 +302,6 @@ def _content_type(name: str) -> str:
     lower = name.lower()
     if lower.endswith((".jpg", ".jpeg")):
         return "image/jpeg"
+    if lower.endswith(".webp"):
+        return "image/webp"
     return "image/png" if lower.endswith(".png") else "application/octet-stream"

@@ -22,6 +22,7 @@ from benchmarks import (
     slowdisk,
     startup,
     storage,
+    transforms,
     transports,
 )
 from benchmarks._report import write
@@ -93,6 +94,14 @@ def test_storage(results: dict[str, ScenarioResult]) -> None:
     assert all(r.ok == SMOKE.storage_n for r in result.runs)
     assert len(result.table) == 4
     results["storage"] = result
+
+
+def test_transforms(results: dict[str, ScenarioResult]) -> None:
+    result = transforms.run(SMOKE)
+    _check(result)
+    assert all(r.ok == SMOKE.transform_n for r in result.runs)
+    assert all(r.extra["peak_rss_mib"] >= r.extra["baseline_rss_mib"] > 1 for r in result.runs)
+    results["transforms"] = result
 
 
 def test_startup(results: dict[str, ScenarioResult]) -> None:

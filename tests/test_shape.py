@@ -36,10 +36,11 @@ def test_every_cli_field_has_a_flag_with_its_help() -> None:
     remove = build_parser()._subparsers._group_actions[0].choices["remove"]  # type: ignore[union-attr]
     flags = {opt: action for action in remove._actions for opt in action.option_strings}
     for field in attrs.fields(BatchConfig):
-        flag = "--" + field.name.replace("_", "-")
+        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
         if field.metadata["cli"]:
             assert flag in flags, flag
             assert flags[flag].help == field.metadata["help"]
+            assert flags[flag].dest == field.name
 
 
 def test_unknown_batch_option_is_a_clear_type_error() -> None:

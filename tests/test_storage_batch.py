@@ -103,3 +103,18 @@ async def test_sdk_accepts_a_store_configured_in_code(
         report = await client.run_batch(urls, store, rate=None)
     assert len(report.stored) == 2
     assert sorted(s3.keys()) == sorted(output_name(u) for u in urls)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_transformed_outputs_get_their_content_type(emu: Emulator, s3: S3) -> None:
+    (url,) = urls_for(emu, 1)
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(
+            [url], s3.url("t/"), output_format="webp", keep_png=True, rate=None
+        )
+    assert report.ok
+    stem = output_name(url).removesuffix(".png")
+    assert sorted(s3.keys()) == [f"t/{stem}.png", f"t/{stem}.webp"]
+    for key, kind in ((f"t/{stem}.webp", "image/webp"), (f"t/{stem}.png", "image/png")):
+        assert s3.client.head_object(Bucket=s3.bucket, Key=key)["ContentType"] == kind

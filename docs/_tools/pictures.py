@@ -2,8 +2,8 @@
 
     python docs/_tools/pictures.py
 
-- docs/img/demo-contact-sheet.png: `freepik-bg demo`'s before/after contact sheet, for
-  three of its samples.
+- docs/img/demo-contact-sheet.png: `freepik-bg demo`'s contact sheet (source, cutout, JPEG
+  on white trimmed), for three of its samples.
 - docs/img/cli-progress.svg: `freepik-bg remove` with its progress bar and summary, as a
   terminal shows them (rich records the console and saves it as SVG).
 
