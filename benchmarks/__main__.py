@@ -12,6 +12,7 @@ from pathlib import Path
 import attrs
 
 from benchmarks import (
+    cluster,
     expiry,
     memory,
     overhead,
@@ -37,6 +38,7 @@ SCENARIOS = {
     "startup": startup.run,
     "slowdisk": slowdisk.run,
     "transports": transports.run,
+    "dask": cluster.run,
 }
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "analysis.md"

@@ -46,6 +46,11 @@ class Settings:
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
     transform_megapixels: float = 25.0
     transform_n: int = 32
+    dask_n: int = 320
+    dask_partitions: int = 4
+    """4 partitions share 2 workers evenly; 3 leave one worker idle at the tail."""
+    dask_kill: bool = True
+    """Also kill a worker mid-run, for the two designs with a shared bucket."""
 
     @classmethod
     def smoke(cls) -> Settings:
@@ -65,6 +70,8 @@ class Settings:
             refill_pause=1.0,
             transform_megapixels=0.25,
             transform_n=4,
+            dask_n=16,
+            dask_kill=False,
         )
 
 
