@@ -234,6 +234,7 @@ async def test_readme_fastapi_app_survives_a_burst(
     stats = emu.stats
     assert stats.count("post", 200) == 100
     # Paced under the key's limit rather than retried into it. The emulator's bucket
-    # starts when the first POST arrives, so a few ms of jitter on loopback can cost a
-    # 429 or two (the real API's windows are no kinder). Unpaced, some 45 are refused.
-    assert stats.count("post", 429) <= 5
+    # starts when the first POST arrives, so jitter on loopback can cost a few 429s, more
+    # on a loaded machine where requests arrive in clumps (seen: up to 8 with two cores
+    # shared by other work). Unpaced, some 45 of the 100 are refused.
+    assert stats.count("post", 429) <= 12

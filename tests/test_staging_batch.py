@@ -374,6 +374,8 @@ def test_an_interrupted_staged_run_resumes_without_paying_twice(
     args += ["--concurrency", "4", "--progress", "plain"]
     first = start_cli(args)
     wait_for_stored(first, 2)
+    # However slowly this process reads on a loaded machine, the run is still going.
+    emu.configure(latency=2.0)
     first.send_signal(sig)
     first.communicate(timeout=60)
     if sig is signal.SIGINT:
