@@ -118,3 +118,63 @@ async def test_transformed_outputs_get_their_content_type(emu: Emulator, s3: S3)
     assert sorted(s3.keys()) == [f"t/{stem}.png", f"t/{stem}.webp"]
     for key, kind in ((f"t/{stem}.webp", "image/webp"), (f"t/{stem}.png", "image/png")):
         assert s3.client.head_object(Bucket=s3.bucket, Key=key)["ContentType"] == kind
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_store_that_goes_down_mid_run_loses_nothing_and_resume_pays_nothing_twice(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    from .storage_fixtures import REGION, boto3, set_aws_env
+
+    def serve(port: int = 0) -> ThreadedMotoServer:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        return server
+
+    server = serve()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    set_aws_env(monkeypatch, endpoint)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+    s3.create_bucket(Bucket="goes-down")
+    emu.configure(latency=0.2)  # several POSTs in flight when the store goes away
+    urls = urls_for(emu, 12)
+    journal = tmp_path / "run.jsonl"
+
+    def on_event(event: freepik_bg.ProgressEvent) -> None:
+        if event.kind is freepik_bg.ProgressKind.STORED and server is not None:
+            server.stop()  # the endpoint is gone: connections are refused from now on
+
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        first = await client.run_batch(
+            urls,
+            "s3://goes-down/out/",
+            journal=journal,
+            concurrency=4,
+            rate=None,
+            progress=on_event,
+        )
+        stored = len(first.stored)
+        assert 1 <= stored < len(urls)
+        assert any(isinstance(item.error, freepik_bg.SinkError) for item in first.failed)
+        assert "cannot be stored" in (first.stop_reason or "")
+        paid = emu.stats.credits_charged
+        server = None
+        back = serve(port)  # the same endpoint again, with the same (in-process) data
+        try:
+            emu.configure(latency=0.0)
+            again = await client.run_batch(urls, "s3://goes-down/out/", journal=journal, rate=None)
+            assert not again.failed
+            listing = s3.list_objects_v2(Bucket="goes-down").get("Contents", [])
+            assert sorted(o["Key"] for o in listing) == sorted(
+                f"out/{output_name(u)}" for u in urls
+            )  # every output once, nothing partial
+            assert not s3.list_multipart_uploads(Bucket="goes-down").get("Uploads")
+        finally:
+            back.stop()
+    # Paid-for links that could not be stored were downloaded again, not paid again.
+    assert emu.stats.credits_charged == len(urls)
+    assert paid > stored
