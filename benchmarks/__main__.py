@@ -13,6 +13,7 @@ import attrs
 
 from benchmarks import (
     expiry,
+    journal,
     memory,
     overhead,
     ratelimit,
@@ -37,6 +38,7 @@ SCENARIOS = {
     "startup": startup.run,
     "slowdisk": slowdisk.run,
     "transports": transports.run,
+    "journal": journal.run,
 }
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "analysis.md"
