@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._batch import BatchResults as BatchResults
 from ._client import AsyncClient as AsyncClient
-from ._config import BatchConfig as BatchConfig, validate_image_url as validate_image_url
+from ._config import BatchConfig as BatchConfig
 from ._errors import (
     APIConnectionError as APIConnectionError,
     APIResponseValidationError as APIResponseValidationError,
@@ -63,4 +63,5 @@ from ._sync import remove_backgrounds as remove_backgrounds
 from ._targets import LocalImage as LocalImage, local_images as local_images
 from ._transform import transform as transform
 from ._transform_options import TransformOptions as TransformOptions
+from ._urls import validate_image_url as validate_image_url
 from ._version import __version__ as __version__

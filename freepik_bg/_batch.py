@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Union
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from ._config import STORAGE_SCHEMES, BatchConfig, is_storage_url
+from ._config import BatchConfig
 from ._errors import ConfigurationError, FreepikError
 from ._input import BadLine, InputLine, read_entries
 from ._lifecycle import BatchClient
@@ -27,6 +27,7 @@ from ._models import BatchReport, BatchStats, ItemResult
 from ._runner import Runner
 from ._sinks import DirectorySink, Sink
 from ._targets import LocalImage
+from ._urls import STORAGE_SCHEMES, is_storage_url
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore

@@ -6,7 +6,6 @@ import io
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,17 +13,15 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
-from ._batch import BatchResults, Dest, Urls, collect_report, open_batch
+from ._batch_api import BatchMethods
 from ._config import (
     DEFAULT_BURST,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_RETRIES,
     ENDPOINT_PATH,
-    BatchConfig,
     resolve_api_key,
     resolve_base_url,
-    validate_image_url,
 )
 from ._errors import (
     APIResponseValidationError,
@@ -33,13 +30,11 @@ from ._errors import (
     decode_body,
     status_error,
 )
-from ._journal import Journal
-from ._models import BatchReport, Cutout, ProgressHook, RetryEvent, Size, check_size, utc_now
+from ._models import Cutout, RetryEvent, Size, check_size, utc_now
 from ._ratelimit import Gate, RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
 from ._sinks import write_atomic
 from ._stream import ImageStream
-from ._transform_options import OutputFormat
 from ._transport import (
     ApiKeyAuth,
     HttpBackend,
@@ -47,6 +42,7 @@ from ._transport import (
     open_stream,
     translate_transport_error,
 )
+from ._urls import validate_image_url
 
 __all__ = ["AsyncClient"]
 
@@ -54,13 +50,10 @@ logger = logging.getLogger("freepik_bg")
 
 T = TypeVar("T")
 
-# The defaults of `batch`'s keywords are read from here, so they live in one place.
-_BATCH = BatchConfig()
-
 _GONE_STATUSES = frozenset({403, 404, 410})
 
 
-class AsyncClient:
+class AsyncClient(BatchMethods):
     """Asynchronous client for Freepik's remove-background API.
 
     It owns an httpx connection pool (or uses yours) and is meant to be
@@ -387,90 +380,6 @@ class AsyncClient:
         """
         cutout = await self.remove_background(image_url)
         return await self.download_to(cutout, path, size=size)
-
-    # -- batches ----------------------------------------------------------
-
-    def batch(
-        self,
-        urls: Urls,
-        dest: Dest,
-        config: BatchConfig | None = None,
-        *,
-        concurrency: int = _BATCH.concurrency,
-        rate: float | None = _BATCH.rate,
-        burst: int = _BATCH.burst,
-        size: Size | tuple[Size, ...] = _BATCH.size,
-        journal: str | os.PathLike[str] | Journal | None = _BATCH.journal,
-        overwrite: bool = _BATCH.overwrite,
-        fail_fast: bool = _BATCH.fail_fast,
-        resubmit_expired: int = _BATCH.resubmit_expired,
-        repay_missing_renditions: bool = _BATCH.repay_missing_renditions,
-        stage: str | None = _BATCH.stage,
-        keep_staged: bool = _BATCH.keep_staged,
-        progress: ProgressHook | None = _BATCH.progress,
-        drain_timeout: float = _BATCH.drain_timeout,
-        output_format: OutputFormat = _BATCH.output_format,
-        quality: int = _BATCH.quality,
-        background: str | None = _BATCH.background,
-        trim: bool = _BATCH.trim,
-        margin: int | str = _BATCH.margin,
-        max_side: int | None = _BATCH.max_side,
-        keep_png: bool = _BATCH.keep_png,
-    ) -> AbstractAsyncContextManager[BatchResults]:
-        """Fan out many URLs; yield an `ItemResult` for each as it finishes.
-
-        Each item is submitted and then downloaded at once by the same task,
-        so no result waits behind new submissions while its link ticks. The
-        keywords are the fields of `BatchConfig` (see there); pass
-        ``config`` instead to reuse one: keywords set to something other than
-        their default override it.
-
-        Args:
-            urls: any iterable or async iterable of URLs, pulled lazily (an
-                endless generator works; memory stays flat). A `pathlib.Path`
-                item is a local image, uploaded through ``stage``.
-            dest: a directory (one safe, deterministic file name per URL,
-                written atomically) or a `Sink`.
-            config: a `BatchConfig` to start from.
-
-        However the block is left (the end, ``break``, an exception, a
-        cancelled scope), nothing new is sent and every POST already sent is
-        finished, stored and journaled within ``drain_timeout``;
-        ``results.abort()`` abandons them instead. An exception raised in the
-        block comes out as itself.
-
-        Examples:
-            >>> async def main(client: AsyncClient, urls: list[str]) -> None:
-            ...     async with client.batch(urls, "out/", concurrency=16) as results:
-            ...         async for item in results:
-            ...             print(item.index, item.status, item.location or item.error)
-        """
-        # The keywords are named exactly as BatchConfig's fields (a test checks it).
-        given = locals()
-        # Only keywords that differ from the defaults override ``config``.
-        changes = {
-            name: given[name]
-            for name in attrs.fields_dict(BatchConfig)
-            if given[name] != getattr(_BATCH, name)
-        }
-        return open_batch(self, urls, dest, BatchConfig.build(config, changes))
-
-    async def run_batch(
-        self,
-        urls: Urls,
-        dest: Dest,
-        config: BatchConfig | None = None,
-        **options: Any,
-    ) -> BatchReport:
-        """Run a whole batch and return its report; takes the options of `batch`.
-
-        Examples:
-            >>> async def main(client: AsyncClient, urls: list[str]) -> None:
-            ...     report = await client.run_batch(urls, "out/", concurrency=16)
-            ...     print(report.summary())
-        """
-        async with open_batch(self, urls, dest, BatchConfig.build(config, options)) as results:
-            return await collect_report(results)
 
 
 def _hooks(on_retry: RetryHook | Sequence[RetryHook]) -> tuple[RetryHook, ...]:

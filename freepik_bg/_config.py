@@ -1,21 +1,19 @@
-"""Configuration: every default in one place, the batch options object, env lookup, input checks."""
+"""Configuration: every default in one place, the batch options object, the environment's lookup."""
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import attrs
 
 from . import _transform_options as tx
-from ._errors import ConfigurationError, InvalidRequestError
+from ._errors import ConfigurationError
 from ._journal import Journal
-from ._models import SIZES, ProgressHook, Size
-from ._renditions import check_sizes, normalize_sizes, parse_sizes
+from ._models import SIZES, ProgressHook, Size, check_sizes, normalize_sizes, parse_sizes
+from ._urls import is_storage_url
 
 if TYPE_CHECKING:
     import httpx
@@ -31,15 +29,9 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RATE",
     "ENDPOINT_PATH",
-    "MAX_URL_LENGTH",
-    "STORAGE_SCHEMES",
     "BatchConfig",
-    "Origin",
-    "is_storage_url",
-    "origin_of",
     "resolve_api_key",
     "resolve_base_url",
-    "validate_image_url",
 ]
 
 API_KEY_ENV = "FREEPIK_API_KEY"
@@ -60,14 +52,6 @@ DEFAULT_RATE = 10.0
 """Freepik's documented sustained limit per IP and key: 10 requests/s over 2 minutes."""
 DEFAULT_BURST = 50
 """Freepik allows bursts up to 50 requests/s."""
-
-MAX_URL_LENGTH = 8192
-
-STORAGE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss", "file", "memory")
-"""URL schemes naming object storage; ``abfs``/``abfss`` are Azure with the account in the URL."""
-_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
-
-Origin = tuple[str, str, int]
 
 
 def resolve_api_key(api_key: str | None) -> str:
@@ -113,53 +97,6 @@ def resolve_base_url(base_url: str | httpx.URL | None) -> httpx.URL:
         raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {str(raw)!r}")
     path = url.path.rstrip("/")
     return url.copy_with(path=path, query=None, fragment=None)
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: httpx.URL) -> Origin:
-    """(scheme, host, port) with the default port filled in: the unit of key safety."""
-    scheme = url.scheme.lower()
-    return (scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme, 0))
-
-
-def validate_image_url(image_url: object) -> str:
-    """Check that ``image_url`` is an absolute http(s) URL the service could fetch.
-
-    Raises [`InvalidRequestError`][freepik_bg.InvalidRequestError] (no request is sent, no
-    credit spent).
-
-    Examples:
-        >>> validate_image_url("https://example.com/cat.jpg")
-        'https://example.com/cat.jpg'
-    """
-    if not isinstance(image_url, str):
-        raise InvalidRequestError(f"image_url must be a string, got {type(image_url).__name__}")
-    url = image_url.strip()
-    if not url:
-        raise InvalidRequestError("image_url is empty")
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidRequestError(
-            f"image_url is {len(url)} characters long; the limit is {MAX_URL_LENGTH}"
-        )
-    if _WHITESPACE_OR_CONTROL.search(url):
-        raise InvalidRequestError("image_url contains whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise InvalidRequestError(f"image_url is not a valid URL: {exc}") from None
-    if not parts.scheme:
-        raise InvalidRequestError("image_url must be an absolute http(s) URL, got a relative one")
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidRequestError(
-            f"image_url must be an http(s) URL, got scheme {parts.scheme.lower()!r}"
-        )
-    if not host:
-        raise InvalidRequestError("image_url has no host")
-    return url
 
 
 # -- batch options -------------------------------------------------------------
@@ -445,16 +382,3 @@ class BatchConfig:
         """``config`` (or the defaults) with ``options`` applied."""
         base = config if config is not None else cls()
         return base.evolve(**options) if options else base
-
-
-def is_storage_url(text: str) -> bool:
-    """Whether ``text`` names object storage (``s3://``, ``gs://``, ``az://``, ``file://``...).
-
-    Examples:
-        >>> is_storage_url("s3://bucket/cutouts/")
-        True
-        >>> is_storage_url("https://example.com/cat.jpg")
-        False
-    """
-    scheme, sep, _ = text.strip().partition("://")
-    return bool(sep) and scheme.lower() in STORAGE_SCHEMES

@@ -18,11 +18,12 @@ import dask.dataframe as dd
 from dask.delayed import Delayed, delayed
 
 from ._batch import _URL_LIKE, Dest, make_sink
-from ._config import BatchConfig, is_storage_url
+from ._config import BatchConfig
 from ._dask_gate import Bucket, BudgetSpec
 from ._dask_job import JOURNAL_DIR, JobSpec, empty_frame, run_partition
 from ._dask_secret import share_key
 from ._sinks import Sink
+from ._urls import is_storage_url
 
 __all__ = ["build_frame"]
 

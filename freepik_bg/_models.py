@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -24,6 +24,9 @@ __all__ = [
     "RetryEvent",
     "Size",
     "check_size",
+    "check_sizes",
+    "normalize_sizes",
+    "parse_sizes",
     "utc_now",
 ]
 
@@ -48,6 +51,40 @@ def check_size(size: object) -> Size:
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     return size  # type: ignore[return-value,unused-ignore]  # `in` narrows it for some mypys
+
+
+def check_sizes(size: object) -> None:
+    """A rendition name, or a non-empty sequence of distinct ones; else a ``ValueError``."""
+    if isinstance(size, str):
+        check_size(size)
+        return
+    if not isinstance(size, Sequence) or not size:
+        raise ValueError(
+            f"size must be one of {', '.join(SIZES)}, or a non-empty tuple of them; got {size!r}"
+        )
+    for name in size:
+        check_size(name)
+    if len(set(size)) != len(size):
+        raise ValueError(f"size names a rendition twice: {size!r}")
+
+
+def normalize_sizes(size: object) -> object:
+    """A list of sizes as a tuple, so that the configuration stays hashable."""
+    return tuple(size) if isinstance(size, list) else size
+
+
+def parse_sizes(text: str) -> Size | tuple[Size, ...]:
+    """``high_resolution`` or ``high_resolution,preview`` (the CLI's ``--size``).
+
+    Examples:
+        >>> parse_sizes("high_resolution, preview")
+        ('high_resolution', 'preview')
+        >>> parse_sizes("preview")
+        'preview'
+    """
+    names = tuple(part.strip() for part in text.split(","))
+    check_sizes(names)
+    return names[0] if len(names) == 1 else names  # type: ignore[return-value]
 
 
 @attrs.frozen(slots=True)

@@ -26,12 +26,13 @@ import attrs
 from ._batch import BatchResults, make_sink, raise_single
 from ._cli_inputs import Input, UsageError, open_input
 from ._cli_plan import confirm_spending, dry_run
-from ._config import API_KEY_ENV, BatchConfig, is_storage_url, resolve_api_key
+from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._display import Display, make_display
 from ._errors import SkippedError
 from ._journal import Journal
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
+from ._urls import is_storage_url
 
 if TYPE_CHECKING:
     from ._client import AsyncClient

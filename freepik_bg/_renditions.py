@@ -19,7 +19,7 @@ import attrs
 
 from ._errors import FreepikError, LinkExpiredError, SinkError
 from ._journal import Journal
-from ._models import SIZES, Cutout, Size, check_size
+from ._models import SIZES, Cutout, Size
 from ._output_stage import OutputStage
 from ._sinks import DirectorySink, Sink, SinkItem
 from ._transform_options import TransformOptions
@@ -31,46 +31,10 @@ __all__ = [
     "REPAY_FLAG",
     "Assessment",
     "Renditions",
-    "check_sizes",
-    "parse_sizes",
     "repay_needed",
 ]
 
 REPAY_FLAG = "repay_missing_renditions=True (--repay-missing-renditions)"
-
-
-def check_sizes(size: object) -> None:
-    """A rendition name, or a non-empty sequence of distinct ones; else a ``ValueError``."""
-    if isinstance(size, str):
-        check_size(size)
-        return
-    if not isinstance(size, Sequence) or not size:
-        raise ValueError(
-            f"size must be one of {', '.join(SIZES)}, or a non-empty tuple of them; got {size!r}"
-        )
-    for name in size:
-        check_size(name)
-    if len(set(size)) != len(size):
-        raise ValueError(f"size names a rendition twice: {size!r}")
-
-
-def normalize_sizes(size: object) -> object:
-    """A list of sizes as a tuple, so that the configuration stays hashable."""
-    return tuple(size) if isinstance(size, list) else size
-
-
-def parse_sizes(text: str) -> Size | tuple[Size, ...]:
-    """``high_resolution`` or ``high_resolution,preview`` (the CLI's ``--size``).
-
-    Examples:
-        >>> parse_sizes("high_resolution, preview")
-        ('high_resolution', 'preview')
-        >>> parse_sizes("preview")
-        'preview'
-    """
-    names = tuple(part.strip() for part in text.split(","))
-    check_sizes(names)
-    return names[0] if len(names) == 1 else names  # type: ignore[return-value]
 
 
 def repay_needed(

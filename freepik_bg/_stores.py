@@ -21,8 +21,8 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ._config import STORAGE_SCHEMES, is_storage_url
 from ._errors import ConfigurationError
+from ._urls import STORAGE_SCHEMES, is_storage_url
 
 try:
     import obstore

@@ -17,11 +17,11 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from ._config import validate_image_url
 from ._errors import InvalidRequestError
 from ._input import BadLine, InputLine
 from ._models import Size
 from ._sinks import named_output, output_name
+from ._urls import validate_image_url
 
 __all__ = ["LocalImage", "Target", "is_local_reference", "local_images", "resolve", "safe_name"]
 

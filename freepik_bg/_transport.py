@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import httpx
 
-from ._config import Origin, origin_of
 from ._errors import APIConnectionError, APITimeoutError, RedirectError, without_secrets
+from ._urls import Origin, origin_of
 from ._version import __version__
 
 __all__ = [

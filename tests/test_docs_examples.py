@@ -49,7 +49,12 @@ def _modules() -> Iterator[ModuleType]:
 
 
 def _members(obj: type) -> Iterator[tuple[str, Any]]:
-    for name, member in vars(obj).items():
+    # Own members, and those inherited from the package's own mixins (AsyncClient.batch).
+    namespace: dict[str, Any] = {}
+    for base in reversed(inspect.getmro(obj)):
+        if base.__module__.startswith("freepik_bg"):
+            namespace.update(vars(base))
+    for name, member in namespace.items():
         if isinstance(member, (staticmethod, classmethod)):
             member = member.__func__
         elif isinstance(member, property):
