@@ -12,6 +12,7 @@ from pathlib import Path
 import attrs
 
 from benchmarks import (
+    cluster,
     expiry,
     journal,
     memory,
@@ -39,6 +40,7 @@ SCENARIOS = {
     "slowdisk": slowdisk.run,
     "transports": transports.run,
     "journal": journal.run,
+    "dask": cluster.run,
 }
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "analysis.md"

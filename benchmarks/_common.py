@@ -48,6 +48,11 @@ class Settings:
     transform_n: int = 32
     journal_lines: int = 1_000_000
     journal_append_n: int = 3000
+    dask_n: int = 320
+    dask_partitions: int = 4
+    """4 partitions share 2 workers evenly; 3 leave one worker idle at the tail."""
+    dask_kill: bool = True
+    """Also kill a worker mid-run, for the two designs with a shared bucket."""
 
     @classmethod
     def smoke(cls) -> Settings:
@@ -69,6 +74,8 @@ class Settings:
             transform_n=4,
             journal_lines=6_000,  # past INDEX_MIN_BYTES, so that it gets a checkpoint
             journal_append_n=20,
+            dask_n=16,
+            dask_kill=False,
         )
 
 

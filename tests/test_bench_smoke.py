@@ -13,6 +13,7 @@ import pytest
 from benchmarks import (
     ScenarioResult,
     Settings,
+    cluster,
     expiry,
     journal,
     machine_info,
@@ -148,6 +149,16 @@ def test_journal(results: dict[str, ScenarioResult]) -> None:
     assert {r.label for r in result.runs} == set(journal.SIDES)
     assert all(r.ok == SMOKE.journal_lines // 2 for r in result.runs)
     results["journal"] = result
+
+
+def test_dask(results: dict[str, ScenarioResult]) -> None:
+    pytest.importorskip("distributed")
+    result = cluster.run(SMOKE)
+    _check(result)
+    assert [r.label for r in result.runs] == list(cluster.SIDES)
+    assert all(r.ok == SMOKE.dask_n for r in result.runs)
+    assert all(0 <= r.extra["share_429"] <= 1 and r.extra["posts"] >= r.n for r in result.runs)
+    results["dask"] = result
 
 
 def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:

@@ -52,8 +52,7 @@ def test_marketplace_recipe_exports_jpegs_on_white_named_by_sku(
         width, height = image.size
         for corner in [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)]:
             assert min(image.getpixel(corner)) >= 245, (name, corner)  # white
-        # Trimmed: the product comes close to the border (a 4% margin plus soft edges),
-        # not a wide frame.
+        # Trimmed: the product comes close to the border (4% margin, soft edges), no wide frame.
         box = Image.eval(image.convert("L"), lambda v: 255 if v < 235 else 0).getbbox()
         assert box is not None
         assert box[0] <= width * 0.12
