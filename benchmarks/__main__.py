@@ -14,6 +14,7 @@ import attrs
 from benchmarks import (
     cluster,
     expiry,
+    journal,
     memory,
     overhead,
     ratelimit,
@@ -38,6 +39,7 @@ SCENARIOS = {
     "startup": startup.run,
     "slowdisk": slowdisk.run,
     "transports": transports.run,
+    "journal": journal.run,
     "dask": cluster.run,
 }
 ROOT = Path(__file__).resolve().parent.parent

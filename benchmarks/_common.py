@@ -46,6 +46,8 @@ class Settings:
     """Seconds the rate-limited server is left idle before each run (its bucket refills)."""
     transform_megapixels: float = 25.0
     transform_n: int = 32
+    journal_lines: int = 1_000_000
+    journal_append_n: int = 3000
     dask_n: int = 320
     dask_partitions: int = 4
     """4 partitions share 2 workers evenly; 3 leave one worker idle at the tail."""
@@ -70,6 +72,8 @@ class Settings:
             refill_pause=1.0,
             transform_megapixels=0.25,
             transform_n=4,
+            journal_lines=6_000,  # past INDEX_MIN_BYTES, so that it gets a checkpoint
+            journal_append_n=20,
             dask_n=16,
             dask_kill=False,
         )

@@ -24,6 +24,7 @@ async def sdk_batch(
     measure_gaps: bool = False,
     sink: Sink | None = None,
     http_backend: Literal["httpx", "aiohttp"] = "httpx",
+    journal: str | None = None,
 ) -> Outcome:
     """Run ``client.batch`` over ``urls`` into ``sink``; by default results are counted,
     not kept.
@@ -61,7 +62,13 @@ async def sdk_batch(
                 http_backend=http_backend,
             ) as client,
             client.batch(
-                urls, sink, concurrency=concurrency, rate=rate, burst=burst, overwrite=True
+                urls,
+                sink,
+                concurrency=concurrency,
+                rate=rate,
+                burst=burst,
+                overwrite=True,
+                journal=journal,
             ) as results,
         ):
             async for item in results:

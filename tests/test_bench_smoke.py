@@ -15,6 +15,7 @@ from benchmarks import (
     Settings,
     cluster,
     expiry,
+    journal,
     machine_info,
     memory,
     overhead,
@@ -140,6 +141,14 @@ def test_transports(results: dict[str, ScenarioResult]) -> None:
     assert {r.label for r in result.runs} == set(transports.SIDES)
     assert all(r.ok == SMOKE.transports_n and r.extra["failed"] == 0 for r in result.runs)
     results["transports"] = result
+
+
+def test_journal(results: dict[str, ScenarioResult]) -> None:
+    result = journal.run(SMOKE)
+    _check(result)
+    assert {r.label for r in result.runs} == set(journal.SIDES)
+    assert all(r.ok == SMOKE.journal_lines // 2 for r in result.runs)
+    results["journal"] = result
 
 
 def test_dask(results: dict[str, ScenarioResult]) -> None:

@@ -1,0 +1,152 @@
+"""Scenario "journal": resuming over a long journal, and what journaling costs a batch.
+
+- Resume: a journal of N lines (half ``posted``, half ``stored``; the last ~2% of the
+  links still live) is loaded in a fresh subprocess, from its checkpoint
+  (``<journal>.idx``) and, with the checkpoint moved aside, line by line. Seconds to
+  load and the process's peak RSS.
+- Append cost: the same batch with and without ``journal=``, ABBA, as a same-run ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+
+from benchmarks._common import (
+    Comparison,
+    Log,
+    RunStats,
+    ScenarioResult,
+    Settings,
+    alternate,
+    emulator,
+    measure,
+    quiet,
+    run_child,
+    summarize,
+    urls,
+    warm_up,
+)
+from benchmarks._sdk import sdk_batch
+from freepik_bg import Cutout, ItemResult, Journal
+from freepik_bg._journal_index import index_path
+
+RESUME_S = 3.0
+RSS_MIB = 200.0
+CONCURRENCY = 32
+SIDES = ("checkpoint", "full")
+
+
+def make_journal(path: Path, lines: int) -> None:
+    """``lines`` journal lines, as a batch writes them: posted, then stored, per item."""
+    links = {k: f"https://cdn.test/{k}/{{}}.png?sig=0123456789abcdef" for k in ("o", "h", "p")}
+    now = datetime.now(timezone.utc)
+    items = lines // 2
+    journal = Journal(path)
+    for i in range(items):
+        url = f"https://images.example.com/catalog/{i % 997:04d}/photo-{i}.jpg"
+        # Spread over a day; the last ~2% fall in the links' 5 minutes.
+        received = now - timedelta(seconds=(items - i) * 15_000 / items)
+        answer = {
+            "original": links["o"].format(i),
+            "high_resolution": links["h"].format(i),
+            "preview": links["p"].format(i),
+            "url": links["h"].format(i),
+        }
+        journal.record_posted(i, Cutout.from_response(answer, image_url=url, received_at=received))
+        journal.record(ItemResult(index=i, image_url=url, ok=True, location=f"out/photo-{i}.png"))
+    journal.close()
+
+
+def _resume(path: Path) -> dict[str, float]:
+    return run_child("benchmarks._journalchild", [path], timeout=600)
+
+
+def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
+    lines, n = settings.journal_lines, settings.journal_append_n
+    result = ScenarioResult(
+        key="journal",
+        title="Journal at scale: resume time, its memory, and the cost of appending",
+        description=(
+            f"Resume: `Journal(path)` over a {lines:,}-line journal in a fresh subprocess, "
+            "from its checkpoint and line by line (checkpoint moved aside); wall seconds "
+            f"and peak RSS, {settings.rounds} rounds each. Append cost: {n} items, "
+            f"concurrency {CONCURRENCY}, the same batch with and without `journal=`, ABBA."
+        ),
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        make_journal(path, lines)
+        size_mib = path.stat().st_size / 2**20
+        log(f"  journal: {lines:,} lines, {size_mib:.0f} MiB")
+        aside = Path(tmp) / "aside.idx"
+        for r, side in alternate(settings.rounds, SIDES):
+            if side == "full":
+                os.replace(index_path(path), aside)
+            data = _resume(path)
+            if side == "full":
+                os.replace(aside, index_path(path))
+            result.runs.append(
+                RunStats(side, lines, int(data["completed"]), data["elapsed"], 0.0, extra=data)
+            )
+            log(
+                f"  journal round {r} {side}: {data['elapsed']:.2f} s, "
+                f"{data['peak_rss_mib']:.0f} MiB, {data['completed']:.0f} done"
+            )
+        append = _append_cost(settings, n, Path(tmp), log)
+    by_side = {s: [r for r in result.runs if r.label == s] for s in SIDES}
+    resume = tuple(r.elapsed for r in by_side["checkpoint"])
+    rss = tuple(r.extra["peak_rss_mib"] for r in result.runs)
+    result.comparisons = [
+        Comparison(
+            f"journal: resume from the checkpoint, {lines:,} lines, s",
+            resume,
+            f"< {RESUME_S:.0f} s",
+            max(resume) < RESUME_S,
+            note="an absolute value, not a ratio",
+        ),
+        Comparison(
+            "journal: peak RSS of a resume, MiB",
+            rss,
+            f"< {RSS_MIB:.0f} MiB",
+            max(rss) < RSS_MIB,
+            note="an absolute value, checkpoint and full parse",
+        ),
+        Comparison(
+            "journal: throughput with journal / without", append, ">= 0.98", min(append) >= 0.98
+        ),
+    ]
+    result.header = ["resume", "wall s median (min-max)", "peak RSS MiB median (min-max)"]
+    for side in SIDES:
+        runs = by_side[side]
+        result.table.append(
+            [
+                side,
+                summarize([r.elapsed for r in runs]).fmt(".2f"),
+                summarize([r.extra["peak_rss_mib"] for r in runs]).fmt(".0f"),
+            ]
+        )
+    return result
+
+
+def _append_cost(settings: Settings, n: int, tmp: Path, log: Log) -> tuple[float, ...]:
+    by_round: dict[int, dict[str, float]] = {}
+    with emulator() as emu:
+        warm_up(emu)
+        for r, side in alternate(settings.rounds, ("plain", "journal")):
+            journal = str(tmp / f"append-{r}.jsonl") if side == "journal" else None
+            run = partial(
+                sdk_batch,
+                emu.base_url,
+                emu.api_key,
+                urls(emu, n, tag=f"j{side}{r}-"),
+                concurrency=CONCURRENCY,
+                journal=journal,
+            )
+            out, wall, _cpu = measure(run)
+            by_round.setdefault(r, {})[side] = out.ok / wall
+            log(f"  journal append round {r} {side}: {out.ok / wall:.0f} items/s")
+    return tuple(b["journal"] / b["plain"] for b in by_round.values())
