@@ -36,7 +36,9 @@ def docs(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite, on asyncio and trio, against respx mocks and the loopback emulator."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # Two workers halve the wall time (most tests wait on loopback servers); a
+    # developer's own arguments (a file, -k, -n 0) come after and win.
+    session.run("pytest", "-n", "2", *session.posargs)
 
 
 @nox.session
