@@ -63,12 +63,12 @@ def remove_backgrounds(
             ``journal`` and ``progress`` are managed here.
 
     Returns:
-        A lazy frame with one row per input URL and the columns ``index``
-        (the URL's position in the input), ``image_url``, ``status``
-        (``"ok"``, ``"failed"`` or ``"skipped"``), ``location``, ``error``
-        (a message) and ``attempts``, with fixed dtypes. ``.compute()`` runs
-        it on the current ``distributed.Client``, else on Dask's local
-        threaded scheduler.
+        A lazy frame with one row per input URL and
+            the columns ``index`` (the URL's position in the input),
+            ``image_url``, ``status`` (``"ok"``, ``"failed"`` or ``"skipped"``),
+            ``location``, ``error`` (a message) and ``attempts``, with fixed
+            dtypes. ``.compute()`` runs it on the current ``distributed.Client``,
+            else on Dask's local threaded scheduler.
 
     Raises:
         TypeError: ``urls`` is not one of the accepted kinds, or an option is unknown.
