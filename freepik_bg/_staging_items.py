@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from ._errors import FreepikError, InvalidRequestError
@@ -58,7 +59,13 @@ class Source:
         if self.stager is None:
             raise _needs_stage(local)
         if self.staged is None:
-            self.staged = await self.stager.stage(local)
+            # Shielded: an upload cancelled halfway would still land in the bucket
+            # (its thread runs to the end) without being recorded here, and so
+            # never be deleted. Finish it, record it, then honour the cancellation.
+            with anyio.CancelScope(shield=True):
+                staged = self.staged = await self.stager.stage(local)
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return staged.url
         return self.staged.url
 
 

@@ -431,3 +431,36 @@ async def test_wrong_staging_credentials_are_refused_without_the_secret(
             await client.run_batch([tmp_path / "a.png"], tmp_path / "out", stage=s3.url("st/"))
     assert SECRET_KEY not in str(caught.value) + repr(caught.value)
     assert emu.stats.posts == 0
+
+
+async def test_an_upload_cancelled_halfway_is_still_deleted(
+    s3: S3, emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import anyio
+
+    from freepik_bg import _staging
+
+    (tmp_path / "a.png").write_bytes(make_png(30, 30))
+    started, release = threading.Event(), threading.Event()
+    real_put = _staging.obstore.put
+
+    def slow_put(*args: object, **kwargs: object) -> object:
+        started.set()
+        release.wait(30)  # the upload is on the wire when the batch is cancelled
+        return real_put(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_staging.obstore, "put", slow_put)
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        with anyio.CancelScope() as outer:
+            async with client.batch(
+                [tmp_path / "a.png"], tmp_path / "out", stage=s3.url("staging/")
+            ) as results:
+                await anyio.to_thread.run_sync(started.wait)
+                outer.cancel()
+                release.set()
+                async for _ in results:
+                    pass
+    assert staged_keys(s3) == []  # the upload finished in its thread, then was deleted
+    assert emu.stats.posts == 0  # and nothing was sent for it
