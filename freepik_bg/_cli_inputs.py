@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ._dedupe import duplicate_key
 from ._errors import FreepikError
 from ._input import BadLine, InputError, InputLine, read_entries
 from ._models import Size
@@ -104,7 +105,9 @@ class _Checker:
     stage: str | None
     size: Size
     usable: int = 0
-    _names: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    # Name -> (64-bit key of the URL or path, where it was first seen): a feed of
+    # millions of SKUs is checked without holding its URLs.
+    _names: dict[str, tuple[int, str]] = attrs.field(factory=dict)
     _collisions: list[str] = attrs.field(factory=list)
 
     def add(self, entry: Any) -> None:
@@ -148,8 +151,9 @@ class _Checker:
 
     def _claim(self, target: Target, where: str) -> None:
         name = target.output(self.size)
-        first = self._names.setdefault(name, (target.identity, where))
-        if first[0] != target.identity and len(self._collisions) < _SHOWN:
+        identity = duplicate_key(target.identity, "")
+        first = self._names.setdefault(name, (identity, where))
+        if first[0] != identity and len(self._collisions) < _SHOWN:
             self._collisions.append(f"{first[1]} and {where} are both named {name!r}")
 
     def finish(self) -> None:

@@ -22,10 +22,11 @@ import attrs
 from ._errors import FreepikError, SkippedError
 from ._models import Cutout, ItemResult
 
-__all__ = ["Duplicates"]
+__all__ = ["Duplicates", "duplicate_key"]
 
 
-def _key(url: str, size: str) -> int:
+def duplicate_key(url: str, size: str) -> int:
+    """A 64-bit key for ``url`` (and ``size``): sets of millions stay small."""
     digest = hashlib.blake2b(f"{size}\0{url}".encode("utf-8", "surrogatepass"), digest_size=8)
     return int.from_bytes(digest.digest(), "big")
 
@@ -55,7 +56,7 @@ class Duplicates:
 
     def claim(self, url: str, size: str, index: int) -> int | _Leader | None:
         """``None`` if this is the first occurrence (now the leader), else the first's record."""
-        key = _key(url, size)
+        key = duplicate_key(url, size)
         if key in self._failed:
             return self._failed[key][0]
         first = self._seen.get(key)
@@ -71,7 +72,7 @@ class Duplicates:
         ``keep_name``: the leader's chosen output name; its live links are kept
         for duplicates that chose another one.
         """
-        key = _key(url, size)
+        key = duplicate_key(url, size)
         leader = self._seen.get(key)
         if not isinstance(leader, _Leader):  # pragma: no cover - settle follows claim
             return
@@ -94,8 +95,8 @@ class Duplicates:
         Only for chosen names (hash-based names differ by URL): two inputs
         under one name would overwrite each other.
         """
-        first = self._names.setdefault(name, (_key(url, ""), index))
-        return first[1] if first[0] != _key(url, "") else None
+        first = self._names.setdefault(name, (duplicate_key(url, ""), index))
+        return first[1] if first[0] != duplicate_key(url, "") else None
 
     def _prune(self) -> None:
         while self._links:
@@ -106,12 +107,12 @@ class Duplicates:
 
     def links(self, url: str, size: str) -> tuple[Cutout, str] | None:
         """The first occurrence's live links and output name, if it chose a name."""
-        kept = self._links.get(_key(url, size))
+        kept = self._links.get(duplicate_key(url, size))
         return kept if kept is not None and kept[0].seconds_left() > 5 else None
 
     def abandon(self, url: str, size: str) -> None:
         """The leader was interrupted: its followers are interrupted too."""
-        leader = self._seen.pop(_key(url, size), None)
+        leader = self._seen.pop(duplicate_key(url, size), None)
         if isinstance(leader, _Leader):
             leader.done.set()
 
@@ -127,7 +128,7 @@ class Duplicates:
             first_index = first.index
         else:
             first_index = first
-        failed = self._failed.get(_key(url, size))
+        failed = self._failed.get(duplicate_key(url, size))
         if failed is not None:
             return ItemResult(index, url, ok=False, error=failed[1], duplicate_of=failed[0])
         return ItemResult(index, url, ok=True, skipped=True, duplicate_of=first_index)

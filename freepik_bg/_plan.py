@@ -20,7 +20,7 @@ from anyio.abc import ObjectReceiveStream
 
 from ._batch import Dest, _entries, make_sink
 from ._config import BatchConfig
-from ._dedupe import _key as duplicate_key
+from ._dedupe import duplicate_key
 from ._errors import FreepikError
 from ._input import BadLine, InputLine
 from ._journal import Journal
