@@ -125,10 +125,13 @@ def test_without_a_key_the_workers_read_their_environment(
     emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     urls = db.from_sequence(image_urls(emu, 3, "env"), npartitions=2)
-    frame = fbd.remove_backgrounds(urls, tmp_path, base_url=emu.base_url)
+    frame = fbd.remove_backgrounds(urls, tmp_path / "no-key", base_url=emu.base_url)
     with pytest.raises(freepik_bg.ConfigurationError, match="FREEPIK_API_KEY"):
         frame.compute(scheduler="threads")
     monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    # A fresh destination: Dask raises at the first failed partition, and the other
+    # one may start only now, read the key just set, and store into the first one.
+    frame = fbd.remove_backgrounds(urls, tmp_path / "with-key", base_url=emu.base_url)
     assert set(frame.compute(scheduler="threads")["status"]) == {"ok"}
 
 
