@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
+import httpx
 import pytest
 
 import freepik_bg
@@ -34,8 +35,11 @@ async def test_stalled_api_ends_in_timeouts(
         port = await tg.start(server.serve)
         base = f"http://127.0.0.1:{port}"
         urls = [f"https://img.example/{i}.jpg" for i in range(ITEMS)]
+        # A generous connect timeout: on a loaded machine an accept can take longer than
+        # the read timeout under test, and a connect that times out was never sent.
+        timeout = httpx.Timeout(TIMEOUT, connect=10.0)
         async with freepik_bg.AsyncClient(
-            KEY, base_url=base, timeout=TIMEOUT, max_retries=RETRIES, http_backend=http_backend
+            KEY, base_url=base, timeout=timeout, max_retries=RETRIES, http_backend=http_backend
         ) as client:
             start = anyio.current_time()
             with anyio.fail_after(BOUND):
