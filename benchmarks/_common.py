@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -217,6 +218,38 @@ def alternate(rounds: int, labels: Sequence[str]) -> Iterator[tuple[int, str]]:
         order = list(labels) if r % 2 == 0 else list(reversed(labels))
         for label in order:
             yield r, label
+
+
+def measure_sides(
+    key: str,
+    result: ScenarioResult,
+    emu: Emulator,
+    sides: dict[str, Callable[..., Awaitable[Any]]],
+    *,
+    rounds: int,
+    n: int,
+    concurrency: int,
+    log: Log,
+) -> list[dict[str, RunStats]]:
+    """Run each side on ``n`` fresh URLs per round, order alternating; the runs by round.
+
+    A side is called as ``side(base_url, api_key, urls, concurrency=...)`` and returns
+    something with ``ok`` and ``failed`` counts. Every run is also added to ``result``.
+    """
+    by_round: dict[int, dict[str, RunStats]] = {}
+    for r, label in alternate(rounds, list(sides)):
+        items = urls(emu, n, tag=f"{label.replace(' ', '_')}{r}-")
+        side = partial(sides[label], emu.base_url, emu.api_key, items, concurrency=concurrency)
+        out, wall, cpu = measure(side)
+        stats = RunStats(label=label, n=n, ok=out.ok, elapsed=wall, cpu=cpu)
+        stats.extra["failed"] = out.failed
+        result.runs.append(stats)
+        by_round.setdefault(r, {})[label] = stats
+        log(
+            f"  {key} round {r} {label}: {stats.throughput:.0f} items/s, "
+            f"{stats.cpu_per_item_ms:.3f} ms CPU/item, {out.failed} failed"
+        )
+    return [by_round[r] for r in sorted(by_round)]
 
 
 def _cpu_model() -> str:

@@ -6,21 +6,16 @@ concurrency 32, with no client-side rate limit (``rate=None``).
 
 from __future__ import annotations
 
-from functools import partial
-
 from benchmarks._baselines import raw_httpx
 from benchmarks._common import (
     Comparison,
     Log,
-    RunStats,
     ScenarioResult,
     Settings,
-    alternate,
     emulator,
-    measure,
+    measure_sides,
     quiet,
     summarize,
-    urls,
     warm_up,
 )
 from benchmarks._sdk import sdk_batch
@@ -40,24 +35,18 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
             f"64). {settings.rounds} rounds, order alternating (ABBA)."
         ),
     )
-    by_round: dict[int, dict[str, RunStats]] = {}
     with emulator() as emu:
         warm_up(emu)
-        for r, label in alternate(settings.rounds, ("raw", "sdk")):
-            items = urls(emu, n, tag=f"{label}{r}-")
-            side = sdk_batch if label == "sdk" else raw_httpx
-            out, wall, cpu = measure(
-                partial(side, emu.base_url, emu.api_key, items, concurrency=CONCURRENCY)
-            )
-            stats = RunStats(label=label, n=n, ok=out.ok, elapsed=wall, cpu=cpu)
-            stats.extra["failed"] = out.failed
-            result.runs.append(stats)
-            by_round.setdefault(r, {})[label] = stats
-            log(
-                f"  overhead round {r} {label}: {stats.throughput:.0f} items/s, "
-                f"{stats.cpu_per_item_ms:.3f} ms CPU/item, {out.failed} failed"
-            )
-    rounds = [by_round[r] for r in sorted(by_round)]
+        rounds = measure_sides(
+            "overhead",
+            result,
+            emu,
+            {"raw": raw_httpx, "sdk": sdk_batch},
+            rounds=settings.rounds,
+            n=n,
+            concurrency=CONCURRENCY,
+            log=log,
+        )
     tput = tuple(r["sdk"].throughput / r["raw"].throughput for r in rounds)
     cpu_ratio = tuple(r["sdk"].cpu_per_item_ms / r["raw"].cpu_per_item_ms for r in rounds)
     result.comparisons = [

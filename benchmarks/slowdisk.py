@@ -35,6 +35,7 @@ from benchmarks._common import (
     RunStats,
     ScenarioResult,
     Settings,
+    alternate,
     emulator,
     percentile,
     quiet,
@@ -178,26 +179,25 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
     by_round: dict[int, dict[str, RunStats]] = {}
     with emulator() as emu:
         warm_up(emu)
-        for r in range(settings.rounds):
-            for side in SIDES if r % 2 == 0 else SIDES[::-1]:
-                stats = RunStats(label=side, n=n, ok=0, elapsed=0.0, cpu=0.0)
-                for rate in (None, PACED_RATE):
-                    tag = f"{side.replace(' ', '_')}{r}{rate}-"
-                    count = n if rate is None else max(1, n // 2)
-                    ok, failed, lags, wall = _one_run(emu, side, urls(emu, count, tag=tag), rate)
-                    key = "unpaced" if rate is None else "paced"
-                    if rate is None:
-                        stats.ok, stats.elapsed = ok, wall
-                    stats.extra[f"failed_{key}"] = failed
-                    stats.extra[f"lag_p99_ms_{key}"] = percentile(lags, 0.99) * 1000
-                    stats.extra[f"lag_max_ms_{key}"] = max(lags, default=0.0) * 1000
-                result.runs.append(stats)
-                by_round.setdefault(r, {})[side] = stats
-                log(
-                    f"  slowdisk round {r} {side}: {stats.throughput:.0f} items/s; lag p99 "
-                    f"{stats.extra['lag_p99_ms_paced']:.1f} ms paced, "
-                    f"{stats.extra['lag_p99_ms_unpaced']:.1f} ms unpaced"
-                )
+        for r, side in alternate(settings.rounds, SIDES):
+            stats = RunStats(label=side, n=n, ok=0, elapsed=0.0, cpu=0.0)
+            for rate in (None, PACED_RATE):
+                tag = f"{side.replace(' ', '_')}{r}{rate}-"
+                count = n if rate is None else max(1, n // 2)
+                ok, failed, lags, wall = _one_run(emu, side, urls(emu, count, tag=tag), rate)
+                key = "unpaced" if rate is None else "paced"
+                if rate is None:
+                    stats.ok, stats.elapsed = ok, wall
+                stats.extra[f"failed_{key}"] = failed
+                stats.extra[f"lag_p99_ms_{key}"] = percentile(lags, 0.99) * 1000
+                stats.extra[f"lag_max_ms_{key}"] = max(lags, default=0.0) * 1000
+            result.runs.append(stats)
+            by_round.setdefault(r, {})[side] = stats
+            log(
+                f"  slowdisk round {r} {side}: {stats.throughput:.0f} items/s; lag p99 "
+                f"{stats.extra['lag_p99_ms_paced']:.1f} ms paced, "
+                f"{stats.extra['lag_p99_ms_unpaced']:.1f} ms unpaced"
+            )
     rounds = [by_round[r] for r in sorted(by_round)]
     tput = tuple(r["slow"].throughput / r["fast"].throughput for r in rounds)
     lag = tuple(r["slow"].extra["lag_p99_ms_paced"] for r in rounds)

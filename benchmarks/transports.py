@@ -8,27 +8,27 @@ byte counter, as in scenario 1.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 from benchmarks._baselines import raw_aiohttp, raw_httpx
 from benchmarks._common import (
     Comparison,
     Log,
-    RunStats,
     ScenarioResult,
     Settings,
     emulator,
-    measure,
+    measure_sides,
     quiet,
     summarize,
-    urls,
     warm_up,
 )
 from benchmarks._sdk import sdk_batch
 
 CONCURRENCY = 32
 SIDES = ("raw httpx", "sdk httpx", "sdk aiohttp", "raw aiohttp")
-_RUNNERS = {
+_RUNNERS: dict[str, Callable[..., Awaitable[Any]]] = {
     "raw httpx": raw_httpx,
     "sdk httpx": partial(sdk_batch, http_backend="httpx"),
     "sdk aiohttp": partial(sdk_batch, http_backend="aiohttp"),
@@ -49,25 +49,18 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
             "reversed every other round."
         ),
     )
-    by_round: dict[int, dict[str, RunStats]] = {}
     with emulator() as emu:
         warm_up(emu)
-        for r in range(settings.rounds):
-            for label in SIDES if r % 2 == 0 else SIDES[::-1]:
-                items = urls(emu, n, tag=f"{label.replace(' ', '_')}{r}-")
-                run_side = _RUNNERS[label]
-                out, wall, cpu = measure(
-                    partial(run_side, emu.base_url, emu.api_key, items, concurrency=CONCURRENCY)
-                )
-                stats = RunStats(label=label, n=n, ok=out.ok, elapsed=wall, cpu=cpu)
-                stats.extra["failed"] = out.failed
-                result.runs.append(stats)
-                by_round.setdefault(r, {})[label] = stats
-                log(
-                    f"  transports round {r} {label}: {stats.throughput:.0f} items/s, "
-                    f"{stats.cpu_per_item_ms:.3f} ms CPU/item, {out.failed} failed"
-                )
-    rounds = [by_round[r] for r in sorted(by_round)]
+        rounds = measure_sides(
+            "transports",
+            result,
+            emu,
+            _RUNNERS,
+            rounds=settings.rounds,
+            n=n,
+            concurrency=CONCURRENCY,
+            log=log,
+        )
 
     def ratio(a: str, b: str, cpu: bool = False) -> tuple[float, ...]:
         if cpu:
