@@ -238,6 +238,8 @@ class AsyncClient(BatchMethods):
             hooks=hooks,
             before_attempt=before_attempt,
         )
+        if attempts == cutout.attempts and ambiguous == cutout.ambiguous_retries:
+            return cutout  # the usual first-attempt answer: no copy to make
         return attrs.evolve(cutout, attempts=attempts, ambiguous_retries=ambiguous)
 
     def _pause_on_429(self, event: RetryEvent) -> None:
