@@ -3,7 +3,7 @@
 The first occurrence does the work; later ones wait for it (if it is still in
 flight) and report its outcome as their own, marked ``duplicate_of`` its
 index, so every input line still gets a result and the counts add up.
-Memory is about 24 bytes per distinct URL: a 64-bit key and the first index, unboxed.
+Memory is 24 to 48 bytes per distinct URL: a 64-bit key and the first index, unboxed.
 
 A duplicate may want its own output name (another SKU for the same image,
 from a name column). It is not paid for again: it downloads the first
