@@ -108,7 +108,7 @@ def audit(event, args):
         os._exit(0)
 sys.addaudithook(audit)
 sys.argv = ["freepik-bg", *sys.argv[3:]]
-from freepik_bg._cli import main
+from freepik_bg._entry import main
 sys.exit(main())
 """
 
