@@ -36,9 +36,25 @@ class _Leader:
     """The first occurrence, while it is in flight."""
 
     index: int
-    done: anyio.Event = attrs.field(factory=anyio.Event)
     error: FreepikError | None = None
     settled: bool = False
+    ended: bool = False
+    # Made by the first follower only: most URLs have none, and an event per item costs.
+    _done: anyio.Event | None = None
+
+    def end(self) -> None:
+        """The leader is finished (settled or abandoned): wake its followers."""
+        self.ended = True
+        if self._done is not None:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Return once the leader has finished."""
+        if self.ended:
+            return
+        if self._done is None:
+            self._done = anyio.Event()
+        await self._done.wait()
 
 
 @attrs.define(slots=True)
@@ -87,7 +103,7 @@ class Duplicates:
             del self._seen[key]
             if result.error is not None:
                 self._failed[key] = (leader.index, result.error)
-        leader.done.set()
+        leader.end()
 
     def claim_name(self, name: str, url: str, index: int) -> int | None:
         """The index of an earlier item of another URL with the output ``name``, else ``None``.
@@ -114,12 +130,12 @@ class Duplicates:
         """The leader was interrupted: its followers are interrupted too."""
         leader = self._seen.pop(duplicate_key(url, size), None)
         if isinstance(leader, _Leader):
-            leader.done.set()
+            leader.end()
 
     async def follow(self, first: int | _Leader, index: int, url: str, size: str) -> ItemResult:
         """This item's result, as a duplicate of ``first``."""
         if isinstance(first, _Leader):
-            await first.done.wait()
+            await first.wait()
             if not first.settled:
                 error: FreepikError = SkippedError(
                     f"not attempted: item {first.index}, the same URL, was interrupted"
