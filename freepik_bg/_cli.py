@@ -8,12 +8,11 @@ problem, 130 interrupted (see `freepik_bg._remove_command`).
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -22,9 +21,6 @@ from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
 from ._dask_cli import add_dask_options, run_dask_remove, wants_dask
 from ._entry import resume as resume_gc
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
-
-if TYPE_CHECKING:
-    from ._tls_prefetch import TLSPrefetch
 
 __all__ = ["build_parser", "main"]
 
@@ -254,15 +250,6 @@ def _import_http_stack() -> None:
             del sys.modules[name]
 
 
-def _tls_prefetch(args: argparse.Namespace) -> TLSPrefetch | None:
-    """The TLS context a run's httpx client needs, started now, in a thread (~25 ms)."""
-    if args.http_backend != "httpx" or args.dry_run:
-        return None  # aiohttp builds its own; a dry run makes no client
-    from ._tls_prefetch import TLSPrefetch
-
-    return TLSPrefetch.start()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``freepik-bg``; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -270,8 +257,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)  # --help and --version exit here, before the SDK loads
     # The SDK (httpx, anyio) only now: `freepik-bg --help` starts without it.
     _import_http_stack()
-    # The run's TLS context loads in a thread while the rest of the SDK is imported.
-    tls = _tls_prefetch(args) if args.command == "remove" and not wants_dask(args) else None
     import anyio
 
     from ._remove_command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_remove
@@ -293,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = batch_config(args)
             except ValueError as exc:  # options that do not go together (--margin without --trim)
                 raise UsageError(str(exc)) from None
-            return anyio.run(functools.partial(run_remove, tls=tls), args, arguments, config)
+            return anyio.run(run_remove, args, arguments, config)
         if args.command == "emulator":
             return _run_emulator(args)
         return _run_demo(args)

@@ -36,7 +36,6 @@ from ._urls import is_storage_url
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
-    from ._tls_prefetch import TLSPrefetch
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -132,17 +131,8 @@ async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     return EXIT_OK
 
 
-async def run_remove(
-    args: argparse.Namespace,
-    argv: Sequence[str],
-    config: BatchConfig,
-    *,
-    tls: TLSPrefetch | None = None,
-) -> int:
-    """Run ``freepik-bg remove``; everything that can be checked is checked before any POST.
-
-    `tls` is the client's TLS context being built in a thread (`_tls_prefetch`).
-    """
+async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
+    """Run ``freepik-bg remove``; everything that can be checked is checked before any POST."""
     if args.dry_run:
         return await _dry_run(args, config)
     api_key = read_api_key(args.api_key_file)
@@ -155,7 +145,6 @@ async def run_remove(
         max_retries=args.max_retries,
         retry_ambiguous=not args.no_retry_ambiguous,
         http_backend=args.http_backend,
-        verify=True if tls is None else tls.verify(),
     )
     # Closed however the checks below end: no open input or pool left behind.
     async with client:
