@@ -25,7 +25,7 @@ from benchmarks import (
     transforms,
     transports,
 )
-from benchmarks._common import ScenarioResult, Settings, machine_info
+from benchmarks._common import ScenarioResult, Settings, load_results, machine_info
 from benchmarks._report import write
 
 SCENARIOS = {
@@ -56,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--json", type=Path, default=None, help="also dump raw results here")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="also report the scenarios in this --json file of another run (the long memory "
+        "run, say, on its own); the report says which came from where",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings.smoke() if args.smoke else Settings()
@@ -75,12 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         results.append(SCENARIOS[name](settings, lambda m: print(m, flush=True)))
     elapsed = time.perf_counter() - started
     notes = NOTES.read_text(encoding="utf-8") if NOTES.exists() else ""
+    command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    for path in args.merge:
+        merged = load_results(path)
+        results += merged
+        print(f"merged {', '.join(r.key for r in merged)} from {path}")
+    order = list(SCENARIOS)
+    results.sort(key=lambda r: order.index(r.key) if r.key in order else len(order))
     written = write(
         results,
         machine_info(),
         args.out,
         args.img_dir,
-        command=" ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
+        command=command,
         elapsed=elapsed,
         notes=notes,
     )

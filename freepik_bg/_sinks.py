@@ -196,6 +196,13 @@ class DirectorySink:
 
     async def check(self) -> None:
         """Create the directory if needed and make sure files can be written there."""
+        import anyio.to_thread
+
+        # File system calls run in a worker thread: on a slow or network disk they
+        # would otherwise stall every download and timer of the batch.
+        await anyio.to_thread.run_sync(self._check)
+
+    def _check(self) -> None:
         directory = self.directory
         if directory.exists() and not directory.is_dir():
             raise SinkError(f"the output {directory} is a file, not a directory")
@@ -210,7 +217,12 @@ class DirectorySink:
 
     async def exists(self, item: SinkItem) -> str | None:
         """The path if the file is already there and holds ``item``'s cutout."""
-        path = self.path_for(item)
+        import anyio.to_thread
+
+        path = self.path_for(item)  # an unsafe name fails here, before any thread
+        return await anyio.to_thread.run_sync(self._exists, item, path)
+
+    def _exists(self, item: SinkItem, path: Path) -> str | None:
         if not path.is_file():
             return None
         source = recorded_source(path)

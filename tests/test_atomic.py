@@ -176,3 +176,28 @@ async def test_a_temp_name_taken_by_another_writer_is_skipped(
     await write_atomic(tmp_path / "a.png", pieces(PNG))
     assert (tmp_path / "a.png").read_bytes() == PNG
     assert stale.read_bytes() == b"someone else's"  # O_EXCL: never opened, never removed
+
+
+async def test_checking_and_looking_up_outputs_stay_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check`` (once a batch) and ``exists`` (once an item, before its POST) stat the disk."""
+    loop_thread = threading.get_ident()
+    seen: list[tuple[str, int]] = []
+    for name in ("stat", "mkdir", "getxattr"):
+        real = getattr(os, name)
+
+        def call(*args: Any, _real: Callable[..., Any] = real, _name: str = name, **kw: Any) -> Any:
+            seen.append((_name, threading.get_ident()))
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(os, name, call)
+    sink = DirectorySink(tmp_path / "out")
+    url = "https://a.test/shoe.jpg"
+    item = SinkItem(index=0, image_url=url, name=output_name(url), size="high_resolution")
+    await sink.check()
+    assert await sink.exists(item) is None
+    await sink.store(item, pieces(PNG))
+    assert await sink.exists(item) == str(tmp_path / "out" / item.name)
+    assert {name for name, _ in seen} >= {"stat", "mkdir"}
+    assert all(thread != loop_thread for _, thread in seen), seen

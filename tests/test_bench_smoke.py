@@ -57,7 +57,7 @@ def test_overhead(results: dict[str, ScenarioResult]) -> None:
 def test_memory(results: dict[str, ScenarioResult]) -> None:
     result = memory.run(SMOKE)
     _check(result)
-    assert [r.n for r in result.runs] == [SMOKE.memory_ns[0], SMOKE.memory_ns[1]]
+    assert [r.n for r in result.runs] == list(SMOKE.memory_ns)
     assert all(r.ok == r.n and r.extra["peak_rss_mib"] > 1 for r in result.runs)
     results["memory"] = result
 
@@ -181,3 +181,21 @@ def test_report(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in pngs)
     for png in pngs:
         assert f"img/{png.name}" in text
+
+
+def test_results_survive_a_json_dump(results: dict[str, ScenarioResult], tmp_path: Path) -> None:
+    """``--merge`` reports another run's scenarios as that run produced them."""
+    import json
+
+    import attrs
+
+    from benchmarks._common import load_results
+
+    if "scaling" not in results:
+        results["scaling"] = scaling.run(SMOKE)
+    dump = tmp_path / "run.json"
+    dump.write_text(json.dumps([attrs.asdict(r) for r in results.values()], default=str))
+    loaded = load_results(dump)
+    for before, after in zip(results.values(), loaded, strict=True):
+        assert after.notes[-1] == "From a separate run of the same code: `run.json`."
+        assert attrs.evolve(after, notes=after.notes[:-1]) == before
