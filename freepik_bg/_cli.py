@@ -19,6 +19,7 @@ import attrs
 from ._cli_plan import add_plan_options, parse_delimiter
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
 from ._dask_cli import add_dask_options, run_dask_remove, wants_dask
+from ._entry import resume as resume_gc
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
 
 __all__ = ["build_parser", "main"]
@@ -259,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import anyio
 
     from ._remove_command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_remove
+
+    resume_gc()  # the SDK is loaded: the collector, if the entry point paused it, is back on
 
     logging.basicConfig(
         level=logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2),

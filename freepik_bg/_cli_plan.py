@@ -99,11 +99,12 @@ async def confirm_spending(
     ``upper_bound`` (the input's URL count, or ``None`` for standard input)
     spares the plan when the input cannot reach the limit.
     """
-    from ._plan import plan_batch
-
     limit: int = args.confirm_over
     if args.yes or upper_bound is None or upper_bound <= limit or not _interactive():
         return True
+    # Only now: a run that is not asked about reaches its first POST without the planner.
+    from ._plan import plan_batch
+
     with closing(reopen()) as source:
         plan = await plan_batch(source.entries, sink, config)
     if plan.credits <= limit:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
-from freepik_bg import InvalidRequestError, ItemResult
+from freepik_bg import InvalidRequestError, ItemResult, ProgressEvent, ProgressKind, _display
 from freepik_bg._display import PlainDisplay, RichDisplay, make_display
 from freepik_bg._models import BatchStats
 
@@ -64,3 +65,49 @@ def test_make_display_modes() -> None:
     assert isinstance(make_display("bar", quiet=False), RichDisplay)
     # Not a terminal under pytest: auto falls back to plain lines.
     assert isinstance(make_display("auto", quiet=False), PlainDisplay)
+
+
+def _event(kind: ProgressKind) -> ProgressEvent:
+    return ProgressEvent(kind, 0, "https://x.test/a.jpg")
+
+
+def test_the_bar_waits_for_the_batch_s_first_news_and_its_clock_starts_with_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rich loads after the first POST, not before it (issue #15); elapsed time still
+    # counts from `start`, not from when the bar appeared.
+    now = [100.0]
+    monkeypatch.setattr(_display.time, "monotonic", lambda: now[0])
+    buffer = io.StringIO()
+    display = RichDisplay(Console(file=buffer, force_terminal=True, width=140, color_system=None))
+    display.start(BatchStats(), total=2)
+    display.on_event(_event(ProgressKind.QUEUED))
+    assert buffer.getvalue() == ""
+    now[0] = 165.0  # the first answer, 65 s later
+    display.on_event(_event(ProgressKind.POSTED))
+    display.stop()
+    text = buffer.getvalue()
+    assert "removing backgrounds" in text
+    assert "0/2" in text
+    assert "0:01:05" in text
+
+
+def test_a_run_stopped_before_any_news_shows_no_bar_but_its_summary() -> None:
+    buffer = io.StringIO()
+    display = RichDisplay(Console(file=buffer, force_terminal=True, width=140, color_system=None))
+    display.start(BatchStats(), total=5)
+    display.interrupted(drain=True)
+    display.stop()
+    display.summary({"ok": 0, "failed": 0, "skipped": 0}, 0.1)
+    text = buffer.getvalue()
+    assert "stopping: sending nothing more" in text
+    assert "removing backgrounds" not in text
+    assert "skipped (already done)" in text
+
+
+def test_bar_without_rich_falls_back_to_plain_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(RichDisplay, "available", staticmethod(lambda: False))
+    assert isinstance(make_display("bar", quiet=False), PlainDisplay)
+    assert "rich is not installed" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,28 @@ import freepik_bg
 import freepik_bg.testing
 from tests.conftest import cli_env
 
-# Heavy, and not needed to print help: the SDK's HTTP stack, the bar, the emulator.
+# Heavy, and not needed to print help: the SDK's HTTP stack, the bar, the emulator, and
+# the distribution's metadata (`--version` reads `_version.py`).
 NOT_FOR_HELP = {"httpx", "httpcore", "anyio", "tenacity", "rich", "numpy", "PIL", "uvicorn"}
+NOT_FOR_HELP |= {"importlib.metadata"}
 NOT_FOR_REMOVE = {"rich", "numpy", "PIL", "uvicorn", "obstore", "httpx._main", "click"}
+# What a plain run (a URL list into a folder) must not have imported when it connects to
+# the API for its first POST: nothing it does not use before then (issue #15).
+NOT_BEFORE_FIRST_POST = NOT_FOR_REMOVE | {
+    "importlib.metadata",  # the version is a constant in _version.py
+    "zipfile",
+    "tenacity",  # imported at the first retry
+    "trio",  # the CLI runs on asyncio; httpcore's trio support is left out
+    "freepik_bg._plan",  # only to ask before a large spend, on a terminal
+    "freepik_bg._storage",  # object storage: only for s3:// (etc.) outputs
+    "freepik_bg._stores",
+    "freepik_bg._staging",  # only with --stage
+    "freepik_bg._dask_job",  # only with --dask
+    "freepik_bg._dask_graph",
+    "freepik_bg._aiohttp",  # only with --http-backend aiohttp
+    "aiohttp",
+    "freepik_bg.testing",
+}
 
 _PROBE = """
 import json, sys
@@ -69,6 +89,64 @@ def test_a_remove_run_imports_no_bar_emulator_or_httpx_cli(tmp_path: Path) -> No
     )
     assert {"httpx", "anyio", "freepik_bg._runner"} <= loaded  # it did run a batch
     assert not loaded & NOT_FOR_REMOVE, sorted(loaded & NOT_FOR_REMOVE)
+
+
+# The `freepik-bg` process itself (its entry point), stopped as it connects to the API
+# for its first POST: which modules it loaded by then, and its collector's state.
+_FIRST_POST_PROBE = """
+import gc, json, os, sys
+out, port = sys.argv[1], int(sys.argv[2])
+paused_at = {}
+def audit(event, args):
+    if event == "import" and args[0] in ("httpx", "freepik_bg._runner"):
+        paused_at[args[0]] = not gc.isenabled()
+    if event == "socket.connect" and isinstance(args[1], tuple) and args[1][1:2] == (port,):
+        state = {"modules": sorted(sys.modules), "paused_at": paused_at,
+                 "gc": gc.isenabled(), "frozen": gc.get_freeze_count()}
+        with open(out, "w") as f:
+            json.dump(state, f)
+        os._exit(0)
+sys.addaudithook(audit)
+sys.argv = ["freepik-bg", *sys.argv[3:]]
+from freepik_bg._entry import main
+sys.exit(main())
+"""
+
+
+def at_first_post(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """The state of a ``freepik-bg remove`` process as it connects for its first POST."""
+    (tmp_path / "urls.txt").write_text("https://example.com/a.png\n")
+    out = tmp_path / "state.json"
+    port = 9  # discard: nothing listens, and the probe stops at the connect anyway
+    args = ["remove", "urls.txt", "-o", "out", "--base-url", f"http://127.0.0.1:{port}"]
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_POST_PROBE, str(out), str(port), *args, *extra],
+        env=cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.exists(), f"no connect to the API (exit {done.returncode}): {done.stderr}"
+    state: dict[str, Any] = json.loads(out.read_text())
+    modules = state["modules"]
+    state["modules"] = {*modules, *(m.split(".")[0] for m in modules)}
+    return state
+
+
+def test_a_remove_run_loads_nothing_before_its_first_post_that_the_post_does_not_need(
+    tmp_path: Path,
+) -> None:
+    loaded = at_first_post(tmp_path, "--progress", "plain")["modules"]
+    assert {"httpx", "anyio", "freepik_bg._runner", "freepik_bg._journal"} <= loaded
+    assert not loaded & NOT_BEFORE_FIRST_POST, sorted(loaded & NOT_BEFORE_FIRST_POST)
+
+
+def test_the_bar_is_not_loaded_before_the_first_post_either(tmp_path: Path) -> None:
+    # --progress bar: rich draws it, but only once the batch is under way.
+    loaded = at_first_post(tmp_path, "--progress", "bar")["modules"]
+    assert "freepik_bg._runner" in loaded
+    assert not loaded & NOT_BEFORE_FIRST_POST, sorted(loaded & NOT_BEFORE_FIRST_POST)
 
 
 # -- lazy exports --------------------------------------------------------------------
