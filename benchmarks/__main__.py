@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds per comparison (3)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument(
+        "--img-dir", type=Path, default=None, help="where the plots go (default: beside --out)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also dump raw results here")
     parser.add_argument(
         "--merge",
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         "run, say, on its own); the report says which came from where",
     )
     args = parser.parse_args(argv)
+    if args.img_dir is None:  # so that --out /tmp/x.md leaves docs/img alone too
+        args.img_dir = args.out.parent / "img"
 
     settings = Settings.smoke() if args.smoke else Settings()
     if args.rounds is not None:
