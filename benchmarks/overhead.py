@@ -53,14 +53,14 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
         Comparison(
             "overhead: throughput SDK / raw",
             tput,
-            ">= 0.95",
-            summarize(tput).median >= 0.95,
+            ">= 0.97",
+            summarize(tput).median >= 0.97,
         ),
         Comparison(
             "overhead: CPU per item SDK / raw",
             cpu_ratio,
-            "<= 1.10",
-            summarize(cpu_ratio).median <= 1.10,
+            "<= 1.05",
+            summarize(cpu_ratio).median <= 1.05,
         ),
     ]
     result.header = ["side", "items/s median (min-max)", "CPU ms/item median (min-max)", "failed"]

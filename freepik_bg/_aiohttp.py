@@ -22,6 +22,7 @@ import httpx
 from httpx._config import DEFAULT_LIMITS
 
 from ._errors import ConfigurationError
+from ._transport import Stateless
 
 if TYPE_CHECKING:
     from httpx._types import CertTypes
@@ -82,9 +83,21 @@ class _Body(httpx.AsyncByteStream):
 
 
 def _transport_class() -> type[AiohttpTransport]:
+    import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
     class Transport(AiohttpTransport):
+        def get_client(self) -> aiohttp.ClientSession:
+            # As httpx-aiohttp builds it (we set no unix socket or local address), but
+            # with aiohttp's cookie jar off: our pools keep no cookies (`Stateless`).
+            limit = self.limits.max_connections
+            connector = aiohttp.TCPConnector(
+                keepalive_timeout=self.limits.keepalive_expiry,
+                ssl=self.ssl_context,
+                limit=100 if limit is None else limit,  # aiohttp's default when unset
+            )
+            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             try:
                 asyncio.get_running_loop()
@@ -116,7 +129,7 @@ def make_aiohttp_client(**kwargs: Any) -> httpx.AsyncClient:
         raise ConfigurationError(AIOHTTP_MISSING) from None
     Transport = _transport_class()
 
-    class Client(HttpxAiohttpClient):
+    class Client(Stateless, HttpxAiohttpClient):
         # httpx builds its transports here, the proxied ones (proxy=, HTTPS_PROXY)
         # included: each is the error-mapping aiohttp transport above.
         def _init_transport(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import attrs
 import httpx
@@ -39,6 +40,7 @@ from ._transport import (
     ApiKeyAuth,
     HttpBackend,
     make_http_client,
+    new_request,
     open_stream,
     translate_transport_error,
 )
@@ -238,6 +240,8 @@ class AsyncClient(BatchMethods):
             hooks=hooks,
             before_attempt=before_attempt,
         )
+        if attempts == cutout.attempts and ambiguous == cutout.ambiguous_retries:
+            return cutout  # the usual first-attempt answer: no copy to make
         return attrs.evolve(cutout, attempts=attempts, ambiguous_retries=ambiguous)
 
     def _pause_on_429(self, event: RetryEvent) -> None:
@@ -247,14 +251,16 @@ class AsyncClient(BatchMethods):
             self._gate.pause(event.wait)
 
     async def _post_once(self, image_url: str) -> Cutout:
-        headers = {"accept": "application/json", **self._auth.headers_for(self._endpoint)}
+        headers = {
+            "accept": "application/json",
+            "content-type": "application/x-www-form-urlencoded",
+            **self._auth.headers_for(self._endpoint),
+        }
+        # Encoded as httpx encodes data={...}, without its per-request merging.
+        form = urlencode({"image_url": image_url}).encode()
+        request = new_request(self._http, "POST", self._endpoint, headers, form)
         try:
-            response = await self._http.post(
-                self._endpoint,
-                data={"image_url": image_url},
-                headers=headers,
-                follow_redirects=False,
-            )
+            response = await self._http.send(request, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, what="POST remove-background") from exc
         received_at = utc_now()

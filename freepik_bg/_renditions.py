@@ -96,6 +96,13 @@ class Renditions:
             cutout=cutout,
         )
 
+    def items(self, index: int, target: Target) -> dict[Size, SinkItem]:
+        """What the sink is told about each asked-for rendition of ``target``, by size.
+
+        Computed once per item: a name costs a hash and a URL parse.
+        """
+        return {size: self.item(index, target, size) for size in self.sizes}
+
     def location(self, item: SinkItem) -> str:
         """Where ``item`` is (or would be) stored, without asking the sink."""
         if isinstance(self.sink, DirectorySink):
@@ -106,9 +113,12 @@ class Renditions:
         """Where each asked-for rendition of ``target`` is stored, without asking the sink."""
         return {size: self.location(self.item(index, target, size)) for size in self.sizes}
 
-    async def assess(self, index: int, target: Target) -> Assessment:
+    async def assess(
+        self, index: int, target: Target, items: dict[Size, SinkItem] | None = None
+    ) -> Assessment:
         """Which renditions of ``target`` are stored, which are missing, and from what links.
 
+        ``items``: what `items` returned for it, if the caller has it already.
         Raises the sink's `FreepikError` (an `OutputConflictError`, ...).
         """
         journal, url, name = self.journal, target.identity, self.output.journal_name(target.stem)
@@ -116,8 +126,10 @@ class Renditions:
         if self.overwrite:
             return Assessment(stored={}, missing=self.sizes, links=links)
         stored: dict[Size, str] = {}
+        if items is None:
+            items = self.items(index, target)
         for size in self.sizes:
-            item = self.item(index, target, size)
+            item = items[size]
             if journal is not None and journal.is_stored(url, size, name):
                 # The journal is enough: no need to ask the sink (a request, for object storage).
                 stored[size] = self.location(item)

@@ -30,7 +30,7 @@ from typing import Any
 
 import anyio
 import attrs
-from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ._breaker import Breaker
 from ._config import BatchConfig
@@ -64,6 +64,7 @@ from ._targets import Target, resolve
 __all__ = ["Runner"]
 
 logger = logging.getLogger("freepik_bg")
+_TASK = "freepik_bg batch item"
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -157,7 +158,7 @@ class Runner:
     # -- the intake loop -----------------------------------------------------
 
     async def run(
-        self, urls: Iterable[Any] | AsyncIterable[Any], send: ObjectSendStream[ItemResult]
+        self, urls: Iterable[Any] | AsyncIterable[Any], send: MemoryObjectSendStream[ItemResult]
     ) -> None:
         """Pull items while there is room, one task each; raise a fatal error at the end."""
         async with send, anyio.create_task_group() as tg:
@@ -181,19 +182,24 @@ class Runner:
                             self.slots.release(owner)
                             await self._deliver(send, self._not_attempted(index, entry))
                         else:
-                            tg.start_soon(self._item, index, entry, owner, send)
+                            # Named here: anyio would otherwise work a name out per task.
+                            tg.start_soon(self._item, index, entry, owner, send, name=_TASK)
                         index += 1
         if self.fatal is not None:
             raise self.fatal
 
-    async def _deliver(self, send: ObjectSendStream[ItemResult], result: ItemResult) -> None:
+    async def _deliver(self, send: MemoryObjectSendStream[ItemResult], result: ItemResult) -> None:
         self._count(result)
         # The consumer may have left; the result is stored and journaled all the same.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await send.send(result)
+            try:
+                # Without a trip through the event loop while the buffer has room.
+                send.send_nowait(result)
+            except anyio.WouldBlock:
+                await send.send(result)
 
     async def _item(
-        self, index: int, entry: object, owner: object, send: ObjectSendStream[ItemResult]
+        self, index: int, entry: object, owner: object, send: MemoryObjectSendStream[ItemResult]
     ) -> None:
         self.stats.in_flight += 1
         # Shielded only while a POST is on the wire or its result is being stored
@@ -257,7 +263,8 @@ class Runner:
     async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
         # Duplicates are the same URL asking for the same renditions.
         url, key = target.identity, ",".join(self.config.sizes)
-        item = self.renditions.item(flight.index, target, self.config.sizes[0])
+        items = self.renditions.items(flight.index, target)
+        item = items[self.config.sizes[0]]
         problem = self._misnamed(target, item)
         if problem is not None:
             return self._failure(flight, url, problem)
@@ -273,9 +280,9 @@ class Runner:
                 return attrs.evolve(result, location=where[item.size], locations=where)
             # Its own name (another SKU, say): stored from the first one's links,
             # without paying again while they live.
-            return await self._stored_or_submit(target, flight, kept and kept[0])
+            return await self._stored_or_submit(target, flight, items, kept and kept[0])
         try:
-            result = await self._stored_or_submit(target, flight)
+            result = await self._stored_or_submit(target, flight, items)
         except BaseException:
             self.duplicates.abandon(url, key)
             raise
@@ -299,11 +306,15 @@ class Runner:
         return None
 
     async def _stored_or_submit(
-        self, target: Target, flight: Flight, links: Cutout | None = None
+        self,
+        target: Target,
+        flight: Flight,
+        items: dict[Size, SinkItem],
+        links: Cutout | None = None,
     ) -> ItemResult:
         url = target.identity
         try:
-            plan = await self.renditions.assess(flight.index, target)
+            plan = await self.renditions.assess(flight.index, target, items)
         except FreepikError as exc:
             return self._failure(flight, url, exc)
         if not plan.missing:
@@ -314,8 +325,10 @@ class Runner:
         if plan.needs_post and plan.paid_before and not self.config.repay_missing_renditions:
             # Adding a rendition to an item an earlier run stored: its links are gone.
             return self._failure(flight, url, repay_needed(url, plan.missing), plan.stored)
+        if target.local is None:  # nothing to stage: no scope to enter and leave
+            return await self._paid_and_stored(Source(target, None), plan, flight, items)
         async with self.staging.scope(target) as source:
-            return await self._paid_and_stored(source, plan, flight)
+            return await self._paid_and_stored(source, plan, flight, items)
 
     async def _before_attempt(self, flight: Flight) -> None:
         if self.breaker.tripped:
@@ -366,6 +379,8 @@ class Runner:
         flight.enter(Phase.PAID)
         self.breaker.post_succeeded()
         # Journal and reports know a staged file by its path, never by its signed link.
+        if cutout.image_url == target.identity:
+            return cutout
         return attrs.evolve(cutout, image_url=target.identity)
 
     def _may_resubmit(self, plan: Assessment, flight: Flight, *, earlier_links: bool) -> bool:
@@ -377,7 +392,7 @@ class Runner:
         return flight.resubmits < self.config.resubmit_expired
 
     async def _paid_and_stored(
-        self, source: Source, plan: Assessment, flight: Flight
+        self, source: Source, plan: Assessment, flight: Flight, items: dict[Size, SinkItem]
     ) -> ItemResult:
         target, url = source.target, source.target.identity
         cutout, stored = plan.links, dict(plan.stored)
@@ -400,7 +415,8 @@ class Runner:
                 # One answer, every missing rendition: each into its own output.
                 for size in plan.missing:
                     if size not in stored:
-                        item = self.renditions.item(flight.index, target, size, cutout)
+                        known = items[size]
+                        item = SinkItem(known.index, known.image_url, known.name, size, cutout)
                         stored[size] = await self.client.download_with(
                             cutout, self.renditions.storer(item), size=size, on_retry=(hook,)
                         )

@@ -199,7 +199,14 @@ class TransformOptions:
     def identity(self) -> bool:
         """True when nothing is to be done: the service's PNG is stored as it is."""
         # Quality only matters to a lossy encoding: a PNG at any quality is untouched.
-        return attrs.evolve(self, quality=DEFAULT_QUALITY) == _IDENTITY
+        # Compared field by field, not by building a copy: this is asked per item.
+        return (
+            self.output_format == "png"
+            and self.background is None
+            and not self.trim
+            and self.margin == 0
+            and self.max_side is None
+        )
 
     @property
     def suffix(self) -> str:
@@ -218,6 +225,3 @@ class TransformOptions:
         if isinstance(self.margin, str):
             return float(self.margin[:-1]) / 100 * longer_side
         return float(self.margin)
-
-
-_IDENTITY = TransformOptions()

@@ -26,7 +26,9 @@ __all__ = [
     "HTTP_BACKENDS",
     "ApiKeyAuth",
     "HttpBackend",
+    "Stateless",
     "make_http_client",
+    "new_request",
     "open_stream",
     "translate_transport_error",
 ]
@@ -44,6 +46,63 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=None)
 
 # Failures that happen before the request can have reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that stays empty: nothing is taken from responses or added to requests."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        pass
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("the pool a freepik_bg.AsyncClient creates keeps no cookies")
+
+
+class Stateless:
+    """Mixed into the pools we create: no cookie jar, and requests built directly.
+
+    The service needs no cookie, and a result host's cookie is never kept, so it
+    is never sent anywhere later either. httpx would parse every response for
+    cookies through ``http.cookiejar`` (~40 µs a response), and ``build_request``
+    merges a base URL, params and cookies that such a pool does not have:
+    `new_request` builds requests for it without those steps.
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """Always empty."""
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("the pool a freepik_bg.AsyncClient creates keeps no cookies")
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class _Pool(Stateless, httpx.AsyncClient):
+    """httpx's own pool, stateless."""
+
+
+def new_request(
+    http: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL,
+    headers: dict[str, str],
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request as ``http.build_request`` makes it; directly for the pools we create."""
+    if not isinstance(http, Stateless):
+        return http.build_request(method, url, headers=headers, content=content)
+    merged = http.headers.copy()
+    merged.update(headers)
+    return httpx.Request(
+        method, url, headers=merged, content=content, extensions={"timeout": http.timeout.as_dict()}
+    )
 
 
 def make_http_client(
@@ -82,7 +141,7 @@ def make_http_client(
         from ._aiohttp import make_aiohttp_client
 
         return make_aiohttp_client(**options)
-    return httpx.AsyncClient(**options)
+    return _Pool(**options)
 
 
 class ApiKeyAuth:
@@ -182,7 +241,7 @@ async def open_stream(
     current = httpx.URL(url)
     seen = {str(current)}
     for _ in range(max_redirects + 1):
-        request = http.build_request("GET", current, headers=auth.headers_for(current))
+        request = new_request(http, "GET", current, auth.headers_for(current))
         response = await http.send(request, stream=True, follow_redirects=False)
         if not (response.is_redirect and "location" in response.headers):
             try:

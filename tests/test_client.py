@@ -84,6 +84,47 @@ async def test_owned_pool_has_no_pool_timeout() -> None:
         assert c.http_client.timeout.read == 5
 
 
+async def test_owned_pool_builds_requests_as_httpx_does() -> None:
+    """The pool we create builds its requests directly; they are what httpx would send."""
+    from freepik_bg._transport import new_request
+
+    async with (
+        client(timeout=7) as c,
+        httpx.AsyncClient(headers=c.http_client.headers, timeout=c.http_client.timeout) as plain,
+    ):
+        for method, url, headers, content in [
+            ("POST", ENDPOINT, {"accept": "application/json", "x-freepik-api-key": KEY}, b"a=1"),
+            ("GET", "https://cdn.test/r/high.png?sig=a%2Fb", {}, None),
+        ]:
+            ours = new_request(c.http_client, method, httpx.URL(url), headers, content)
+            theirs = plain.build_request(method, url, headers=headers, content=content)
+            assert ours.method == theirs.method
+            assert ours.url == theirs.url
+            assert ours.headers.multi_items() == theirs.headers.multi_items()
+            assert ours.content == theirs.content
+            assert ours.extensions == theirs.extensions  # the timeouts travel with it
+
+
+async def test_owned_pool_keeps_no_cookies(respx_mock: respx.MockRouter) -> None:
+    """A cookie set by a result host (or the API) is never kept, so never sent anywhere."""
+    route = respx_mock.post(ENDPOINT).respond(
+        200, json=links(), headers={"set-cookie": "api=1; Path=/"}
+    )
+    respx_mock.get(links()["high_resolution"]).respond(
+        200, content=PNG, headers={"set-cookie": "tracker=abc; Domain=api.test; Path=/"}
+    )
+    async with client() as c:
+        for _ in range(2):
+            await c.download(await c.remove_background("https://img.test/a.jpg"))
+        assert not c.http_client.cookies
+        with pytest.raises(TypeError, match="no cookies"):
+            c.http_client.cookies = {"a": "b"}  # type: ignore[assignment]
+        with pytest.raises(TypeError, match="no cookies"):
+            c.http_client.cookies.set("a", "b")
+    assert all("cookie" not in call.request.headers for call in route.calls)
+    assert len(route.calls) == 2
+
+
 # -- the happy path ------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 from PIL import Image, ImageCms, ImageColor
 
@@ -322,3 +323,25 @@ def test_batch_config_groups_its_transform_options() -> None:
         output_format="jpeg", trim=True, margin="5%"
     )
     assert BatchConfig().transform_options.identity
+
+
+# One non-default value per field; a field added to TransformOptions must be added here.
+_CHANGES: dict[str, object] = {
+    "output_format": "webp",
+    "quality": 50,
+    "background": "white",
+    "trim": True,
+    "margin": "5%",
+    "max_side": 512,
+}
+
+
+@pytest.mark.parametrize("field", [f.name for f in attrs.fields(TransformOptions)])
+def test_identity_means_every_field_but_quality_is_its_default(field: str) -> None:
+    changes = {field: _CHANGES[field]}
+    if field == "margin":
+        changes["trim"] = True  # a margin needs trim; trim alone is already a transform
+        assert TransformOptions(trim=True, margin=0).identity is False
+    # Quality only matters to a lossy encoding: a PNG at any quality is untouched.
+    assert TransformOptions(**changes).identity is (field == "quality")  # type: ignore[arg-type]
+    assert TransformOptions().identity

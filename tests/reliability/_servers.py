@@ -31,9 +31,14 @@ class Recorded:
 
 
 class OriginServer:
-    """Serves ``body`` (as ``content_type``) for every GET, on 127.0.0.1, in a thread."""
+    """Serves ``body`` (as ``content_type``) for every GET, on 127.0.0.1, in a thread.
 
-    def __init__(self, body: bytes, content_type: str = "image/png") -> None:
+    With ``set_cookie``, every GET answer sets that cookie.
+    """
+
+    def __init__(
+        self, body: bytes, content_type: str = "image/png", *, set_cookie: str | None = None
+    ) -> None:
         self.body = body
         self.content_type = content_type
         self._lock = threading.Lock()
@@ -48,6 +53,8 @@ class OriginServer:
                 self.send_response(200)
                 self.send_header("content-type", outer.content_type)
                 self.send_header("content-length", str(len(outer.body)))
+                if set_cookie is not None:
+                    self.send_header("set-cookie", set_cookie)
                 self.end_headers()
                 self.wfile.write(outer.body)
 

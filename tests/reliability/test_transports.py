@@ -138,3 +138,29 @@ def test_the_cli_runs_on_aiohttp_when_asked(tmp_path: Path) -> None:
     assert "httpx_aiohttp" in loaded
     for url in urls:
         assert (tmp_path / "out" / output_name(url)).read_bytes().startswith(b"\x89PNG")
+
+
+@HTTP_BACKENDS
+async def test_no_cookie_is_kept_or_sent_on(http_backend: str) -> None:
+    """A result host that sets a cookie never sees it again, nor does the API.
+
+    Named ``localhost`` (still 127.0.0.1): cookie jars drop cookies of bare IPs.
+    """
+    from ..conftest import PNG
+    from ._servers import OriginServer
+
+    with OriginServer(PNG, set_cookie="tracker=abc; Path=/") as origin:
+        link = f"http://localhost:{origin.port}/r/high.png"
+        cutout = freepik_bg.Cutout(
+            original=link, high_resolution=link, preview=link, url=link, image_url=link
+        )
+        async with freepik_bg.AsyncClient(
+            KEY, base_url=f"http://localhost:{origin.port}", http_backend=http_backend
+        ) as client:
+            for _ in range(3):
+                assert await client.download(cutout) == PNG
+            with pytest.raises(freepik_bg.APIStatusError):  # the API's origin: a 404 here
+                await client.remove_background("https://img.example/a.jpg")
+        seen = origin.requests
+    assert [r.method for r in seen] == ["GET", "GET", "GET", "POST"]
+    assert all("cookie" not in r.headers for r in seen), seen
