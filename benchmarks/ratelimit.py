@@ -1,8 +1,9 @@
 """Scenario 3, a rate-limited server: 20 requests/s, burst 20, 429 with Retry-After.
 
 Three sides, alternating: the SDK with ``rate=20, burst=20`` (the server's limit), the
-SDK with ``rate=None`` (only 429 handling: a shared pause and AIMD), and a naive
-semaphore whose tasks each retry 429s with tenacity (random exponential backoff).
+SDK with ``rate=None`` (no limit given: a slow start, then the rate learned from the
+429s, besides the shared pause and AIMD), and a naive semaphore whose tasks each retry
+429s with tenacity (random exponential backoff).
 Throughput is items stored per second; the 429 share is from the emulator's counters.
 """
 
@@ -42,7 +43,8 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
         description=(
             f"Emulator token bucket {RATE:.0f}/s, burst {BURST}; N = {n} items per run, "
             f"concurrency {CONCURRENCY}. Sides: SDK `rate=20, burst=20`; SDK `rate=None` "
-            "(429 pause + AIMD only); naive semaphore + per-task tenacity retries on 429 "
+            "(no limit given: slow start, then the rate it learns from the 429s, with the "
+            "429 pause and AIMD); naive semaphore + per-task tenacity retries on 429 "
             "(`wait_random_exponential(0.25, max=8)`, ignores Retry-After). The server's "
             f"bucket refills ({settings.refill_pause:g} s idle) before each run. "
             f"{settings.rounds} rounds, order alternating."

@@ -200,7 +200,9 @@ class BatchConfig:
         concurrency: most items in flight. It halves on repeated 429s and
             grows back (AIMD).
         rate: a client-side limit on POSTs per second, shared by all tasks and
-            their retries; ``None`` turns it off. A 429 pauses every submission.
+            their retries; ``None``: learn the server's limit from its 429s (a
+            slow start, then the rate the server accepted; see
+            docs/batching.md). A 429 pauses every submission.
         burst: how many POSTs may go at once before ``rate`` applies.
         size: which rendition to store, or a tuple of several
             (``("high_resolution", "preview")``): one POST, one output each.
@@ -249,7 +251,8 @@ class BatchConfig:
     )
     rate: float | None = _option(
         DEFAULT_RATE,
-        help=f"POSTs per second, or 'off' (default {DEFAULT_RATE:g}, Freepik's documented limit)",
+        help=f"POSTs per second, or 'off' to learn the server's limit from its 429s "
+        f"(default {DEFAULT_RATE:g}, Freepik's documented limit)",
         parse=parse_rate,
         validator=_check_rate,
     )

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from ._ratelearn import RateLearner
 from ._ratelimit import _MARGIN, RateGate
 
 __all__ = ["Bucket", "BudgetSpec", "ClusterGate", "bucket_for"]
@@ -45,7 +46,9 @@ class Bucket:
     `reserve` hands out slots ``1 / rate`` apart (2 % under ``rate``, as
     `RateGate` does), up to ``burst`` at once, and answers how long the
     caller must wait for its slot; the caller sleeps on its own clock, so
-    clocks of different machines never need to agree.
+    clocks of different machines never need to agree. With ``rate=None`` it
+    learns the server's rate from the 429s of every worker (a `RateLearner`,
+    as a batch does on its own) and hands out slots one at a time at it.
 
     Examples:
         >>> bucket = Bucket(rate=10, burst=2)
@@ -62,23 +65,40 @@ class Bucket:
         self._tat = -math.inf
         self._paused_until = -math.inf
         self.used_at = time.monotonic()
+        # Without a rate, the cluster learns the server's from the 429s of every worker.
+        self.learner = RateLearner() if rate is None else None
 
     def reserve(self) -> float:
         """Take the next slot; return the seconds until it (0.0 for now)."""
         with self._lock:
             now = self.used_at = time.monotonic()
-            if self.rate is None:
-                return max(0.0, self._paused_until - now)
-            tat = max(self._tat, now)
-            allowed_at = max(tat - (self.burst - 1) * self._interval, self._paused_until)
-            self._tat = tat + self._interval
+            learner = self.learner
+            if learner is None or learner.rate is None:
+                allowed_at = self._reserve_given(now)
+            else:
+                # A learned rate: one slot at a time, from the end of any pause.
+                allowed_at = max(self._tat, now, self._paused_until)
+                self._tat = allowed_at + 1.0 / (learner.rate * _MARGIN)
+            if learner is not None:
+                learner.sent(max(now, allowed_at))
             return max(0.0, allowed_at - now)
+
+    def _reserve_given(self, now: float) -> float:
+        if self.rate is None:
+            return self._paused_until
+        tat = max(self._tat, now)
+        allowed_at = max(tat - (self.burst - 1) * self._interval, self._paused_until)
+        self._tat = tat + self._interval
+        return allowed_at
 
     def pause(self, seconds: float) -> None:
         """Hold back every slot for ``seconds``; after it, slots come paced, not as a burst."""
         with self._lock:
             now = self.used_at = time.monotonic()
             self._paused_until = max(self._paused_until, now + seconds)
+            if self.learner is not None:
+                self.learner.throttled(now, seconds)
+                self._tat = self._paused_until
             if self.rate is not None:
                 # The server's bucket is empty after a 429: restart at the rate, without
                 # the burst allowance, or the end of the pause would earn another 429.

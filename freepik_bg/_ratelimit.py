@@ -7,9 +7,16 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ["AdaptiveConcurrency", "Gate", "RateGate"]
+from ._ratelearn import RateLearner
+
+__all__ = ["SLOW_START", "AdaptiveConcurrency", "Gate", "RateGate"]
 
 _MARGIN = 0.98
+#: The first concurrency limit of a batch that learns its rate (see `AdaptiveConcurrency`).
+SLOW_START = 4
+#: In slow start, the limit grows by one every this many successes: x1.5 per round trip.
+#: (Doubling sends a larger last round into a server's empty bucket.)
+_SLOW_START_STEP = 2
 
 
 @runtime_checkable
@@ -33,15 +40,18 @@ class RateGate:
     ``rate`` requests per second on average (paced 2 % under it, so that
     timing jitter does not land requests just before a server at exactly that
     limit has its token back), up to ``burst`` at once; with ``rate=None``
-    only the pause applies. A 429 anywhere calls `pause`,
+    only the pause applies, unless ``learn``: then each pause (a 429) teaches a
+    `RateLearner` the server's limit, and requests are paced one at a time at
+    the rate it learned (see ``_ratelearn``). A 429 anywhere calls `pause`,
     which holds back every task, so the batch backs off as one instead of
     each task hammering the server on its own schedule.
 
     Examples:
         >>> gate = RateGate(rate=10, burst=50)
+        >>> learning = RateGate(rate=None, learn=True)
     """
 
-    def __init__(self, rate: float | None, burst: int = 1) -> None:
+    def __init__(self, rate: float | None, burst: int = 1, *, learn: bool = False) -> None:
         if rate is not None and (not math.isfinite(rate) or rate <= 0):
             raise ValueError("rate must be a positive number of requests per second, or None")
         if burst < 1:
@@ -54,10 +64,19 @@ class RateGate:
         self._interval = 1.0 / (rate * _MARGIN) if rate else 0.0
         self._tat = -math.inf  # theoretical arrival time of the next request
         self._paused_until = -math.inf
+        self.learner = RateLearner() if learn and rate is None else None
+        self._pauses = 0  # how many pauses began: a slot taken before one is void
 
     def pause(self, seconds: float) -> None:
         """Hold back every caller of `wait` for ``seconds`` from now."""
-        self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
+        now = anyio.current_time()
+        self._paused_until = max(self._paused_until, now + seconds)
+        if self.learner is not None:
+            self.learner.throttled(now, seconds)
+            # The server's bucket is empty: slots taken before this 429 are void,
+            # and the pace starts again at the end of the pause, one at a time.
+            self._pauses += 1
+            self._tat = self._paused_until
 
     async def _sit_out_pause(self) -> None:
         # The pause can be extended while we sleep, so look again after each nap.
@@ -71,6 +90,8 @@ class RateGate:
         """Return when the caller may send one request."""
         await self._sit_out_pause()
         if self.rate is None:
+            if self.learner is not None:
+                await self._learned_pace(self.learner)
             return
         # GCRA: reserve a slot synchronously (no await in between), then sleep until it.
         now = anyio.current_time()
@@ -82,6 +103,22 @@ class RateGate:
         # A pause may have begun while we waited for our slot.
         await self._sit_out_pause()
 
+    async def _learned_pace(self, learner: RateLearner) -> None:
+        # One request per slot, no burst: a learned rate is what the server's bucket
+        # refills at, and its burst allowance is unknown.
+        while (rate := learner.rate) is not None:
+            now = anyio.current_time()
+            allowed_at = max(self._tat, now)
+            self._tat = allowed_at + 1.0 / (rate * _MARGIN)
+            pauses = self._pauses
+            if allowed_at > now:
+                await anyio.sleep(allowed_at - now)
+            if pauses == self._pauses:
+                break
+            # A 429 came while we waited: its pause voids our slot; take a new one.
+            await self._sit_out_pause()
+        learner.sent(anyio.current_time())
+
 
 class AdaptiveConcurrency:
     """A concurrency limit that halves on throttling and creeps back up (AIMD).
@@ -89,16 +126,25 @@ class AdaptiveConcurrency:
     Items hold a token while in flight. `throttled` (a 429) halves the
     limit, at most once per ``cooldown`` seconds so one burst of 429s counts
     once; every ``limit`` successes raise it by one, up to ``maximum``.
+
+    With ``slow_start``, the limit starts there instead of at ``maximum`` and
+    each success raises it by one (it doubles every round trip) until the first
+    429 or ``maximum``, as TCP does: a server with an unknown limit sees the
+    batch's first POSTs in growing rounds, not all at once.
     """
 
-    def __init__(self, maximum: int, *, cooldown: float = 1.0) -> None:
+    def __init__(
+        self, maximum: int, *, cooldown: float = 1.0, slow_start: int | None = None
+    ) -> None:
         if maximum < 1:
             raise ValueError("concurrency must be >= 1")
         self.maximum = maximum
-        self._limiter = anyio.CapacityLimiter(maximum)
+        start = maximum if slow_start is None else max(1, min(maximum, slow_start))
+        self._limiter = anyio.CapacityLimiter(start)
         self._cooldown = cooldown
         self._last_cut = -math.inf
         self._successes = 0
+        self._slow_start = start < maximum
 
     @property
     def limit(self) -> int:
@@ -120,6 +166,11 @@ class AdaptiveConcurrency:
 
     def throttled(self) -> None:
         """Multiplicative decrease."""
+        if self._slow_start:
+            # The first 429 ends slow start; the rate gate paces from here on, so the
+            # limit goes on as if it had started at the maximum.
+            self._slow_start = False
+            self._limiter.total_tokens = self.maximum
         now = anyio.current_time()
         if now - self._last_cut < self._cooldown:
             return
@@ -130,8 +181,14 @@ class AdaptiveConcurrency:
     def succeeded(self) -> None:
         """Additive increase."""
         if self.limit >= self.maximum:
+            self._slow_start = False
             return
         self._successes += 1
+        if self._slow_start:
+            if self._successes >= _SLOW_START_STEP:
+                self._successes = 0
+                self._limiter.total_tokens = self.limit + 1
+            return
         if self._successes >= self.limit:
             self._successes = 0
             self._limiter.total_tokens = self.limit + 1

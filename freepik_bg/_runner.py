@@ -55,7 +55,7 @@ from ._models import (
     Size,
 )
 from ._output_stage import OutputStage
-from ._ratelimit import AdaptiveConcurrency, RateGate
+from ._ratelimit import SLOW_START, AdaptiveConcurrency, RateGate
 from ._renditions import Assessment, Renditions, repay_needed
 from ._sinks import DirectorySink, Sink, SinkItem
 from ._staging_items import Source, Staging
@@ -96,13 +96,16 @@ class Runner:
             journal = Journal(journal)
         if journal is not None:
             journal.open()
+        # Without a rate, learn the server's from its 429s (and start slow), unless the
+        # client paces POSTs itself (its own rate, or a Dask cluster's shared gate).
+        learn = config.rate is None and getattr(client, "_gate", None) is None
         return cls(
             client=client,
             sink=sink,
             config=config,
             journal=journal,
-            gate=RateGate(config.rate, config.burst),
-            slots=AdaptiveConcurrency(config.concurrency),
+            gate=RateGate(config.rate, config.burst, learn=learn),
+            slots=AdaptiveConcurrency(config.concurrency, slow_start=SLOW_START if learn else None),
             stats=BatchStats(concurrency=config.concurrency),
             breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
             staging=Staging.create(config.stage, keep=config.keep_staged),

@@ -102,3 +102,29 @@ async def test_a_client_paces_on_the_gate_it_is_given_and_tells_it_of_429s(
     assert len(gate.pauses) == 1  # the 429 paused everyone sharing the gate
     with pytest.raises(ValueError, match="either rate"):
         freepik_bg.AsyncClient(KEY, base_url=API, gate=gate, rate=5)
+
+
+class _Clock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_without_a_rate_the_bucket_learns_one_from_429s(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("freepik_bg._dask_gate.time", clock)
+    bucket = Bucket(rate=None, burst=1)
+    assert [bucket.reserve() for _ in range(32)] == [0.0] * 32  # nothing known yet
+    clock.now += 0.01
+    for _ in range(12):  # 20 got through; 12 were answered 429 with Retry-After: 1
+        bucket.pause(1.0)
+    assert bucket.learner is not None
+    rate = bucket.learner.rate
+    assert rate == pytest.approx(20 / 1.01)
+    # After the pause, one slot at a time at the learned rate (2 % under it), not a burst.
+    delays = [bucket.reserve() for _ in range(5)]
+    assert delays == pytest.approx([1.0 + k / (rate * 0.98) for k in range(5)])
