@@ -171,6 +171,15 @@ class AsyncClient(BatchMethods):
         return self._http
 
     @property
+    def paces_posts(self) -> bool:
+        """Whether this client paces its POSTs (``rate=`` or ``gate=`` was given).
+
+        A batch with ``rate=None`` on a client that does not learns the server's
+        rate from its 429s instead.
+        """
+        return self._gate is not None
+
+    @property
     def is_closed(self) -> bool:
         """True once the underlying httpx client is closed."""
         return self._http.is_closed

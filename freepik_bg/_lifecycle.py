@@ -42,6 +42,11 @@ class BatchClient(Protocol):
         """The policy whose public knobs (``max_retry_after``) the runner reads."""
         ...
 
+    @property
+    def paces_posts(self) -> bool:
+        """Whether the client paces POSTs itself (its ``rate``, or a shared gate)."""
+        ...
+
     async def remove_background(
         self,
         image_url: str,

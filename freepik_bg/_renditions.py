@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._errors import FreepikError, LinkExpiredError, SinkError
+from ._dedupe import Duplicates
+from ._errors import (
+    FreepikError,
+    InvalidRequestError,
+    LinkExpiredError,
+    OutputConflictError,
+    SinkError,
+)
 from ._journal import Journal
 from ._models import SIZES, Cutout, Size
 from ._output_stage import OutputStage
@@ -102,6 +109,23 @@ class Renditions:
         Computed once per item: a name costs a hash and a URL parse.
         """
         return {size: self.item(index, target, size) for size in self.sizes}
+
+    def misnamed(
+        self, target: Target, item: SinkItem, duplicates: Duplicates
+    ) -> FreepikError | None:
+        """Why ``target``'s chosen name cannot be used: taken, or its own input file."""
+        if target.stem is None:
+            return None
+        other = duplicates.claim_name(item.name, target.identity, item.index)
+        if other is not None:
+            return OutputConflictError(
+                f"item {other} is stored under the same name {item.name!r}: names must be unique"
+            )
+        if target.local is not None and isinstance(self.sink, DirectorySink):
+            path = self.sink.path_for(item)
+            if path.resolve() == target.local.resolve():
+                return InvalidRequestError(f"the output {path} would replace the input itself")
+        return None
 
     def location(self, item: SinkItem) -> str:
         """Where ``item`` is (or would be) stored, without asking the sink."""

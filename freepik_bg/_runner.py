@@ -37,10 +37,8 @@ from ._config import BatchConfig
 from ._dedupe import Duplicates
 from ._errors import (
     FreepikError,
-    InvalidRequestError,
     JournalError,
     LinkExpiredError,
-    OutputConflictError,
     RateLimitError,
 )
 from ._journal import Journal
@@ -57,7 +55,7 @@ from ._models import (
 from ._output_stage import OutputStage
 from ._ratelimit import SLOW_START, AdaptiveConcurrency, RateGate
 from ._renditions import Assessment, Renditions, repay_needed
-from ._sinks import DirectorySink, Sink, SinkItem
+from ._sinks import Sink, SinkItem
 from ._staging_items import Source, Staging
 from ._targets import Target, resolve
 
@@ -98,7 +96,7 @@ class Runner:
             journal.open()
         # Without a rate, learn the server's from its 429s (and start slow), unless the
         # client paces POSTs itself (its own rate, or a Dask cluster's shared gate).
-        learn = config.rate is None and getattr(client, "_gate", None) is None
+        learn = config.rate is None and not client.paces_posts
         return cls(
             client=client,
             sink=sink,
@@ -265,7 +263,7 @@ class Runner:
         url, key = target.identity, ",".join(self.config.sizes)
         items = self.renditions.items(flight.index, target)
         item = items[self.config.sizes[0]]
-        problem = self._misnamed(target, item)
+        problem = self.renditions.misnamed(target, item, self.duplicates)
         if problem is not None:
             return self._failure(flight, url, problem)
         first = self.duplicates.claim(url, key, flight.index)
@@ -289,21 +287,6 @@ class Runner:
         keep = item.name if target.stem is not None else None
         self.duplicates.settle(url, key, result, keep_name=keep)
         return result
-
-    def _misnamed(self, target: Target, item: SinkItem) -> FreepikError | None:
-        """Why ``target``'s chosen name cannot be used: taken, or its own input file."""
-        if target.stem is None:
-            return None
-        other = self.duplicates.claim_name(item.name, target.identity, item.index)
-        if other is not None:
-            return OutputConflictError(
-                f"item {other} is stored under the same name {item.name!r}: names must be unique"
-            )
-        if target.local is not None and isinstance(self.sink, DirectorySink):
-            path = self.sink.path_for(item)
-            if path.resolve() == target.local.resolve():
-                return InvalidRequestError(f"the output {path} would replace the input itself")
-        return None
 
     async def _stored_or_submit(
         self,

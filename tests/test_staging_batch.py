@@ -126,7 +126,7 @@ async def test_a_local_file_without_a_staging_bucket_is_a_clear_error(
         report = await client.run_batch(
             [tmp_path / "a.png", tmp_path / "missing.png", "photos/b.png"], tmp_path / "out"
         )
-    errors = [str(item.error) for item in report.failed]
+    errors = [str(item.error) for item in sorted(report.failed, key=lambda item: item.index)]
     assert "pass stage=" in errors[0]
     assert "neither an http(s) URL nor a local file" in errors[1]
     assert "relative" in errors[2]
