@@ -128,6 +128,10 @@ class _Checker:
             target = resolve(entry)
         except FreepikError:
             return  # a bad URL: a per-item error, no credit spent
+        if target.local is not None and not target.local.exists():
+            # Neither a URL nor a file ("not a url", a typo): a per-item error, not a
+            # reason to refuse the whole run as a local file without --stage.
+            return
         self.usable += 1
         if target.local is not None:
             self._local(target, where)

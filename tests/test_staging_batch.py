@@ -287,6 +287,22 @@ def test_cli_refuses_local_inputs_without_stage_before_any_post(
     assert "Traceback" not in folder.stderr + mixed.stderr
 
 
+def test_cli_goes_on_past_a_line_that_is_neither_a_url_nor_a_file(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """A typo is one bad line, not a local file that needs --stage (which stops the run)."""
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{emu.image_url('ball-small.png')}\nnot a url\nphotos/missing.png\n")
+    result = run_cli(
+        ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    )
+    assert result.returncode == 1, result.stderr  # some items failed; the run went on
+    assert "neither an http(s) URL nor a local file" in result.stderr + result.stdout
+    assert "--stage" not in result.stderr
+    assert emu.stats.credits_charged == 1
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1
+
+
 def test_cli_refuses_an_output_inside_the_input_folder(
     s3: S3, emu: Emulator, tmp_path: Path
 ) -> None:
