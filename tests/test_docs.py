@@ -32,6 +32,8 @@ OTHER_TOOLS_FLAGS = {
     "--strict": "mkdocs build --strict (getting started)",
     "--json": "python -m benchmarks --json (benchmarks.md)",
     "--only": "python -m benchmarks --only (benchmarks.md)",
+    "--out": "python -m benchmarks --out (benchmarks.md)",
+    "--merge": "python -m benchmarks --merge (benchmarks.md)",
     "--rounds": "python -m benchmarks --rounds (scale.md)",
     "--bucket": "aws s3api put-bucket-lifecycle-configuration (recipes/photos-to-s3.md)",
     "--lifecycle-configuration": "aws s3api put-bucket-lifecycle-configuration (the same)",
