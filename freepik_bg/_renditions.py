@@ -133,10 +133,6 @@ class Renditions:
             return str(self.sink.path_for(item))
         return item.name
 
-    def locations(self, index: int, target: Target) -> dict[Size, str]:
-        """Where each asked-for rendition of ``target`` is stored, without asking the sink."""
-        return {size: self.location(self.item(index, target, size)) for size in self.sizes}
-
     async def assess(
         self, index: int, target: Target, items: dict[Size, SinkItem] | None = None
     ) -> Assessment:
