@@ -60,6 +60,10 @@ class _NoCookies(httpx.Cookies):
     def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
         raise TypeError("the pool a freepik_bg.AsyncClient creates keeps no cookies")
 
+    def update(self, cookies: Any = None) -> None:  # type: ignore[override]  # as httpx
+        # Shared by every pool: nothing may be added to it.
+        raise TypeError("the pool a freepik_bg.AsyncClient creates keeps no cookies")
+
 
 class Stateless:
     """Mixed into the pools we create: no cookie jar, and requests built directly.

@@ -121,6 +121,10 @@ async def test_owned_pool_keeps_no_cookies(respx_mock: respx.MockRouter) -> None
             c.http_client.cookies = {"a": "b"}  # type: ignore[assignment]
         with pytest.raises(TypeError, match="no cookies"):
             c.http_client.cookies.set("a", "b")
+        with pytest.raises(TypeError, match="no cookies"):
+            c.http_client.cookies.update({"a": "b"})
+        with pytest.raises(TypeError, match="no cookies"):
+            c.http_client.cookies["a"] = "b"
     assert all("cookie" not in call.request.headers for call in route.calls)
     assert len(route.calls) == 2
 
