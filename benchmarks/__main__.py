@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"[{time.perf_counter() - started:6.0f} s] {name} ...", flush=True)
         results.append(SCENARIOS[name](settings, lambda m: print(m, flush=True)))
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started if names else 0.0  # 0: only merged runs
     notes = NOTES.read_text(encoding="utf-8") if NOTES.exists() else ""
     command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
     for path in args.merge:
