@@ -30,9 +30,7 @@ PROSE = [ROOT / "README.md", *PAGES]
 #: Flags of other tools that the pages mention, and where.
 OTHER_TOOLS_FLAGS = {
     "--strict": "mkdocs build --strict (getting started)",
-    "--json": "python -m benchmarks --json (benchmarks.md)",
     "--only": "python -m benchmarks --only (benchmarks.md)",
-    "--out": "python -m benchmarks --out (benchmarks.md)",
     "--merge": "python -m benchmarks --merge (benchmarks.md)",
     "--rounds": "python -m benchmarks --rounds (scale.md)",
     "--bucket": "aws s3api put-bucket-lifecycle-configuration (recipes/photos-to-s3.md)",
