@@ -91,16 +91,13 @@ class Renditions:
     overwrite: bool = False
     output: OutputStage = attrs.field(factory=lambda: OutputStage(TransformOptions()))
 
-    def item(
-        self, index: int, target: Target, size: Size, cutout: Cutout | None = None
-    ) -> SinkItem:
-        """What the sink is told about ``target``'s ``size`` rendition."""
+    def item(self, index: int, target: Target, size: Size) -> SinkItem:
+        """What the sink is told about ``target``'s ``size`` rendition (no answer yet)."""
         return SinkItem(
             index=index,
             image_url=target.identity,
             name=self.output.name(target.output(size)),
             size=size,
-            cutout=cutout,
         )
 
     def items(self, index: int, target: Target) -> dict[Size, SinkItem]:
