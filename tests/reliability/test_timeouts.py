@@ -36,8 +36,9 @@ async def test_stalled_api_ends_in_timeouts(
         base = f"http://127.0.0.1:{port}"
         urls = [f"https://img.example/{i}.jpg" for i in range(ITEMS)]
         # A generous connect timeout: on a loaded machine an accept can take longer than
-        # the read timeout under test, and a connect that times out was never sent.
-        timeout = httpx.Timeout(TIMEOUT, connect=10.0)
+        # the read timeout under test, and a connect that times out was never sent. The
+        # pool too: httpx-aiohttp gives it to aiohttp as the connect (pool wait + connect).
+        timeout = httpx.Timeout(TIMEOUT, connect=10.0, pool=10.0)
         async with freepik_bg.AsyncClient(
             KEY, base_url=base, timeout=timeout, max_retries=RETRIES, http_backend=http_backend
         ) as client:
