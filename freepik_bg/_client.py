@@ -40,8 +40,8 @@ from ._transport import (
     ApiKeyAuth,
     HttpBackend,
     make_http_client,
-    new_request,
     open_stream,
+    send,
     translate_transport_error,
 )
 from ._urls import validate_image_url
@@ -267,9 +267,8 @@ class AsyncClient(BatchMethods):
         }
         # Encoded as httpx encodes data={...}, without its per-request merging.
         form = urlencode({"image_url": image_url}).encode()
-        request = new_request(self._http, "POST", self._endpoint, headers, form)
         try:
-            response = await self._http.send(request, follow_redirects=False)
+            response = await send(self._http, "POST", self._endpoint, headers, form)
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, what="POST remove-background") from exc
         received_at = utc_now()

@@ -13,11 +13,18 @@ import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
-from ._errors import APIConnectionError, APITimeoutError, RedirectError, without_secrets
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    RedirectError,
+    ResponseBody,
+    ResponseHead,
+    without_secrets,
+)
 from ._urls import Origin, origin_of
 from ._version import __version__
 
@@ -25,11 +32,14 @@ __all__ = [
     "API_KEY_HEADER",
     "HTTP_BACKENDS",
     "ApiKeyAuth",
+    "Direct",
     "HttpBackend",
+    "Reply",
     "Stateless",
     "make_http_client",
     "new_request",
     "open_stream",
+    "send",
     "translate_transport_error",
 ]
 
@@ -90,6 +100,61 @@ _NO_COOKIES = _NoCookies()
 
 class _Pool(Stateless, httpx.AsyncClient):
     """httpx's own pool, stateless."""
+
+
+class Reply(ResponseHead, ResponseBody, Protocol):
+    """What the client reads of a response: ``httpx.Response`` is one.
+
+    A `Direct` pool answers with its own, lighter objects of this shape.
+    """
+
+    @property
+    def url(self) -> httpx.URL: ...
+    @property
+    def is_success(self) -> bool: ...
+    @property
+    def is_redirect(self) -> bool: ...
+    async def aread(self) -> bytes: ...
+    def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]: ...
+    async def aclose(self) -> None: ...
+
+
+class Direct(Stateless):
+    """A pool we create that can send without building httpx's request and response.
+
+    The aiohttp pool is one: httpx's objects and httpx-aiohttp's conversions cost
+    it more CPU than aiohttp's own work (docs/benchmarks.md). It raises httpx's
+    transport errors, mapped as its httpx transport maps them, so callers handle
+    both alike.
+    """
+
+    async def send_direct(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        *,
+        stream: bool,
+    ) -> Reply:
+        """Send without redirects; with ``stream``, the body is left to read."""
+        raise NotImplementedError
+
+
+async def send(
+    http: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL,
+    headers: dict[str, str],
+    content: bytes | None = None,
+    *,
+    stream: bool = False,
+) -> Reply:
+    """Send one request, redirects not followed; without ``stream`` the body is read."""
+    if isinstance(http, Direct):
+        return await http.send_direct(method, url, headers, content, stream=stream)
+    request = new_request(http, method, url, headers, content)
+    return await http.send(request, stream=stream, follow_redirects=False)
 
 
 def new_request(
@@ -237,7 +302,7 @@ async def open_stream(
     *,
     auth: ApiKeyAuth,
     max_redirects: int = MAX_REDIRECTS,
-) -> AsyncIterator[httpx.Response]:
+) -> AsyncIterator[Reply]:
     """GET ``url`` as a stream, following redirects ourselves so the key stays home.
 
     Yields the final (non-redirect) response; it is closed on exit.
@@ -245,8 +310,7 @@ async def open_stream(
     current = httpx.URL(url)
     seen = {str(current)}
     for _ in range(max_redirects + 1):
-        request = new_request(http, "GET", current, auth.headers_for(current))
-        response = await http.send(request, stream=True, follow_redirects=False)
+        response = await send(http, "GET", current, auth.headers_for(current), stream=True)
         if not (response.is_redirect and "location" in response.headers):
             try:
                 yield response
