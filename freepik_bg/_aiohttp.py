@@ -28,9 +28,11 @@ from httpx._config import DEFAULT_LIMITS
 
 from ._errors import ConfigurationError
 from ._transport import Direct, Reply
+from ._urls import DEFAULT_PORTS, Origin
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
     from httpx._types import CertTypes
     from httpx_aiohttp import AiohttpTransport
 
@@ -95,7 +97,7 @@ def _scrub(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
-def _raise_mapped(exc: Exception, method: str, url: httpx.URL) -> NoReturn:
+def _raise_mapped(exc: Exception, method: str, url: yarl.URL) -> NoReturn:
     """Raise `exc` (from aiohttp) as the httpx error it means, or as itself if none.
 
     The httpx error names the request as httpx's would, without its headers.
@@ -104,7 +106,8 @@ def _raise_mapped(exc: Exception, method: str, url: httpx.URL) -> NoReturn:
     kind = _httpx_error_for(exc)
     if kind is None:
         raise exc
-    raise kind(str(exc) or type(exc).__name__, request=httpx.Request(method, url)) from exc
+    request = httpx.Request(method, str(url))
+    raise kind(str(exc) or type(exc).__name__, request=request) from exc
 
 
 def _require_asyncio() -> None:
@@ -124,6 +127,28 @@ class _Carrier(Protocol):
     def proxy_options(self) -> dict[str, Any]: ...
 
 
+class _YarlUrls:
+    """yarl's URLs: aiohttp's own, so a request's URL is parsed once (httpx's parser
+    costs ~50 µs a URL, yarl's ~12)."""
+
+    def parse(self, text: str) -> yarl.URL:
+        import yarl
+
+        url = yarl.URL(text)
+        if not url.absolute:
+            raise ValueError("not an absolute URL")
+        return url
+
+    def origin(self, url: yarl.URL) -> Origin:
+        scheme = url.scheme.lower()
+        return (scheme, (url.host or "").lower(), url.port or DEFAULT_PORTS.get(scheme, 0))
+
+    def join(self, base: yarl.URL, location: str) -> yarl.URL:
+        import yarl
+
+        return base.join(yarl.URL(location))
+
+
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -132,7 +157,7 @@ class _Reply:
 
     __slots__ = ("_content", "_method", "_response", "headers", "status_code", "url")
 
-    def __init__(self, response: aiohttp.ClientResponse, method: str, url: httpx.URL) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, method: str, url: yarl.URL) -> None:
         self._response = response
         self._method = method
         self._content: bytes | None = None
@@ -270,10 +295,16 @@ def make_aiohttp_client(**kwargs: Any) -> httpx.AsyncClient:
     class Client(Direct, HttpxAiohttpClient):
         _timeouts: tuple[httpx.Timeout, aiohttp.ClientTimeout] | None = None
 
+        urls = _YarlUrls()
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._by_origin: dict[Origin, httpx.AsyncBaseTransport] = {}
+
         async def send_direct(
             self,
             method: str,
-            url: httpx.URL,
+            url: yarl.URL,
             headers: dict[str, str],
             content: bytes | None,
             *,
@@ -283,9 +314,7 @@ def make_aiohttp_client(**kwargs: Any) -> httpx.AsyncClient:
             # objects: the same session (the proxy's, for a proxied URL), timeouts,
             # proxy and error mapping.
             _require_asyncio()
-            picked = self._transport_for_url(url)
-            assert isinstance(picked, Transport)
-            transport = cast(_Carrier, picked)
+            transport = self._carrier_for(url)
             merged = dict(self.headers.items())
             # aiohttp asks for, and decodes, the encodings it supports.
             merged.pop("accept-encoding", None)
@@ -293,7 +322,7 @@ def make_aiohttp_client(**kwargs: Any) -> httpx.AsyncClient:
             try:
                 response = await transport.session().request(
                     method,
-                    str(url),
+                    url,
                     headers=merged,
                     data=content,
                     allow_redirects=False,
@@ -309,6 +338,24 @@ def make_aiohttp_client(**kwargs: Any) -> httpx.AsyncClient:
                 finally:
                     await reply.aclose()
             return reply
+
+        def _carrier_for(self, url: yarl.URL) -> _Carrier:
+            picked: httpx.AsyncBaseTransport | None
+            if not self._mounts:  # no proxy at all: the usual case
+                picked = self._transport
+            else:
+                # httpx picks the proxy (proxy=, HTTPS_PROXY, NO_PROXY) from the scheme,
+                # host and port alone: asked once per origin.
+                origin = self.urls.origin(url)
+                picked = self._by_origin.get(origin)
+                if picked is None:
+                    if len(self._by_origin) >= 256:
+                        self._by_origin.clear()
+                    scheme, host, port = origin
+                    where = httpx.URL(scheme=scheme, host=host, port=port)
+                    picked = self._by_origin[origin] = self._transport_for_url(where)
+            assert isinstance(picked, Transport)
+            return cast(_Carrier, picked)
 
         def _client_timeout(self) -> aiohttp.ClientTimeout:
             timeout = self.timeout

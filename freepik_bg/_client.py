@@ -43,6 +43,7 @@ from ._transport import (
     open_stream,
     send,
     translate_transport_error,
+    urls_of,
 )
 from ._urls import validate_image_url
 
@@ -161,6 +162,8 @@ class AsyncClient(BatchMethods):
             proxy=proxy,
             backend=http_backend,
         )
+        # The endpoint as the pool's own URL type, parsed once.
+        self._post_url = urls_of(self._http).parse(str(self._endpoint))
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={str(self.base_url)!r}, auth={self._auth!r})"
@@ -268,7 +271,7 @@ class AsyncClient(BatchMethods):
         # Encoded as httpx encodes data={...}, without its per-request merging.
         form = urlencode({"image_url": image_url}).encode()
         try:
-            response = await send(self._http, "POST", self._endpoint, headers, form)
+            response = await send(self._http, "POST", self._post_url, headers, form)
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, what="POST remove-background") from exc
         received_at = utc_now()

@@ -260,3 +260,44 @@ async def test_error_answers_read_the_same_on(http_backend: str) -> None:
     assert isinstance(refused.value.body, dict)
     assert refused.value.status_code == 400
     assert expired.value.status_code == 404
+
+
+ORIGINS = [
+    "HTTP://API.Example.com/x",
+    "https://api.example.com:443/",
+    "http://127.0.0.1:8080/a",
+    "http://[::1]:9/x",
+    "https://bücher.example/",
+    "https://xn--bcher-kva.example/",
+    "http://user:pw@host.example/",
+    "http://h.example:80/",
+]
+LOCATIONS = ["d.png", "/root.png", "//other.example/x.png", "../up.png", "https://x:8443/y", "?q=2"]
+
+
+def test_the_aiohttp_pool_places_and_joins_urls_as_httpx_does() -> None:
+    """The key goes where the origin is the API's: both pools must agree on origins."""
+    from freepik_bg._aiohttp import _YarlUrls
+    from freepik_bg._transport import HTTPX_URLS
+
+    ours = _YarlUrls()
+    for url in ORIGINS:
+        assert ours.origin(ours.parse(url)) == HTTPX_URLS.origin(HTTPX_URLS.parse(url)), url
+    base = "https://cdn.example/a/b/c.png?x=1"
+    for location in LOCATIONS:
+        joined = ours.join(ours.parse(base), location)
+        assert str(joined) == str(HTTPX_URLS.join(HTTPX_URLS.parse(base), location)), location
+    for bad, why in (("/relative/only.png", "absolute"), ("http://[::1/x", "IPv6")):
+        with pytest.raises(ValueError, match=why):
+            ours.parse(bad)
+
+
+@HTTP_BACKENDS
+async def test_a_result_link_that_is_no_url_is_a_typed_error(http_backend: str) -> None:
+    link = "http://[::1/broken.png"
+    cutout = freepik_bg.Cutout(
+        original=link, high_resolution=link, preview=link, url=link, image_url=link
+    )
+    async with freepik_bg.AsyncClient(KEY, http_backend=http_backend) as client:
+        with pytest.raises(freepik_bg.APIResponseValidationError, match="not a valid URL"):
+            await client.download(cutout)
