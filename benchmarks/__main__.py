@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also report the scenarios in this --json file of another run (the long memory "
         "run, say, on its own); the report says which came from where",
     )
+    parser.add_argument(
+        "--memory-ns",
+        default=None,
+        help="comma-separated list sizes of the memory scenario, the first the baseline "
+        "(default 1000,100000,1000000; the largest takes ~30 min)",
+    )
     args = parser.parse_args(argv)
     if args.img_dir is None:  # so that --out /tmp/x.md leaves docs/img alone too
         args.img_dir = args.out.parent / "img"
@@ -73,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.smoke() if args.smoke else Settings()
     if args.rounds is not None:
         settings = attrs.evolve(settings, rounds=args.rounds)
+    if args.memory_ns is not None:
+        sizes = tuple(int(n) for n in args.memory_ns.split(","))
+        settings = attrs.evolve(settings, memory_ns=sizes)
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(names) - set(SCENARIOS)
     if unknown:
