@@ -8,6 +8,7 @@ that would be stored under one name, an output that would land on an input.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,9 @@ __all__ = ["Input", "UsageError", "open_input", "plain_url"]
 
 # Collisions are reported by the first few; the rest would only repeat the point.
 _SHOWN = 3
+# Resolved folders kept by the scan: images come folder by folder, and a list of local
+# files in a million folders must not hold them all.
+_FOLDERS_KEPT = 4096
 
 # Most lines of a big list: an http(s) URL in printable ASCII with a plain host and at most
 # a 4-digit port. `validate_image_url` accepts every one of these as it is (urlsplit cannot
@@ -135,6 +139,7 @@ class _Checker:
     # millions of SKUs is checked without holding its URLs.
     _names: dict[str, tuple[int, str]] = attrs.field(factory=dict)
     _collisions: list[str] = attrs.field(factory=list)
+    _folders: dict[str, str] = attrs.field(factory=dict)
 
     def add(self, entry: Any) -> None:
         where = f"line {entry.line}" if isinstance(entry, InputLine | BadLine) else "INPUT"
@@ -174,10 +179,28 @@ class _Checker:
             )
         if not _is_url(self.args.output):
             out = Path(self.args.output) / target.output(self.size)
-            if out.resolve() == target.local.resolve():
+            if self._resolved(out) == self._resolved(target.local):
                 raise UsageError(
                     f"{where}: the output {out} would replace the input itself; choose another -o"
                 )
+
+    def _resolved(self, path: Path) -> str:
+        """``str(path.resolve())``, with its folder's resolution reused: a scan of a folder
+        of images does one ``lstat`` per file instead of one per component of its path.
+
+        The same path as ``resolve``: realpath resolves the folder, then follows the last
+        component only if it is a symlink (the one case handed to ``resolve`` whole).
+        """
+        folder, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            return str(path.resolve())
+        real = self._folders.get(folder)
+        if real is None:
+            if len(self._folders) >= _FOLDERS_KEPT:
+                self._folders.clear()
+            real = self._folders[folder] = str(Path(folder or ".").resolve())
+        candidate = os.path.join(real, name)
+        return str(Path(candidate).resolve()) if os.path.islink(candidate) else candidate
 
     def _claim(self, target: Target, where: str) -> None:
         name = target.output(self.size)

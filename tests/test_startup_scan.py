@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from freepik_bg import _cli_inputs
 from freepik_bg._cli_inputs import UsageError, _Checker, open_input, plain_url
 from freepik_bg._errors import InvalidRequestError
 from freepik_bg._input import read_entries
@@ -140,7 +141,8 @@ def test_anything_unusual_takes_the_full_check(text: str) -> None:
 def _args(path: Path, tmp_path: Path, **extra: object) -> argparse.Namespace:
     values: dict[str, object] = {"column": None, "name_column": None, "delimiter": None}
     values.update(extra)
-    return argparse.Namespace(input=str(path), output=str(tmp_path / "out"), **values)
+    values.setdefault("output", str(tmp_path / "out"))
+    return argparse.Namespace(input=str(path), **values)
 
 
 def test_the_count_is_the_one_the_full_check_makes(tmp_path: Path) -> None:
@@ -202,3 +204,85 @@ def test_a_name_clash_at_the_end_of_a_long_csv_still_stops_the_run(tmp_path: Pat
     args = _args(table, tmp_path, column="url", name_column="sku")
     with pytest.raises(UsageError, match=r"line 9 and line 5002 are both named 'sku-7.png'"):
         open_input(args, stage=None, size=SIZE)
+
+
+# -- local files: the scan's path resolution ------------------------------------------
+
+
+def _tree(root: Path) -> list[Path]:
+    """Paths of every shape the scan resolves: links to folders and files, loops, ``..``."""
+    (root / "photos" / "shoes").mkdir(parents=True)
+    (root / "photos" / "shoes" / "red.png").write_bytes(b"")
+    (root / "photos" / "cover.png").write_bytes(b"")
+    (root / "linked").symlink_to(root / "photos")
+    (root / "photos" / "alias.png").symlink_to("shoes/red.png")
+    (root / "dangling.png").symlink_to(root / "nowhere.png")
+    (root / "loop").symlink_to(root / "loop")
+    (root / "loopdir").symlink_to("loopdir")
+    relative = [
+        "photos/shoes/red.png",
+        "linked/shoes/red.png",
+        "linked/alias.png",
+        "photos/alias.png",
+        "photos/shoes/../cover.png",
+        "photos/shoes/..",
+        "photos/.",
+        "cover.png",
+        "dangling.png",
+        "missing/deeper/a.png",
+        "linked/missing.png",
+        "loop",
+        "loop/a.png",
+        "loopdir/a.png",
+        ".",
+        "/",
+    ]
+    return [Path(text) for text in relative] + [root / text for text in relative]
+
+
+@pytest.mark.parametrize("kept", [4096, 2])
+def test_the_scans_resolution_of_a_path_is_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    paths = _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_cli_inputs, "_FOLDERS_KEPT", kept)  # 2: forgets, and resolves anew
+    checker = _Checker(_args(tmp_path / "list.txt", tmp_path), stage="s3://b/p/", size=SIZE)
+    for path in [*paths, *paths]:  # the second time from the folders it keeps
+        try:
+            expected = str(path.resolve())
+        except RuntimeError:  # a symlink loop: the scan meets it as resolve does
+            with pytest.raises(RuntimeError):
+                checker._resolved(path)
+            continue
+        assert checker._resolved(path) == expected, path
+        assert len(checker._folders) <= kept
+
+
+@pytest.mark.parametrize("link", ["folder", "file"])
+def test_an_output_that_a_symlink_puts_on_its_input_is_refused(tmp_path: Path, link: str) -> None:
+    photos = tmp_path / "photos"
+    (photos / "shoes").mkdir(parents=True)
+    (photos / "bags").mkdir()
+    for i in range(50):  # walked first: the folders the scan keeps are in use by then
+        (photos / "bags" / f"tote-{i}.png").write_bytes(b"")
+    (photos / "shoes" / "red.png").write_bytes(b"")
+    out = tmp_path / "out"
+    out.mkdir()
+    if link == "folder":
+        (out / "shoes").symlink_to(photos / "shoes")  # out/shoes/red.png is the input
+    else:
+        (out / "shoes").mkdir()
+        (out / "shoes" / "red.png").symlink_to(photos / "shoes" / "red.png")
+    args = _args(photos, tmp_path, output=str(out))
+    with pytest.raises(UsageError, match=r"shoes/red\.png would replace the input itself"):
+        open_input(args, stage="s3://b/p/", size=SIZE)
+
+
+def test_a_folder_staged_into_a_separate_output_passes(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    _tree(tmp_path)
+    args = _args(photos, tmp_path, output=str(tmp_path / "out"))
+    source = open_input(args, stage="s3://b/p/", size=SIZE)
+    source.close()
+    assert source.total == 3  # shoes/red.png, cover.png, and alias.png (a link to red)
