@@ -1,11 +1,12 @@
 """Scenario "startup": how long the command line takes to start.
 
-Two timings, each a fresh interpreter, rounds interleaved with a bare ``python -c pass``
+Three timings, each a fresh interpreter, rounds interleaved with a bare ``python -c pass``
 (the interpreter's own start-up, for context):
 
 - ``freepik-bg --help``: process start to exit;
 - ``freepik-bg remove``: process start to the first POST's bytes arriving at a loopback
-  socket (a one-line input file; the process is killed once the POST is seen).
+  socket (a one-line input file; the process is killed once the POST is seen);
+- the same over a list of `LIST_N` URLs, which the CLI checks whole before its first POST.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 from benchmarks._common import Comparison, Log, RunStats, ScenarioResult, Settings, quiet, summarize
 
 TARGET_MS = 300.0
-SIDES = ("python", "help", "first-post")
+SIDES = ("python", "help", "first-post", "first-post-list")
+LIST_N = 100_000
+"""URLs in the long list: every line is checked before the first POST is sent."""
 
 
 def _cli() -> list[str]:
@@ -77,12 +80,14 @@ def _time_run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - started, cpu
 
 
-def _time_first_post(cli: list[str], env: dict[str, str], work: Path) -> tuple[float, float]:
+def _time_first_post(
+    cli: list[str], env: dict[str, str], work: Path, urls: Path
+) -> tuple[float, float]:
     """(wall, CPU) seconds from process start to the first POST's bytes on the socket."""
     server = _FirstPost()
     out = work / f"out-{time.monotonic_ns()}"
     try:
-        args = ["remove", str(work / "urls.txt"), "-o", str(out), "--progress", "plain"]
+        args = ["remove", str(urls), "-o", str(out), "--progress", "plain"]
         args += ["--base-url", f"http://127.0.0.1:{server.port}", "--max-retries", "0"]
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -107,10 +112,12 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
         title="6. CLI start-up: `--help`, and `remove` to its first POST",
         description=(
             f"{rounds} rounds, each a fresh process, sides interleaved: `python -c pass` "
-            "(the interpreter alone), `freepik-bg --help` (start to exit), and "
+            "(the interpreter alone), `freepik-bg --help` (start to exit), "
             "`freepik-bg remove` over a one-URL file (start to the first POST's bytes at a "
-            "loopback socket). Absolute times: the target is the issue's 300 ms of wall time; "
-            "CPU time (user + system, from `wait4`) is given too, as a loaded machine inflates "
+            f"loopback socket), and the same over a list of {LIST_N:,} URLs (the CLI checks "
+            "every line before its first POST). Absolute times: the target is the issue's "
+            "300 ms of wall time (the long list has none); CPU time (user + system, from "
+            "`wait4`) is given too, as a loaded machine inflates "
             "it far less. "
             "`python -X importtime -m freepik_bg --help` shows what is imported."
         ),
@@ -127,6 +134,13 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "urls.txt").write_text("https://example.com/a.png\n", encoding="utf-8")
+        # A catalogue's shape: CDN URLs with folders and a query, all distinct.
+        (work / "list.txt").write_text(
+            "".join(
+                f"https://cdn.example.com/p/{i // 1000}/img-{i}.jpg?w=800\n" for i in range(LIST_N)
+            ),
+            encoding="utf-8",
+        )
         _time_run([*cli, "--help"], env)  # warm the page cache and the .pyc files
         for r in range(rounds):
             order = SIDES if r % 2 == 0 else SIDES[::-1]
@@ -136,7 +150,8 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
                 elif side == "help":
                     seconds, cpu = _time_run([*cli, "--help"], env)
                 else:
-                    seconds, cpu = _time_first_post(cli, env, work)
+                    urls = work / ("list.txt" if side == "first-post-list" else "urls.txt")
+                    seconds, cpu = _time_first_post(cli, env, work, urls)
                 times[side].append(seconds * 1000)
                 cpus[side].append(cpu * 1000)
                 result.runs.append(RunStats(label=side, n=1, ok=1, elapsed=seconds, cpu=cpu))
@@ -145,6 +160,7 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
             + ", ".join(f"{side} {summarize(v).fmt('.0f')} ms" for side, v in times.items())
         )
     titles = {"help": "`freepik-bg --help`", "first-post": "`freepik-bg remove` to its first POST"}
+    # The long list has no target of its own: it shows what the pre-POST check costs.
     result.comparisons = [
         Comparison(
             f"startup: {title}",
@@ -160,6 +176,7 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
         "python": "`python -c pass`",
         "help": "`freepik-bg --help`",
         "first-post": "`freepik-bg remove`, first POST",
+        "first-post-list": f"`freepik-bg remove`, first POST, {LIST_N:,}-URL list",
     }
     for side in SIDES:
         result.table.append(

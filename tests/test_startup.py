@@ -22,7 +22,11 @@ from tests.conftest import cli_env
 # the distribution's metadata (`--version` reads `_version.py`).
 NOT_FOR_HELP = {"httpx", "httpcore", "anyio", "tenacity", "rich", "numpy", "PIL", "uvicorn"}
 NOT_FOR_HELP |= {"importlib.metadata"}
+# --dask's parts (each of these is installed with the test extras, so a stray import shows).
+ONLY_FOR_DASK = {"dask", "distributed", "pyarrow", "pandas", "freepik_bg.dask"}
+NOT_FOR_HELP |= ONLY_FOR_DASK
 NOT_FOR_REMOVE = {"rich", "numpy", "PIL", "uvicorn", "obstore", "httpx._main", "click"}
+NOT_FOR_REMOVE |= ONLY_FOR_DASK | {"freepik_bg._demo"}
 # What a plain run (a URL list into a folder) must not have imported when it connects to
 # the API for its first POST: nothing it does not use before then (issue #15).
 NOT_BEFORE_FIRST_POST = NOT_FOR_REMOVE | {
