@@ -9,7 +9,7 @@ Each line is one event:
   before 0.2 say ``done``, which is read the same way);
 * ``failed``: the item failed (``error`` says why); a rerun tries it again.
 
-Lines are written whole and flushed one by one; a torn last line (from a
+Lines are written whole, one unbuffered ``write()`` each; a torn last line (from a
 crash mid-write) is ignored on load. The journal holds URLs, results and
 error messages, never the API key.
 
@@ -356,7 +356,7 @@ class Journal:
         if self._fh is not None:
             self._checkpoint()
             fh, self._fh = self._fh, None
-            # Every line is flushed as written: what is left is a line whose write
+            # Every line went to the OS as written: what is left is a line whose write
             # already failed and was raised as a JournalError.
             with contextlib.suppress(OSError):
                 fh.close()
