@@ -105,6 +105,26 @@ async def test_owned_pool_builds_requests_as_httpx_does() -> None:
             assert ours.extensions == theirs.extensions  # the timeouts travel with it
 
 
+async def test_owned_pool_sends_as_httpx_send_would(
+    respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool we create skips ``httpx.AsyncClient.send``, and keeps what it gives: the
+    request on the response and on errors, httpx's log line, the closed-client error."""
+    caplog.set_level(logging.INFO, logger="httpx")
+    respx_mock.post(ENDPOINT).respond(200, json=links())
+    respx_mock.get(links()["high_resolution"]).mock(side_effect=httpx.ReadError("reset"))
+    c = client(max_retries=0)
+    async with c:
+        cutout = await c.remove_background("https://img.test/a.jpg")
+        with pytest.raises(freepik_bg.APIConnectionError) as caught:
+            await c.download(cutout)
+    assert caught.value.request is not None
+    assert str(caught.value.request.url) == links()["high_resolution"]
+    assert f'HTTP Request: POST {ENDPOINT} "HTTP/1.1 200 OK"' in caplog.text
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        await c.remove_background("https://img.test/a.jpg")
+
+
 async def test_owned_pool_keeps_no_cookies(respx_mock: respx.MockRouter) -> None:
     """A cookie set by a result host (or the API) is never kept, so never sent anywhere."""
     route = respx_mock.post(ENDPOINT).respond(
