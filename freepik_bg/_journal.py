@@ -9,7 +9,7 @@ Each line is one event:
   before 0.2 say ``done``, which is read the same way);
 * ``failed``: the item failed (``error`` says why); a rerun tries it again.
 
-Lines are written whole and flushed one by one; a torn last line (from a
+Lines are written whole, one unbuffered ``write()`` each; a torn last line (from a
 crash mid-write) is ignored on load. The journal holds URLs, results and
 error messages, never the API key.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -29,20 +30,29 @@ import os
 import sys
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from ._errors import FreepikError, JournalError
 from ._journal_index import read_checkpoint, write_checkpoint
+from ._journal_lines import (
+    dumps_line,
+    item_record,
+    posted_line,
+    posted_record,
+    stored_line,
+    utc_stamp,
+)
 from ._models import LINK_TTL, SIZES, Cutout, ItemResult
 
 __all__ = ["Journal"]
 
 logger = logging.getLogger("freepik_bg")
 
-_VERSION = 1
 _DEFAULT_SIZE = "high_resolution"
+
+_LINK_SECONDS = LINK_TTL.total_seconds()
 
 INDEX_MIN_BYTES = 1 << 20
 """Below this size a journal parses in well under 0.1 s and gets no checkpoint file."""
@@ -68,6 +78,20 @@ def _done_key(url: str, size: str, name: str | None = None) -> int:
     if name is not None:
         return _key(f"{size}\0{name}\0{url}")
     return _key(url) if size == _DEFAULT_SIZE else _key(f"{size}\0{url}")
+
+
+# A run asks for an item's keys several times (before its POST: its links, what is
+# stored; then for its posted and its stored line), about `concurrency` items apart:
+# remember the last ones asked for. Loading calls the plain functions, so that a
+# million-line resume does not churn these caches.
+_recent_key = functools.lru_cache(maxsize=1024)(_key)
+_recent_other_key = functools.lru_cache(maxsize=1024)(_done_key)
+
+
+def _recent_done_key(url: str, size: str, name: str | None) -> int:
+    if name is None and size == _DEFAULT_SIZE:
+        return _recent_key(url)  # the same key as _done_key's
+    return _recent_other_key(url, size, name)
 
 
 class Journal:
@@ -140,13 +164,14 @@ class Journal:
         elif event == "posted":
             self._remember(_key(str(url)), record)
 
-    def _remember(self, key: int, record: dict[str, Any]) -> None:
-        try:
-            received = datetime.fromisoformat(record["received_at"]).timestamp()
-        except (KeyError, TypeError, ValueError):
-            return
+    def _remember(self, key: int, record: dict[str, Any], received: float | None = None) -> None:
+        if received is None:
+            try:
+                received = datetime.fromisoformat(record["received_at"]).timestamp()
+            except (KeyError, TypeError, ValueError):
+                return
         now = time.time()
-        expires = received + LINK_TTL.total_seconds()
+        expires = received + _LINK_SECONDS
         if expires > now:
             self._posted[key] = record
             self._expiries.append((expires, key, record))
@@ -172,11 +197,11 @@ class Journal:
 
     def is_stored(self, url: str, size: str = _DEFAULT_SIZE, name: str | None = None) -> bool:
         """Whether ``url``'s ``size`` rendition (under the chosen ``name``) was stored before."""
-        return _done_key(url, size, name) in self._done
+        return _recent_done_key(url, size, name) in self._done
 
     def live_cutout(self, url: str) -> Cutout | None:
         """The links last paid for ``url``, stored or not, if they are still alive."""
-        record = self._posted.get(_key(url))
+        record = self._posted.get(_recent_key(url))
         cutout = self._cutout_from(record) if record is not None else None
         if cutout is None or cutout.seconds_left() <= 5:
             return None
@@ -184,7 +209,7 @@ class Journal:
 
     def pending_cutout(self, url: str) -> Cutout | None:
         """Links paid for but no rendition of them stored, if they are still alive."""
-        if any(_done_key(url, size) in self._done for size in SIZES):
+        if any(_recent_done_key(url, size, None) in self._done for size in SIZES):
             return None
         return self.live_cutout(url)
 
@@ -199,7 +224,7 @@ class Journal:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("ab")
+            self._fh = self.path.open("ab", buffering=0)
         except OSError as exc:
             raise JournalError(f"cannot open the journal {self.path}: {exc.strerror}") from exc
         self._lock()
@@ -243,11 +268,17 @@ class Journal:
                 "and journal"
             ) from exc
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self.open()
-        record = {"v": _VERSION, "ts": datetime.now(timezone.utc).isoformat(), **record}
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        self._append(line.encode("utf-8"))
+    def _write(self, line: str) -> None:
+        if self._fh is None:
+            self.open()
+            assert self._fh is not None
+        try:
+            data = line.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (a str from undecodable bytes) has no UTF-8: write it as
+            # JSON's \udcxx escape instead, which loads back as the same str.
+            data = json.dumps(json.loads(line), separators=(",", ":")).encode() + b"\n"
+        self._append(data)
         self._unchecked_lines += 1
         if self._unchecked_lines >= CHECKPOINT_LINES:
             self._checkpoint()
@@ -255,9 +286,11 @@ class Journal:
     def _append(self, data: bytes) -> None:
         assert self._fh is not None
         try:
-            # One write call per line, then flush: a line is all there or torn, never mixed.
-            self._fh.write(data)
-            self._fh.flush()
+            # One unbuffered write per line (the file has no buffer): when it returns,
+            # the line is with the OS and survives a kill -9 of this process.
+            written = os.write(self._fh.fileno(), data)
+            while written < len(data):  # a short write (a signal, a nearly full disk)
+                written += os.write(self._fh.fileno(), data[written:])
         except OSError as exc:
             # Part of the line may be in the file: no checkpoint can describe it now.
             self._indexable = False
@@ -288,21 +321,14 @@ class Journal:
         self._checkpointed = self._offset
 
     def record_posted(self, index: int, cutout: Cutout) -> None:
-        """Note that ``cutout`` was paid for, before downloading it."""
-        record = {
-            "event": "posted",
-            "index": index,
-            "url": cutout.image_url,
-            "received_at": cutout.received_at.isoformat(),
-            "links": {
-                "original": cutout.original,
-                "high_resolution": cutout.high_resolution,
-                "preview": cutout.preview,
-                "url": cutout.url,
-            },
-        }
-        self._remember(_key(cutout.image_url), record)
-        self._write(record)
+        """Note that ``cutout`` was paid for, before downloading it.
+
+        The line is with the OS (written, not fsynced) when this returns.
+        """
+        received_at = cutout.received_at.isoformat()
+        record = posted_record(utc_stamp(), index, received_at, cutout)
+        self._remember(_recent_key(cutout.image_url), record, cutout.received_at.timestamp())
+        self._write(posted_line(record["ts"], index, received_at, cutout))
 
     def record(
         self, result: ItemResult, size: str = _DEFAULT_SIZE, name: str | None = None
@@ -317,27 +343,20 @@ class Journal:
         if result.skipped:
             return
         sizes: list[str] = [*result.locations] or [size]
-        record = result.to_record()
-        del record["status"]
-        named = {} if name is None else {"name": name}
         if result.ok or result.locations:
             for stored in sizes:
-                self._done.add(_done_key(result.image_url, stored, name))
-            # "size" for readers from before several renditions: the first one.
-            self._write(
-                {"event": "stored", "size": sizes[0], "sizes": sizes, **named, **record}
-                | {"error": None}
-            )
+                self._done.add(_recent_done_key(result.image_url, stored, name))
+            self._write(stored_line(utc_stamp(), sizes, name, result))
         if not result.ok:
             # A failed item stays retryable, and links it paid for stay usable.
-            self._write({"event": "failed", "size": sizes[0], **named, **record})
+            self._write(dumps_line(item_record(utc_stamp(), "failed", sizes, name, result)))
 
     def close(self) -> None:
         """Flush and close the file (and so release the run's lock)."""
         if self._fh is not None:
             self._checkpoint()
             fh, self._fh = self._fh, None
-            # Every line is flushed as written: what is left is a line whose write
+            # Every line went to the OS as written: what is left is a line whose write
             # already failed and was raised as a JournalError.
             with contextlib.suppress(OSError):
                 fh.close()
