@@ -13,12 +13,14 @@ that may never come.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
 
-__all__ = ["Intake"]
+from ._ratelimit import AdaptiveConcurrency
+
+__all__ = ["Crew", "Intake"]
 
 
 class Intake:
@@ -71,8 +73,59 @@ class Intake:
             self._pulls.discard(scope)
         raise StopAsyncIteration  # `close` came first, or cancelled the pull
 
+    async def take(self, slots: AdaptiveConcurrency) -> tuple[int, Any] | None:
+        """A slot of ``slots``, then the next entry; ``None`` (and no slot) once there is none."""
+        if not await slots.acquire():
+            return None
+        try:
+            pulled = await self.next()
+        except BaseException:
+            slots.release()
+            raise
+        if pulled is None:
+            slots.release()
+            slots.close()  # wake the waiting workers: there is nothing more to take
+        return pulled
+
     def close(self) -> None:
         """Hand out nothing more, and stop waiting for an async input's next entry."""
         self.done = True
         for scope in self._pulls:
             scope.cancel()
+
+
+class Crew:
+    """How many workers a batch has: one always free for the next slot, up to ``limit``.
+
+    So a concurrency of thousands costs tasks only as items fill it.
+
+    Examples:
+        >>> crew = Crew(limit=8)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.workers = 0
+        self._free = 0
+        self._spawn: Callable[[], object] | None = None
+
+    def start(self, spawn: Callable[[], object]) -> None:
+        """Start the first worker; ``spawn`` starts one more."""
+        self._spawn = spawn
+        self._add()
+
+    def _add(self) -> None:
+        assert self._spawn is not None
+        self.workers += 1
+        self._free += 1
+        self._spawn()
+
+    def busy(self) -> None:
+        """A worker took an item: start another if none is left free (and the limit allows)."""
+        self._free -= 1
+        if not self._free and self.workers < self.limit:
+            self._add()
+
+    def idle(self) -> None:
+        """A worker is done with its item."""
+        self._free += 1

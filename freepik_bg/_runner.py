@@ -26,6 +26,7 @@ from collections.abc import (
     Callable,
     Iterable,
 )
+from functools import partial
 from typing import Any
 
 import anyio
@@ -41,7 +42,7 @@ from ._errors import (
     LinkExpiredError,
     RateLimitError,
 )
-from ._intake import Intake
+from ._intake import Crew, Intake
 from ._journal import Journal
 from ._lifecycle import BatchClient, Flight, Phase, label
 from ._models import (
@@ -156,35 +157,29 @@ class Runner:
         except Exception as exc:
             self._fail_hard(exc)
 
-    # -- the intake loop -----------------------------------------------------
+    # -- the workers -----------------------------------------------------------
 
     async def run(
         self, urls: Iterable[Any] | AsyncIterable[Any], send: MemoryObjectSendStream[ItemResult]
     ) -> None:
-        """Run the batch with one worker per slot; raise a fatal error at the end."""
+        """Run the batch's workers (one per slot in use); raise a fatal error at the end."""
         intake = self._intake = Intake(urls)
         if self._stopping:
             intake.close()
+        crew = Crew(self.config.concurrency)
         async with send, anyio.create_task_group() as tg:
-            for _ in range(self.config.concurrency):
-                # Named here: anyio would otherwise work a name out per task.
-                tg.start_soon(self._worker, intake, send, name=_TASK)
+            # Named here: anyio would otherwise work a name out per task.
+            crew.start(partial(tg.start_soon, self._worker, intake, crew, send, name=_TASK))
         if self.fatal is not None:
             raise self.fatal
 
-    async def _worker(self, intake: Intake, send: MemoryObjectSendStream[ItemResult]) -> None:
+    async def _worker(
+        self, intake: Intake, crew: Crew, send: MemoryObjectSendStream[ItemResult]
+    ) -> None:
         # Items one after another, each under a slot of the adaptive limit: no task
         # per item, and the next item starts without waiting for another task.
-        while await self.slots.acquire():
-            try:
-                pulled = await intake.next()
-            except BaseException:
-                self.slots.release()
-                raise
-            if pulled is None:
-                self.slots.release()
-                self.slots.close()  # wake the idle workers: there is nothing more to take
-                return
+        while (pulled := await intake.take(self.slots)) is not None:
+            crew.busy()
             index, entry = pulled
             self.stats.queued += 1
             if self.breaker.tripped:
@@ -193,6 +188,7 @@ class Runner:
                 await self._deliver(send, self._not_attempted(index, entry))
             else:
                 await self._item(index, entry, send)
+            crew.idle()
 
     async def _deliver(self, send: MemoryObjectSendStream[ItemResult], result: ItemResult) -> None:
         self._count(result)

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import pytest
 
-from freepik_bg import AsyncClient, ItemResult, MemorySink
-from freepik_bg._intake import Intake
+from freepik_bg import AsyncClient, ItemResult, MemorySink, ProgressEvent
+from freepik_bg._intake import Crew, Intake
 from freepik_bg._ratelimit import AdaptiveConcurrency
 
 from .conftest import FakeService, urls
@@ -136,6 +136,37 @@ async def test_intake_close_interrupts_a_waiting_async_source() -> None:
             await anyio.wait_all_tasks_blocked()
             intake.close()
     assert ended == [None, None]
+
+
+def test_crew_keeps_one_worker_free_up_to_its_limit() -> None:
+    started: list[int] = []
+    crew = Crew(limit=3)
+    crew.start(lambda: started.append(len(started)))
+    assert crew.workers == 1
+    crew.busy()  # the only worker took an item: one more waits for the next
+    assert crew.workers == 2
+    crew.idle()
+    crew.busy()  # one was still free: no new worker
+    assert crew.workers == 2
+    crew.busy()
+    crew.busy()  # the limit: no fourth worker, even with none free
+    assert crew.workers == len(started) == 3
+
+
+async def test_a_large_concurrency_starts_workers_only_as_items_need_them(
+    service: FakeService, client: AsyncClient
+) -> None:
+    workers: list[int] = []
+
+    def count(event: ProgressEvent) -> None:
+        running = anyio.get_running_tasks()
+        workers.append(sum(task.name == "freepik_bg batch item" for task in running))
+
+    report = await client.run_batch(
+        urls(3), MemorySink(), concurrency=5000, rate=1000, progress=count
+    )
+    assert len(report.stored) == 3
+    assert 1 <= max(workers) <= 4  # three items, and one worker free for a fourth
 
 
 # -- the batch ----------------------------------------------------------------------
