@@ -40,9 +40,10 @@ from ._transport import (
     ApiKeyAuth,
     HttpBackend,
     make_http_client,
-    new_request,
     open_stream,
+    send,
     translate_transport_error,
+    urls_of,
 )
 from ._urls import validate_image_url
 
@@ -161,6 +162,8 @@ class AsyncClient(BatchMethods):
             proxy=proxy,
             backend=http_backend,
         )
+        # The endpoint as the pool's own URL type, parsed once.
+        self._post_url = urls_of(self._http).parse(str(self._endpoint))
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={str(self.base_url)!r}, auth={self._auth!r})"
@@ -267,9 +270,8 @@ class AsyncClient(BatchMethods):
         }
         # Encoded as httpx encodes data={...}, without its per-request merging.
         form = urlencode({"image_url": image_url}).encode()
-        request = new_request(self._http, "POST", self._endpoint, headers, form)
         try:
-            response = await self._http.send(request, follow_redirects=False)
+            response = await send(self._http, "POST", self._post_url, headers, form)
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, what="POST remove-background") from exc
         received_at = utc_now()

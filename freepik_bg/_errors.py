@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -37,6 +37,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
+    "ResponseBody",
+    "ResponseHead",
     "SinkError",
     "SkippedError",
     "StagingError",
@@ -336,6 +338,25 @@ class InvalidImageError(FreepikError):
         self.transient = transient
 
 
+class ResponseBody(Protocol):
+    """A response whose body was read (``httpx.Response``, or the aiohttp pool's)."""
+
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+class ResponseHead(Protocol):
+    """A response's status line and headers."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -347,7 +368,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 
-def decode_body(response: httpx.Response) -> object:
+def decode_body(response: ResponseBody) -> object:
     """The JSON body if it parses, else the (truncated) text; never raises."""
     try:
         return response.json()
@@ -395,12 +416,13 @@ def _parse_invalid_params(body: object) -> tuple[InvalidParam, ...]:
 
 
 def status_error(
-    response: httpx.Response, body: object, *, retry_after: float | None = None
+    response: ResponseHead, body: object, *, retry_after: float | None = None
 ) -> APIStatusError:
     """Build the typed error for an error response whose body was already read."""
     status = response.status_code
     message = _message_from(body, status, response.reason_phrase)
-    headers = dict(response.headers)
+    # Lower-cased, as httpx gives them, whatever carried the response.
+    headers = {name.lower(): value for name, value in response.headers.items()}
     cls = _STATUS_ERRORS.get(status)
     if cls is None:
         cls = InternalServerError if status >= 500 else APIStatusError

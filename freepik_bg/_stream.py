@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from ._errors import InvalidImageError
-from ._transport import translate_transport_error
+from ._transport import Reply, translate_transport_error
 
 __all__ = ["ImageStream"]
 
@@ -29,7 +29,7 @@ class ImageStream:
 
     __slots__ = ("_declared", "_head", "_it", "_max_bytes", "_received", "_tail", "_url")
 
-    def __init__(self, response: httpx.Response, *, max_bytes: int) -> None:
+    def __init__(self, response: Reply, *, max_bytes: int) -> None:
         self._url = str(response.url)
         self._max_bytes = max_bytes
         self._received = 0

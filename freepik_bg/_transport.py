@@ -13,24 +13,38 @@ import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 
-from ._errors import APIConnectionError, APITimeoutError, RedirectError, without_secrets
+from ._errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    RedirectError,
+    ResponseBody,
+    ResponseHead,
+    without_secrets,
+)
 from ._urls import Origin, origin_of
 from ._version import __version__
 
 __all__ = [
     "API_KEY_HEADER",
+    "HTTPX_URLS",
     "HTTP_BACKENDS",
     "ApiKeyAuth",
+    "Direct",
     "HttpBackend",
+    "Reply",
     "Stateless",
+    "Urls",
     "make_http_client",
     "new_request",
     "open_stream",
+    "send",
     "translate_transport_error",
+    "urls_of",
 ]
 
 API_KEY_HEADER = "x-freepik-api-key"
@@ -90,6 +104,120 @@ _NO_COOKIES = _NoCookies()
 
 class _Pool(Stateless, httpx.AsyncClient):
     """httpx's own pool, stateless."""
+
+
+class Reply(ResponseHead, ResponseBody, Protocol):
+    """What the client reads of a response: ``httpx.Response`` is one.
+
+    A `Direct` pool answers with its own, lighter objects of this shape.
+    """
+
+    @property
+    def url(self) -> object:
+        """The URL that answered, as its pool's `Urls` parse it."""
+        ...
+
+    @property
+    def is_success(self) -> bool: ...
+    @property
+    def is_redirect(self) -> bool: ...
+    async def aread(self) -> bytes: ...
+    def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]: ...
+    async def aclose(self) -> None: ...
+
+
+U = TypeVar("U")
+
+
+class Urls(Protocol[U]):
+    """How a pool's URLs are parsed, placed (origin) and joined (redirects).
+
+    The key goes to a URL when its origin is the API's, and the request goes to
+    that same parsed URL: what is checked is what is connected to.
+    """
+
+    def parse(self, text: str) -> U:
+        """The URL; ``ValueError`` when it is not one."""
+        ...
+
+    def origin(self, url: U) -> Origin:
+        """(scheme, host, port), lower-cased, with the default port filled in."""
+        ...
+
+    def join(self, base: U, location: str) -> U:
+        """``location`` resolved against ``base``; ``ValueError`` when invalid."""
+        ...
+
+
+class _HttpxUrls:
+    """httpx's URLs."""
+
+    def parse(self, text: str) -> httpx.URL:
+        try:
+            return httpx.URL(text)
+        except httpx.InvalidURL as exc:
+            raise ValueError(str(exc)) from exc
+
+    def origin(self, url: httpx.URL) -> Origin:
+        return origin_of(url)
+
+    def join(self, base: httpx.URL, location: str) -> httpx.URL:
+        try:
+            return base.join(location)
+        except httpx.InvalidURL as exc:
+            raise ValueError(str(exc)) from exc
+
+
+HTTPX_URLS: Urls[httpx.URL] = _HttpxUrls()
+
+
+class Direct(Stateless):
+    """A pool we create that can send without building httpx's request and response.
+
+    The aiohttp pool is one: httpx's objects (its URL parser alone costs ~50 µs a
+    URL) and httpx-aiohttp's conversions cost it more CPU than aiohttp's own work
+    (docs/benchmarks.md). Its URLs are its own (`urls`). It raises httpx's transport
+    errors, mapped as its httpx transport maps them, so callers handle both alike.
+    """
+
+    urls: Urls[Any]
+
+    async def send_direct(
+        self,
+        method: str,
+        url: Any,
+        headers: dict[str, str],
+        content: bytes | None,
+        *,
+        stream: bool,
+    ) -> Reply:
+        """Send to ``url`` (one of `urls`) without redirects; with ``stream``, the body is
+        left to read."""
+        raise NotImplementedError
+
+
+def urls_of(http: httpx.AsyncClient) -> Urls[Any]:
+    """The URLs `send` takes for ``http``: its own for a `Direct` pool, else httpx's."""
+    return http.urls if isinstance(http, Direct) else HTTPX_URLS
+
+
+async def send(
+    http: httpx.AsyncClient,
+    method: str,
+    url: Any,
+    headers: dict[str, str],
+    content: bytes | None = None,
+    *,
+    stream: bool = False,
+) -> Reply:
+    """Send one request, redirects not followed; without ``stream`` the body is read.
+
+    ``url`` is parsed by ``urls_of(http)``.
+    """
+    if isinstance(http, Direct):
+        return await http.send_direct(method, url, headers, content, stream=stream)
+    request = new_request(http, method, url, headers, content)
+    return await http.send(request, stream=stream, follow_redirects=False)
 
 
 def new_request(
@@ -171,7 +299,11 @@ class ApiKeyAuth:
 
     def headers_for(self, url: httpx.URL) -> dict[str, str]:
         """The key header when ``url`` is on the API origin, else nothing."""
-        return {API_KEY_HEADER: self.__key} if self.allows(url) else {}
+        return self.headers_for_origin(origin_of(url))
+
+    def headers_for_origin(self, origin: Origin) -> dict[str, str]:
+        """The key header when ``origin`` is the API's, else nothing."""
+        return {API_KEY_HEADER: self.__key} if origin == self._origin else {}
 
     def __repr__(self) -> str:
         return f"ApiKeyAuth(key=<redacted sha256:{self.fingerprint}>)"
@@ -237,16 +369,22 @@ async def open_stream(
     *,
     auth: ApiKeyAuth,
     max_redirects: int = MAX_REDIRECTS,
-) -> AsyncIterator[httpx.Response]:
+) -> AsyncIterator[Reply]:
     """GET ``url`` as a stream, following redirects ourselves so the key stays home.
 
     Yields the final (non-redirect) response; it is closed on exit.
     """
-    current = httpx.URL(url)
+    urls = urls_of(http)
+    try:
+        current = urls.parse(url)
+    except ValueError as exc:
+        raise APIResponseValidationError(
+            f"the result link {url} is not a valid URL: {exc}"
+        ) from exc
     seen = {str(current)}
     for _ in range(max_redirects + 1):
-        request = new_request(http, "GET", current, auth.headers_for(current))
-        response = await http.send(request, stream=True, follow_redirects=False)
+        key = auth.headers_for_origin(urls.origin(current))
+        response = await send(http, "GET", current, key, stream=True)
         if not (response.is_redirect and "location" in response.headers):
             try:
                 yield response
@@ -255,11 +393,12 @@ async def open_stream(
             return
         await response.aclose()
         try:
-            target = response.url.join(response.headers["location"])
-        except httpx.InvalidURL as exc:
+            target = urls.join(current, response.headers["location"])
+        except ValueError as exc:
             raise RedirectError(f"invalid redirect location from {current}: {exc}") from exc
-        if target.scheme not in ("http", "https"):
-            raise RedirectError(f"refusing redirect to a {target.scheme!r} URL")
+        scheme = urls.origin(target)[0]
+        if scheme not in ("http", "https"):
+            raise RedirectError(f"refusing redirect to a {scheme!r} URL")
         if str(target) in seen:
             raise RedirectError(f"redirect loop at {target}")
         seen.add(str(target))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "DEFAULT_PORTS",
     "MAX_URL_LENGTH",
     "STORAGE_SCHEMES",
     "Origin",
@@ -32,13 +33,13 @@ _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 Origin = tuple[str, str, int]
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def origin_of(url: httpx.URL) -> Origin:
     """(scheme, host, port) with the default port filled in: the unit of key safety."""
     scheme = url.scheme.lower()
-    return (scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme, 0))
+    return (scheme, url.host.lower(), url.port or DEFAULT_PORTS.get(scheme, 0))
 
 
 def validate_image_url(image_url: object) -> str:

@@ -127,3 +127,45 @@ async def test_batch_through_a_real_http_proxy(
         assert emu.stats.posts == posts_before
     assert len(assert_outputs_valid(tmp_path / "out")) == 8
     assert KEY not in http_proxy.log.read_text()
+
+
+@HTTP_BACKENDS
+async def test_the_proxy_from_the_environment_and_no_proxy(
+    tmp_path: Path,
+    http_proxy: RunningProxy,
+    http_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``HTTP(S)_PROXY`` carries the traffic; ``NO_PROXY`` hosts go direct; nothing else does."""
+    import socket
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    with socket.socket() as sock:  # a port nobody listens on: a dead proxy
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def one(url: str) -> bytes:
+        async with freepik_bg.AsyncClient(
+            KEY, base_url=emu.base_url, max_retries=0, http_backend=http_backend
+        ) as client:
+            return await client.download(await client.remove_background(url))
+
+    async with Emulator(api_key=KEY, fast=True) as emu:
+        url = emu.image_url(SAMPLE)
+        monkeypatch.setenv("HTTP_PROXY", http_proxy.url)
+        assert (await one(url + "?via=proxy")).startswith(b"\x89PNG")
+        access = re.compile(rf"POST 127\.0\.0\.1:{emu.port}/v1/ai/beta/remove-background - 200")
+        wait_for(lambda: access.search(http_proxy.log.read_text()), timeout=20)
+
+        monkeypatch.setenv("HTTP_PROXY", dead)
+        posts = emu.stats.posts
+        with pytest.raises(freepik_bg.APIConnectionError) as caught:
+            await one(url + "?via=dead")
+        assert caught.value.maybe_processed is False
+        assert emu.stats.posts == posts  # nothing went around the proxy
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert (await one(url + "?via=none")).startswith(b"\x89PNG")
+    assert KEY not in http_proxy.log.read_text()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import httpx
 import pytest
 
@@ -164,3 +165,139 @@ async def test_no_cookie_is_kept_or_sent_on(http_backend: str) -> None:
         seen = origin.requests
     assert [r.method for r in seen] == ["GET", "GET", "GET", "POST"]
     assert all("cookie" not in r.headers for r in seen), seen
+
+
+class _GarbageServer:
+    """Reads a request, then answers with a status line no HTTP client can parse."""
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        from anyio.abc import SocketAttribute
+
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        async with listener:
+            task_status.started(int(listener.extra(SocketAttribute.local_port)))
+            await listener.serve(self._handle)
+
+    async def _handle(self, stream: Any) -> None:
+        async with stream:
+            try:
+                await stream.receive()
+                await stream.send(b"HTTP/1.1 abc GARBAGE\r\n\r\n")
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                return
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__]
+    return seen
+
+
+@HTTP_BACKENDS
+async def test_no_exception_in_the_chain_holds_the_key(http_backend: str) -> None:
+    """aiohttp's errors for a malformed answer carry the request's headers (the key among
+    them) in ``request_info``: none of the chain may hold it, in its repr or pickled, as
+    error reporters and Dask (tblib) send causes along."""
+    import pickle
+
+    server = _GarbageServer()
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve)
+        async with freepik_bg.AsyncClient(
+            KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0, http_backend=http_backend
+        ) as client:
+            with pytest.raises(freepik_bg.APIConnectionError) as caught:
+                await client.remove_background("https://img.example/a.jpg")
+        tg.cancel_scope.cancel()
+    assert caught.value.maybe_processed is True  # the request went out
+    chain = _chain(caught.value)
+    assert len(chain) >= 2
+    pickled: list[str] = []
+    for error in chain:
+        texts = [repr(error), str(error), repr(vars(error)) if hasattr(error, "__dict__") else ""]
+        assert not [t for t in texts if KEY in t], (type(error), texts)
+        try:
+            dumped = pickle.dumps(error)
+        except Exception:  # an error that cannot be pickled carries nothing further
+            continue
+        pickled.append(type(error).__name__)
+        assert KEY.encode() not in dumped, type(error)
+    assert pickled  # the check above ran on some
+    if http_backend == "aiohttp":  # the one that held the headers was checked
+        assert "ClientResponseError" in [type(error).__name__ for error in chain]
+
+
+@HTTP_BACKENDS
+async def test_error_answers_read_the_same_on(http_backend: str) -> None:
+    """Status, message, body, lower-cased headers and Retry-After, whatever carried them."""
+    async with Emulator(api_key=KEY, fast=True) as emu:
+        emu.inject("post", Fault.http_error(429, retry_after=7))
+        emu.inject("post", Fault.http_error(502, message="upstream fell over"))
+        async with freepik_bg.AsyncClient(
+            KEY, base_url=emu.base_url, max_retries=0, http_backend=http_backend
+        ) as client:
+            with pytest.raises(freepik_bg.RateLimitError) as throttled:
+                await client.remove_background(emu.image_url(SAMPLE))
+            with pytest.raises(freepik_bg.InternalServerError) as failed:
+                await client.remove_background(emu.image_url(SAMPLE))
+            with pytest.raises(freepik_bg.BadRequestError) as refused:
+                await client.remove_background(emu.base_url + "/nowhere.png")
+            cutout = await client.remove_background(emu.image_url(SAMPLE))
+            gone = attrs.evolve(cutout, high_resolution=emu.base_url + "/no/such/link.png")
+            with pytest.raises(freepik_bg.LinkExpiredError) as expired:
+                await client.download(gone)
+    assert throttled.value.retry_after == 7
+    assert throttled.value.headers["retry-after"] == "7"
+    assert failed.value.status_code == 502
+    assert failed.value.message == "upstream fell over"
+    assert "content-type" in failed.value.headers
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.status_code == 400
+    assert expired.value.status_code == 404
+
+
+ORIGINS = [
+    "HTTP://API.Example.com/x",
+    "https://api.example.com:443/",
+    "http://127.0.0.1:8080/a",
+    "http://[::1]:9/x",
+    "https://bücher.example/",
+    "https://xn--bcher-kva.example/",
+    "http://user:pw@host.example/",
+    "http://h.example:80/",
+]
+LOCATIONS = ["d.png", "/root.png", "//other.example/x.png", "../up.png", "https://x:8443/y", "?q=2"]
+
+
+def test_the_aiohttp_pool_places_and_joins_urls_as_httpx_does() -> None:
+    """The key goes where the origin is the API's: both pools must agree on origins."""
+    from freepik_bg._aiohttp import _YarlUrls
+    from freepik_bg._transport import HTTPX_URLS
+
+    ours = _YarlUrls()
+    for url in ORIGINS:
+        assert ours.origin(ours.parse(url)) == HTTPX_URLS.origin(HTTPX_URLS.parse(url)), url
+    base = "https://cdn.example/a/b/c.png?x=1"
+    for location in LOCATIONS:
+        joined = ours.join(ours.parse(base), location)
+        assert str(joined) == str(HTTPX_URLS.join(HTTPX_URLS.parse(base), location)), location
+    for bad, why in (("/relative/only.png", "absolute"), ("http://[::1/x", "IPv6")):
+        with pytest.raises(ValueError, match=why):
+            ours.parse(bad)
+
+
+@HTTP_BACKENDS
+async def test_a_result_link_that_is_no_url_is_a_typed_error(http_backend: str) -> None:
+    link = "http://[::1/broken.png"
+    cutout = freepik_bg.Cutout(
+        original=link, high_resolution=link, preview=link, url=link, image_url=link
+    )
+    async with freepik_bg.AsyncClient(KEY, http_backend=http_backend) as client:
+        with pytest.raises(freepik_bg.APIResponseValidationError, match="not a valid URL"):
+            await client.download(cutout)
