@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -120,10 +121,20 @@ class RateGate:
         learner.sent(anyio.current_time())
 
 
+class _Waiter:
+    """An `acquire` waiting for a slot; ``granted`` once `_wake` has counted it as held."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False
+
+
 class AdaptiveConcurrency:
     """A concurrency limit that halves on throttling and creeps back up (AIMD).
 
-    Items hold a token while in flight. `throttled` (a 429) halves the
+    Items hold a slot while in flight. `throttled` (a 429) halves the
     limit, at most once per ``cooldown`` seconds so one burst of 429s counts
     once; every ``limit`` successes raise it by one, up to ``maximum``.
 
@@ -131,6 +142,10 @@ class AdaptiveConcurrency:
     each success raises it by one (it doubles every round trip) until the first
     429 or ``maximum``, as TCP does: a server with an unknown limit sees the
     batch's first POSTs in growing rounds, not all at once.
+
+    A counter, not a `anyio.CapacityLimiter`: a free slot is taken without a
+    trip through the event loop or a borrower's bookkeeping (the batch's workers
+    take one per item), and `close` turns every waiting or later `acquire` away.
     """
 
     def __init__(
@@ -140,7 +155,10 @@ class AdaptiveConcurrency:
             raise ValueError("concurrency must be >= 1")
         self.maximum = maximum
         start = maximum if slow_start is None else max(1, min(maximum, slow_start))
-        self._limiter = anyio.CapacityLimiter(start)
+        self._limit = start
+        self._held = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._closed = False
         self._cooldown = cooldown
         self._last_cut = -math.inf
         self._successes = 0
@@ -149,20 +167,53 @@ class AdaptiveConcurrency:
     @property
     def limit(self) -> int:
         """The current limit."""
-        return int(self._limiter.total_tokens)
+        return self._limit
 
     @property
     def in_flight(self) -> int:
-        """Tokens held now."""
-        return self._limiter.borrowed_tokens
+        """Slots held now."""
+        return self._held
 
-    async def acquire(self, owner: object) -> None:
-        """Wait for a token for ``owner`` (any hashable object)."""
-        await self._limiter.acquire_on_behalf_of(owner)
+    async def acquire(self) -> bool:
+        """Wait for a slot: `True` once it is held, `False` if `close` came first."""
+        if self._closed:
+            return False
+        if self._held < self._limit and not self._waiters:
+            self._held += 1
+            return True
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:  # handed a slot just as we were cancelled: pass it on
+                self.release()
+            elif not waiter.event.is_set():
+                self._waiters.remove(waiter)
+            raise
+        return waiter.granted
 
-    def release(self, owner: object) -> None:
-        """Give ``owner``'s token back."""
-        self._limiter.release_on_behalf_of(owner)
+    def release(self) -> None:
+        """Give a slot back."""
+        self._held -= 1
+        self._wake()
+
+    def close(self) -> None:
+        """Turn away every waiting and later `acquire` (the batch takes no more items)."""
+        self._closed = True
+        while self._waiters:
+            self._waiters.popleft().event.set()
+
+    def _wake(self) -> None:
+        while self._waiters and self._held < self._limit:
+            self._held += 1
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            waiter.event.set()
+
+    def _set_limit(self, limit: int) -> None:
+        self._limit = limit
+        self._wake()
 
     def throttled(self) -> None:
         """Multiplicative decrease."""
@@ -170,13 +221,13 @@ class AdaptiveConcurrency:
             # The first 429 ends slow start; the rate gate paces from here on, so the
             # limit goes on as if it had started at the maximum.
             self._slow_start = False
-            self._limiter.total_tokens = self.maximum
+            self._set_limit(self.maximum)
         now = anyio.current_time()
         if now - self._last_cut < self._cooldown:
             return
         self._last_cut = now
         self._successes = 0
-        self._limiter.total_tokens = max(1, self.limit // 2)
+        self._set_limit(max(1, self.limit // 2))
 
     def succeeded(self) -> None:
         """Additive increase."""
@@ -187,8 +238,8 @@ class AdaptiveConcurrency:
         if self._slow_start:
             if self._successes >= _SLOW_START_STEP:
                 self._successes = 0
-                self._limiter.total_tokens = self.limit + 1
+                self._set_limit(self.limit + 1)
             return
         if self._successes >= self.limit:
             self._successes = 0
-            self._limiter.total_tokens = self.limit + 1
+            self._set_limit(self.limit + 1)

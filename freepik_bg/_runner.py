@@ -10,10 +10,11 @@ even then, every answer that had arrived is in the journal as paid.
 It knows nothing of the client's insides: it drives any `BatchClient` (the
 small protocol below, which `AsyncClient` satisfies) through its public
 methods, the way aiometer's runner knows nothing of the work it runs.
-Each item is one task that POSTs and then downloads at once, so a result
-never waits behind new submissions and its 5-minute link never lapses in a
-queue. Input is pulled lazily, one item per free concurrency slot, so a
-generator of millions (or an endless one) runs in flat memory.
+One worker per slot of ``concurrency`` takes items one after another; each
+item POSTs and then downloads at once, so a result never waits behind new
+submissions and its 5-minute link never lapses in a queue. Input is pulled
+lazily, one item per free slot, so a generator of millions (or an endless
+one) runs in flat memory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import (
     Callable,
     Iterable,
 )
-from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import anyio
@@ -41,8 +42,9 @@ from ._errors import (
     LinkExpiredError,
     RateLimitError,
 )
+from ._intake import Crew, Intake
 from ._journal import Journal
-from ._lifecycle import BatchClient, Flight, Phase, iterate, label
+from ._lifecycle import BatchClient, Flight, Phase, label
 from ._models import (
     BatchStats,
     Cutout,
@@ -83,7 +85,7 @@ class Runner:
     fatal: BaseException | None = None
     _stopping: bool = False
     _flights: set[Flight] = attrs.field(factory=set)
-    _intake: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    _intake: Intake | None = None
 
     @classmethod
     def create(cls, client: BatchClient, sink: Sink, config: BatchConfig) -> Runner:
@@ -122,7 +124,9 @@ class Runner:
     def stop(self, *, drain: bool = True) -> None:
         """Send nothing more; finish what was sent (``drain``) or abandon it at once."""
         self._stopping = True
-        self._intake.cancel()
+        self.slots.close()
+        if self._intake is not None:
+            self._intake.close()
         deadline = anyio.current_time() + self.config.drain_timeout
         for flight in self._flights:
             if drain and flight.phase is not Phase.QUEUED:
@@ -153,38 +157,38 @@ class Runner:
         except Exception as exc:
             self._fail_hard(exc)
 
-    # -- the intake loop -----------------------------------------------------
+    # -- the workers -----------------------------------------------------------
 
     async def run(
         self, urls: Iterable[Any] | AsyncIterable[Any], send: MemoryObjectSendStream[ItemResult]
     ) -> None:
-        """Pull items while there is room, one task each; raise a fatal error at the end."""
+        """Run the batch's workers (one per slot in use); raise a fatal error at the end."""
+        intake = self._intake = Intake(urls)
+        if self._stopping:
+            intake.close()
+        crew = Crew(self.config.concurrency)
         async with send, anyio.create_task_group() as tg:
-            with self._intake:
-                async with aclosing(iterate(urls)) as source:
-                    index = 0
-                    while True:
-                        owner = object()
-                        await self.slots.acquire(owner)
-                        try:
-                            entry = await source.__anext__()
-                        except StopAsyncIteration:
-                            self.slots.release(owner)
-                            break
-                        except BaseException:
-                            self.slots.release(owner)
-                            raise
-                        self.stats.queued += 1
-                        if self.breaker.tripped:
-                            # Not sent, and no task needed: one shared reason for all of them.
-                            self.slots.release(owner)
-                            await self._deliver(send, self._not_attempted(index, entry))
-                        else:
-                            # Named here: anyio would otherwise work a name out per task.
-                            tg.start_soon(self._item, index, entry, owner, send, name=_TASK)
-                        index += 1
+            # Named here: anyio would otherwise work a name out per task.
+            crew.start(partial(tg.start_soon, self._worker, intake, crew, send, name=_TASK))
         if self.fatal is not None:
             raise self.fatal
+
+    async def _worker(
+        self, intake: Intake, crew: Crew, send: MemoryObjectSendStream[ItemResult]
+    ) -> None:
+        # Items one after another, each under a slot of the adaptive limit: no task
+        # per item, and the next item starts without waiting for another task.
+        while (pulled := await intake.take(self.slots)) is not None:
+            crew.busy()
+            index, entry = pulled
+            self.stats.queued += 1
+            if self.breaker.tripped:
+                # Not sent: one shared reason for all of them.
+                self.slots.release()
+                await self._deliver(send, self._not_attempted(index, entry))
+            else:
+                await self._item(index, entry, send)
+            crew.idle()
 
     async def _deliver(self, send: MemoryObjectSendStream[ItemResult], result: ItemResult) -> None:
         self._count(result)
@@ -197,7 +201,7 @@ class Runner:
                 await send.send(result)
 
     async def _item(
-        self, index: int, entry: object, owner: object, send: MemoryObjectSendStream[ItemResult]
+        self, index: int, entry: object, send: MemoryObjectSendStream[ItemResult]
     ) -> None:
         self.stats.in_flight += 1
         # Shielded only while a POST is on the wire or its result is being stored
@@ -214,7 +218,7 @@ class Runner:
         finally:
             self._flights.discard(flight)
             self.stats.in_flight -= 1
-            self.slots.release(owner)
+            self.slots.release()
         if result is None:
             result = ItemResult(index, label(entry), ok=False, error=flight.interruption())
         await self._deliver(send, result)

@@ -115,8 +115,8 @@ async def run(
     start = anyio.current_time()
 
     async def worker() -> None:
-        for item in queue:
-            await slots.acquire(item)
+        for _ in queue:
+            await slots.acquire()
             attempt = 0
             while True:
                 attempt += 1
@@ -134,7 +134,7 @@ async def run(
                 gate.pause(wait)
                 slots.throttled()
                 await anyio.sleep(wait)
-            slots.release(item)
+            slots.release()
             slots.succeeded()
 
     async with anyio.create_task_group() as tg:
