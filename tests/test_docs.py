@@ -33,6 +33,7 @@ OTHER_TOOLS_FLAGS = {
     "--only": "python -m benchmarks --only (benchmarks.md)",
     "--merge": "python -m benchmarks --merge (benchmarks.md)",
     "--rounds": "python -m benchmarks --rounds (scale.md)",
+    "--memory-ns": "python -m benchmarks --memory-ns (benchmarks.md)",
     "--bucket": "aws s3api put-bucket-lifecycle-configuration (recipes/photos-to-s3.md)",
     "--lifecycle-configuration": "aws s3api put-bucket-lifecycle-configuration (the same)",
 }
