@@ -35,10 +35,12 @@ VERSION = 1
 _SEPARATORS = (",", ":")
 _NAME = '"name":'
 
-# The formatted UTC second `utc_stamp` last saw: formatting a datetime is most of a
-# stamp's cost, and a batch stamps many lines within one second.
-_last_second = -1
-_second_text = ""
+# The UTC second `utc_stamp` last formatted, and its text without the offset: formatting a
+# datetime is most of a stamp's cost, and a batch stamps many lines within one second.
+# One tuple, read and replaced whole, so that two threads stamping across a second's
+# edge can never pair one's second with the other's text (the GIL happens to rule that
+# out for two globals today; a free-threaded build would not).
+_second_cache: tuple[int, str] = (-1, "")
 
 
 def utc_stamp() -> str:
@@ -48,18 +50,19 @@ def utc_stamp() -> str:
         >>> utc_stamp().endswith("+00:00")
         True
     """
-    global _last_second, _second_text
+    global _second_cache
     # Rounded to the microsecond the way datetime.fromtimestamp() rounds.
     fraction, whole = math.modf(time.time())
     second, micro = int(whole), round(fraction * 1_000_000)
     if micro == 1_000_000:
         second, micro = second + 1, 0
-    if second != _last_second:
-        text = datetime.fromtimestamp(second, timezone.utc).isoformat()
-        _second_text, _last_second = text[: -len("+00:00")], second
+    cached_second, text = _second_cache
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, timezone.utc).isoformat()[: -len("+00:00")]
+        _second_cache = (second, text)
     if micro == 0:  # as isoformat(): no fraction at all on a whole second
-        return f"{_second_text}+00:00"
-    return f"{_second_text}.{micro:06d}+00:00"
+        return f"{text}+00:00"
+    return f"{text}.{micro:06d}+00:00"
 
 
 def dumps_line(record: dict[str, Any]) -> str:
