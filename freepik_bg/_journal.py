@@ -13,6 +13,11 @@ Lines are written whole, one unbuffered ``write()`` each; a torn last line (from
 crash mid-write) is ignored on load. The journal holds URLs, results and
 error messages, never the API key.
 
+While a run has it open, the journal holds `RESERVE_BYTES` of its disk in a file beside
+it (``<journal>.reserve``, removed on close). When the disk fills, the reserve is given
+back and the lines of the answers still in flight are written into that room: an answer
+paid for is never left neither stored nor journaled, which the rerun would pay for again.
+
 A journal past `INDEX_MIN_BYTES` gets a checkpoint beside it (``<journal>.idx``,
 see `_journal_index`), written on close and every `CHECKPOINT_LINES` lines, so
 that a resume parses only the lines after it.
@@ -22,11 +27,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import logging
 import os
+import stat
 import sys
 import time
 import zlib
@@ -56,6 +63,10 @@ _LINK_SECONDS = LINK_TTL.total_seconds()
 
 INDEX_MIN_BYTES = 1 << 20
 """Below this size a journal parses in well under 0.1 s and gets no checkpoint file."""
+RESERVE_BYTES = 1 << 20
+"""Disk space a run holds back for its journal: ~1,300 ``posted`` lines, far more than the
+answers in flight when a disk fills."""
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 CHECKPOINT_LINES = 100_000
 """A run writes a checkpoint every this many lines, so that after a kill -9 a resume
 replays at most about this many (~1 s) instead of the whole journal."""
@@ -122,6 +133,9 @@ class Journal:
         self._indexable = True
         self._checkpointed = 0
         self._unchecked_lines = 0
+        # The reserve file while we hold it; whether a failed write left part of a line.
+        self._reserve: Path | None = None
+        self._torn = False
         self._load()
 
     def _load(self) -> None:
@@ -234,6 +248,45 @@ class Journal:
             self._indexable = False
             self.close()
             raise JournalError(f"cannot read the journal {self.path}: {exc.strerror}") from exc
+        self._hold_reserve()
+
+    def _hold_reserve(self) -> None:
+        assert self._fh is not None
+        if not stat.S_ISREG(os.fstat(self._fh.fileno()).st_mode):
+            return  # /dev/null and the like: no disk of ours to run out of
+        path = self.path.with_name(self.path.name + ".reserve")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                # Random bytes: a compressing filesystem would store zeros in no space.
+                data, written = os.urandom(RESERVE_BYTES), 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            if exc.errno not in _NO_SPACE:
+                return  # a folder we may not create in: run as before, without a reserve
+            self.close()
+            raise JournalError(
+                f"not enough free space beside the journal {self.path}: it needs "
+                f"{RESERVE_BYTES >> 20} MiB, besides room for the results; free some space "
+                "and run again (nothing was sent)"
+            ) from exc
+        self._reserve = path
+
+    def _give_back_reserve(self) -> bool:
+        """Delete the reserve, if we hold it; whether that made room."""
+        path, self._reserve = self._reserve, None
+        if path is None:
+            return False
+        try:
+            os.unlink(path)
+        except OSError:
+            return False
+        return True
 
     def _catch_up(self) -> None:
         assert self._fh is not None
@@ -285,18 +338,34 @@ class Journal:
 
     def _append(self, data: bytes) -> None:
         assert self._fh is not None
-        try:
-            # One unbuffered write per line (the file has no buffer): when it returns,
-            # the line is with the OS and survives a kill -9 of this process.
-            written = os.write(self._fh.fileno(), data)
-            while written < len(data):  # a short write (a signal, a nearly full disk)
-                written += os.write(self._fh.fileno(), data[written:])
-        except OSError as exc:
-            # Part of the line may be in the file: no checkpoint can describe it now.
-            self._indexable = False
-            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}") from exc
+        if self._torn:
+            data = b"\n" + data  # after part of a line: start a fresh one
+        fd, written, full = self._fh.fileno(), 0, False
+        # One unbuffered write per line (the file has no buffer): when it returns, the
+        # line is with the OS and survives a kill -9 of this process. A write that is
+        # short (a signal, a nearly full disk) goes on from where it stopped.
+        while written < len(data):
+            try:
+                written += os.write(fd, data[written:])
+            except OSError as exc:
+                if exc.errno in _NO_SPACE and self._give_back_reserve():
+                    full = True
+                    continue  # the reserve's room is the disk's now: write the rest there
+                # Part of the line may be in the file: no checkpoint can describe it now.
+                self._indexable = False
+                self._torn = self._torn or written > 0
+                raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}") from exc
+        self._torn = False
         self._offset += len(data)
         self._crc = zlib.crc32(data, self._crc)
+        if full:
+            logger.warning("journal %s: its disk is full; writing into its reserve", self.path)
+            raise JournalError(
+                f"the disk of the journal {self.path} is full: nothing more is sent, and every "
+                "answer already paid for is in the journal (in the room it had reserved); "
+                "free some space and rerun within 5 minutes to download those without paying "
+                "again"
+            )
 
     def _checkpoint(self) -> None:
         # Only while we hold the lock (nobody else appends) and every line we wrote is
@@ -323,7 +392,9 @@ class Journal:
     def record_posted(self, index: int, cutout: Cutout) -> None:
         """Note that ``cutout`` was paid for, before downloading it.
 
-        The line is with the OS (written, not fsynced) when this returns.
+        The line is with the OS (written, not fsynced) when this returns. `JournalError`
+        if it could not be written, and once when the disk filled and the line went
+        into the journal's reserve: the line is written then, and the run should stop.
         """
         received_at = cutout.received_at.isoformat()
         record = posted_record(utc_stamp(), index, received_at, cutout)
@@ -352,7 +423,8 @@ class Journal:
             self._write(dumps_line(item_record(utc_stamp(), "failed", sizes, name, result)))
 
     def close(self) -> None:
-        """Flush and close the file (and so release the run's lock)."""
+        """Flush and close the file (and so release the run's lock and its reserve)."""
+        self._give_back_reserve()
         if self._fh is not None:
             self._checkpoint()
             fh, self._fh = self._fh, None

@@ -28,7 +28,7 @@ from ._cli_inputs import Input, UsageError, open_input
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._display import Display, make_display
-from ._errors import SkippedError
+from ._errors import JournalError, SkippedError
 from ._journal import Journal
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
@@ -192,24 +192,29 @@ async def _checked_run(
     start = anyio.current_time()
     stop_reason: str | None = None
     try:
-        async with anyio.create_task_group() as tg:
-            async with client.batch(entries, sink, config) as results:
-                tg.start_soon(_watch_signals, results, display, tally)
-                display.start(results.stats, total)
-                async for item in results:
-                    skipped_error = isinstance(item.error, SkippedError)
-                    tally.add(
-                        item.status,
-                        not_attempted=skipped_error,
-                        duplicate=item.duplicate_of is not None,
-                    )
-                    display.item(item)
-                    if report is not None:
-                        report.add(item)
-                stop_reason = results.stop_reason
-            tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise_single(group)
+        try:
+            async with anyio.create_task_group() as tg:
+                async with client.batch(entries, sink, config) as results:
+                    tg.start_soon(_watch_signals, results, display, tally)
+                    display.start(results.stats, total)
+                    async for item in results:
+                        skipped_error = isinstance(item.error, SkippedError)
+                        tally.add(
+                            item.status,
+                            not_attempted=skipped_error,
+                            duplicate=item.duplicate_of is not None,
+                        )
+                        display.item(item)
+                        if report is not None:
+                            report.add(item)
+                    stop_reason = results.stop_reason
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_single(group)
+    except JournalError as exc:
+        # Mid-run (opening it was checked before the first POST): credits were spent, so
+        # this is a stopped run, with its summary and report, not a usage error.
+        stop_reason = str(exc)
     finally:
         display.stop()
         journal.close()

@@ -1,0 +1,203 @@
+"""A disk that fills mid-run: every answer paid for ends up stored or journaled, never neither.
+
+The journal's writes go through `FakeDisk`, a stand-in for the ``os`` module that gives
+a fixed number of bytes and then ``ENOSPC``, as a full filesystem does (short writes
+first). The sink draws on the same disk. Without the journal's reserve, the answers in
+flight when the disk fills could be neither stored nor journaled, and the rerun paid
+for them again.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import freepik_bg
+from freepik_bg import Cutout, Journal, JournalError, MemorySink, SinkItem, _journal
+from freepik_bg.testing import Emulator
+
+from ..conftest import KEY, links, run_cli
+
+
+class FakeDisk:
+    """``os`` for the journal, on a disk with ``free`` bytes left."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def write(self, fd: int, data: bytes) -> int:
+        if self.free <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        part = bytes(data[: self.free])  # a short write, as a nearly full disk gives
+        written = os.write(fd, part)
+        self.free -= written
+        return written
+
+    def unlink(self, path: str | os.PathLike[str]) -> None:
+        size = os.path.getsize(path)
+        os.unlink(path)
+        self.free += size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+class DiskSink(MemorySink):
+    """Keeps results in memory, as long as they fit on `disk`."""
+
+    def __init__(self, disk: FakeDisk) -> None:
+        super().__init__()
+        self.disk = disk
+
+    async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
+        data = b"".join([chunk async for chunk in chunks])
+        if len(data) > self.disk.free:
+            self.disk.free = 0  # the part written before the failure, and everyone else's
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.disk.free -= len(data)
+        self.data[item.name] = data
+        return item.name
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> FakeDisk:
+    fake = FakeDisk(free=10**9)
+    monkeypatch.setattr(_journal, "os", fake)
+    return fake
+
+
+def cutout(url: str) -> Cutout:
+    return Cutout.from_response(links(), image_url=url)
+
+
+def paid(journal_path: Path) -> list[str]:
+    reloaded = Journal(journal_path)
+    return [u for u in URLS if reloaded.pending_cutout(u) or reloaded.is_stored(u)]
+
+
+URLS = [f"https://shop.test/{i}.jpg" for i in range(40)]
+
+
+def test_a_run_holds_a_reserve_and_gives_it_back_on_close(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.open()
+    reserve = tmp_path / "j.jsonl.reserve"
+    assert reserve.stat().st_size == _journal.RESERVE_BYTES
+    journal.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl"]
+
+
+def test_the_lines_of_answers_in_flight_go_into_the_reserve(tmp_path: Path, disk: FakeDisk) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.open()
+    journal.record_posted(0, cutout(URLS[0]))
+    disk.free = 100  # less than a line: the disk fills during the next one
+    with pytest.raises(JournalError, match="is full: nothing more is sent"):
+        journal.record_posted(1, cutout(URLS[1]))
+    for i in range(2, 30):  # the others in flight: written into the reserve's room
+        journal.record_posted(i, cutout(URLS[i]))
+    journal.close()
+    assert paid(path) == URLS[:30]
+    assert not (tmp_path / "j.jsonl.reserve").exists()
+    assert Journal(path).torn_lines == 0
+
+
+def test_a_line_cut_short_is_not_glued_to_the_next(tmp_path: Path, disk: FakeDisk) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.open()
+    disk.free = 0
+    with pytest.raises(JournalError, match="is full"):
+        journal.record_posted(0, cutout(URLS[0]))  # into the reserve
+    disk.free = 100  # the reserve is spent, and 100 bytes are left
+    with pytest.raises(JournalError, match="cannot write the journal"):
+        journal.record_posted(1, cutout(URLS[1]))  # 100 bytes of it land
+    disk.free = 10**9  # room again (another program deleted something)
+    journal.record_posted(2, cutout(URLS[2]))
+    journal.close()
+    reloaded = Journal(path)
+    assert reloaded.torn_lines == 1  # the cut line, on its own
+    assert paid(path) == [URLS[0], URLS[2]]
+
+
+def test_no_room_for_the_reserve_is_an_error_before_anything_is_sent(
+    tmp_path: Path, disk: FakeDisk
+) -> None:
+    disk.free = _journal.RESERVE_BYTES // 2
+    journal = Journal(tmp_path / "j.jsonl")
+    with pytest.raises(JournalError, match=r"not enough free space.*nothing was sent"):
+        journal.open()
+    assert not (tmp_path / "j.jsonl.reserve").exists()
+    assert disk.free == _journal.RESERVE_BYTES // 2  # the part it wrote is given back
+
+
+def test_a_journal_on_a_device_holds_no_reserve(tmp_path: Path) -> None:
+    journal = Journal(os.devnull)
+    journal.open()
+    journal.record_posted(0, cutout(URLS[0]))
+    journal.close()
+    assert not Path(os.devnull + ".reserve").exists()
+
+
+@pytest.mark.anyio
+async def test_a_disk_that_fills_mid_batch_costs_nothing_twice(
+    emu: Emulator, tmp_path: Path, disk: FakeDisk
+) -> None:
+    emu.configure(latency=0.02)  # answers overlap: several in flight when the disk fills
+    urls = [f"{emu.image_url('ball-small.png')}?full={i}" for i in range(40)]
+    path = tmp_path / "j.jsonl"
+    sink = DiskSink(disk)
+    size = len(await _one_result(emu))
+    emu.reset_stats()
+    disk.free = _journal.RESERVE_BYTES + 10 * size  # the reserve, and ten results
+    stopped: freepik_bg.FreepikError | None = None
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        try:
+            await client.run_batch(urls, sink, journal=path, rate=None, concurrency=8)
+        except freepik_bg.FreepikError as exc:
+            stopped = exc
+        first = emu.stats.credits_charged
+        assert 10 <= first < 40  # it stopped sending, and some paid answers were not stored
+        disk.free = 10**9  # the user frees space and reruns at once
+        report = await client.run_batch(urls, sink, journal=path, rate=None, concurrency=8)
+    assert len(report.stored) + len(report.skipped) == 40
+    assert len(sink.data) == 40
+    assert emu.stats.credits_charged == 40  # every answer was bought once
+    assert isinstance(stopped, JournalError)
+    assert "is full: nothing more is sent" in str(stopped)
+
+
+async def _one_result(emu: Emulator) -> bytes:
+    sink = MemorySink()
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        await client.run_batch([emu.image_url("ball-small.png") + "?probe"], sink, rate=None)
+    (data,) = sink.data.values()
+    return data
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_the_cli_says_a_journal_that_fails_mid_run_stopped_it(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # Credits were spent by then: a stopped run (exit 3, its summary and report), not the
+    # usage error (exit 2, "nothing was sent") it used to be reported as.
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{emu.image_url('ball-small.png')}?j={i}\n" for i in range(5)))
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    flags = ["--base-url", emu.base_url, "--rate", "off", "--progress", "plain"]
+    flags += ["--journal", "/dev/full", "--report", str(report)]
+    done = run_cli(["remove", str(listing), "-o", str(out), *flags])
+    assert done.returncode == 3, done.stderr
+    assert "freepik-bg: stopped: cannot write the journal /dev/full" in done.stderr
+    assert "done:" in done.stdout + done.stderr  # the summary
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["stop_reason"].startswith("cannot write the journal /dev/full")
+    # What was paid for before it stopped was still stored.
+    assert len(list(out.glob("*.png"))) == emu.stats.credits_charged >= 1
