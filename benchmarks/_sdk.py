@@ -24,7 +24,7 @@ async def sdk_batch(
     measure_gaps: bool = False,
     sink: Sink | None = None,
     http_backend: Literal["httpx", "aiohttp"] = "httpx",
-    journal: str | None = None,
+    journal: str | freepik_bg.Journal | None = None,
 ) -> Outcome:
     """Run ``client.batch`` over ``urls`` into ``sink``; by default results are counted,
     not kept.
