@@ -235,7 +235,11 @@ def load_results(path: Path) -> list[ScenarioResult]:
             table=raw["table"],
             header=raw["header"],
             plot=raw["plot"],
-            notes=[*raw["notes"], f"From a separate run of the same code: `{path.name}`."],
+            notes=[
+                *raw["notes"],
+                "From a separate run (`benchmarks/analysis.md` says of which commit): "
+                f"`{path.name}`.",
+            ],
         )
         if result.key == "scaling" and "series" in result.plot:
             series = result.plot["series"]

@@ -197,5 +197,8 @@ def test_results_survive_a_json_dump(results: dict[str, ScenarioResult], tmp_pat
     dump.write_text(json.dumps([attrs.asdict(r) for r in results.values()], default=str))
     loaded = load_results(dump)
     for before, after in zip(results.values(), loaded, strict=True):
-        assert after.notes[-1] == "From a separate run of the same code: `run.json`."
+        assert (
+            after.notes[-1]
+            == "From a separate run (`benchmarks/analysis.md` says of which commit): `run.json`."
+        )
         assert attrs.evolve(after, notes=after.notes[:-1]) == before
