@@ -13,7 +13,7 @@ Lines are written whole, one unbuffered ``write()`` each; a torn last line (from
 crash mid-write) is ignored on load. The journal holds URLs, results and
 error messages, never the API key.
 
-While a run has it open, the journal holds `RESERVE_BYTES` of its disk in a file beside
+While a run has it open, the journal holds 1 MiB of its disk in a file beside
 it (``<journal>.reserve``, removed on close). When the disk fills, the reserve is given
 back and the lines of the answers still in flight are written into that room: an answer
 paid for is never left neither stored nor journaled, which the rerun would pay for again.
@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import functools
 import hashlib
 import json
 import logging
 import os
-import stat
 import sys
 import time
 import zlib
@@ -41,8 +39,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from . import _journal_reserve as reserve
 from ._errors import FreepikError, JournalError
-from ._journal_index import read_checkpoint, write_checkpoint
+from ._journal_index import extend_crc, read_checkpoint, write_checkpoint
 from ._journal_lines import (
     dumps_line,
     item_record,
@@ -63,10 +62,6 @@ _LINK_SECONDS = LINK_TTL.total_seconds()
 
 INDEX_MIN_BYTES = 1 << 20
 """Below this size a journal parses in well under 0.1 s and gets no checkpoint file."""
-RESERVE_BYTES = 1 << 20
-"""Disk space a run holds back for its journal: ~1,300 ``posted`` lines, far more than the
-answers in flight when a disk fills."""
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 CHECKPOINT_LINES = 100_000
 """A run writes a checkpoint every this many lines, so that after a kill -9 a resume
 replays at most about this many (~1 s) instead of the whole journal."""
@@ -125,11 +120,14 @@ class Journal:
         self._expiries: collections.deque[tuple[float, int, dict[str, Any]]] = collections.deque()
         self.torn_lines = 0
         self._fh: IO[bytes] | None = None
-        # The bytes the state above reflects, and their CRC-32 (a checkpoint's identity
-        # check); whether a checkpoint may be written (not after a failed write, which
-        # may have left part of a line), and where the last one was.
+        # The bytes the state above reflects, and the CRC-32 of the first _crc_offset of
+        # them (a checkpoint's identity check: the lines this run appends are added only
+        # when a checkpoint is written, read back from the file, not on every append);
+        # whether a checkpoint may be written (not after a failed write, which may have
+        # left part of a line), and where the last one was.
         self._offset = 0
         self._crc = 0
+        self._crc_offset = 0
         self._indexable = True
         self._checkpointed = 0
         self._unchecked_lines = 0
@@ -158,6 +156,7 @@ class Journal:
                 self._offset += len(line)
                 self._crc = zlib.crc32(line, self._crc)
                 self._apply(line.decode("utf-8", "replace"))
+        self._crc_offset = self._offset
         if self.torn_lines:
             logger.warning("journal %s: ignored %d unreadable line(s)", self.path, self.torn_lines)
 
@@ -252,41 +251,19 @@ class Journal:
 
     def _hold_reserve(self) -> None:
         assert self._fh is not None
-        if not stat.S_ISREG(os.fstat(self._fh.fileno()).st_mode):
-            return  # /dev/null and the like: no disk of ours to run out of
-        path = self.path.with_name(self.path.name + ".reserve")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                # Random bytes: a compressing filesystem would store zeros in no space.
-                data, written = os.urandom(RESERVE_BYTES), 0
-                while written < len(data):
-                    written += os.write(fd, data[written:])
-            finally:
-                os.close(fd)
+            self._reserve = reserve.hold(self.path, self._fh.fileno())
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            if exc.errno not in _NO_SPACE:
-                return  # a folder we may not create in: run as before, without a reserve
             self.close()
             raise JournalError(
                 f"not enough free space beside the journal {self.path}: it needs "
-                f"{RESERVE_BYTES >> 20} MiB, besides room for the results; free some space "
-                "and run again (nothing was sent)"
+                f"{reserve.RESERVE_BYTES >> 20} MiB, besides room for the results; free some "
+                "space and run again (nothing was sent)"
             ) from exc
-        self._reserve = path
 
     def _give_back_reserve(self) -> bool:
-        """Delete the reserve, if we hold it; whether that made room."""
         path, self._reserve = self._reserve, None
-        if path is None:
-            return False
-        try:
-            os.unlink(path)
-        except OSError:
-            return False
-        return True
+        return reserve.give_back(path)
 
     def _catch_up(self) -> None:
         assert self._fh is not None
@@ -295,7 +272,16 @@ class Journal:
             # Another run wrote it between our load and our lock: load again, now that
             # the lock keeps it still, so memory, file and checkpoint agree.
             fresh = Journal(self.path)
-            for name in ("_done", "_posted", "_expiries", "torn_lines", "_offset", "_crc"):
+            names = (
+                "_done",
+                "_posted",
+                "_expiries",
+                "torn_lines",
+                "_offset",
+                "_crc",
+                "_crc_offset",
+            )
+            for name in names:
                 setattr(self, name, getattr(fresh, name))
             self._checkpointed = fresh._checkpointed
         if self._offset > 0:
@@ -340,15 +326,26 @@ class Journal:
         assert self._fh is not None
         if self._torn:
             data = b"\n" + data  # after part of a line: start a fresh one
-        fd, written, full = self._fh.fileno(), 0, False
         # One unbuffered write per line (the file has no buffer): when it returns, the
-        # line is with the OS and survives a kill -9 of this process. A write that is
-        # short (a signal, a nearly full disk) goes on from where it stopped.
+        # line is with the OS and survives a kill -9 of this process.
+        try:
+            written = os.write(self._fh.fileno(), data)
+        except OSError:
+            written = 0  # tried again below, where the error is handled
+        if written != len(data):
+            self._append_rest(data, written)
+        self._offset += len(data)
+
+    def _append_rest(self, data: bytes, written: int) -> None:
+        # A short write (a signal, a nearly full disk) goes on from where it stopped; a
+        # full disk gets the reserve's room, once.
+        assert self._fh is not None
+        fd, full = self._fh.fileno(), False
         while written < len(data):
             try:
                 written += os.write(fd, data[written:])
             except OSError as exc:
-                if exc.errno in _NO_SPACE and self._give_back_reserve():
+                if exc.errno in reserve.NO_SPACE and self._give_back_reserve():
                     full = True
                     continue  # the reserve's room is the disk's now: write the rest there
                 # Part of the line may be in the file: no checkpoint can describe it now.
@@ -356,9 +353,8 @@ class Journal:
                 self._torn = self._torn or written > 0
                 raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}") from exc
         self._torn = False
-        self._offset += len(data)
-        self._crc = zlib.crc32(data, self._crc)
         if full:
+            self._offset += len(data)  # the line is whole in the file; _append stops here
             logger.warning("journal %s: its disk is full; writing into its reserve", self.path)
             raise JournalError(
                 f"the disk of the journal {self.path} is full: nothing more is sent, and every "
@@ -377,6 +373,14 @@ class Journal:
             or self._offset == self._checkpointed
             or self._offset < INDEX_MIN_BYTES
         ):
+            return
+        try:
+            with self.path.open("rb") as fh:
+                self._crc = extend_crc(fh, self._crc, self._crc_offset, self._offset)
+            self._crc_offset = self._offset
+        except OSError as exc:
+            self._indexable = False  # no checkpoint then: a resume parses every line
+            logger.warning("journal %s: no checkpoint written: %s", self.path, exc)
             return
         live = [rec for _, key, rec in self._expiries if self._posted.get(key) is rec]
         write_checkpoint(

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import attrs
 
-__all__ = ["Checkpoint", "index_path", "read_checkpoint", "write_checkpoint"]
+__all__ = ["Checkpoint", "extend_crc", "index_path", "read_checkpoint", "write_checkpoint"]
 
 logger = logging.getLogger("freepik_bg")
 
@@ -126,16 +126,34 @@ def _parse(data: bytes) -> tuple[dict[str, Any], bytes, bytes] | None:
     return header, body[end + 1 : keys_end], body[keys_end:]
 
 
-def _prefix_crc(fh: IO[bytes], offset: int) -> int | None:
-    fh.seek(0)
-    crc, left = 0, offset
-    while left:
+def extend_crc(fh: IO[bytes], crc: int, start: int, end: int) -> int:
+    """``crc`` (of the file's first ``start`` bytes) extended over its bytes up to ``end``.
+
+    A run keeps the CRC of what it loaded and reads the lines it appended back only when
+    it writes a checkpoint: a CRC per line costs each item more than this costs a run.
+    `OSError` if the file is shorter.
+
+    Examples:
+        >>> import io
+        >>> extend_crc(io.BytesIO(b"ab"), zlib.crc32(b"a"), 1, 2) == zlib.crc32(b"ab")
+        True
+    """
+    fh.seek(start)
+    left = end - start
+    while left > 0:
         chunk = fh.read(min(_CHUNK, left))
         if not chunk:
-            return None  # the journal is shorter than the checkpoint says
+            raise OSError(f"the journal is {left} bytes shorter than its lines")
         crc = zlib.crc32(chunk, crc)
         left -= len(chunk)
     return crc
+
+
+def _prefix_crc(fh: IO[bytes], offset: int) -> int | None:
+    try:
+        return extend_crc(fh, 0, 0, offset)
+    except OSError:
+        return None  # the journal is shorter than the checkpoint says
 
 
 def read_checkpoint(journal: Path, fh: IO[bytes]) -> Checkpoint | None:

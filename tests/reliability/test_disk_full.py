@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 
 import freepik_bg
-from freepik_bg import Cutout, Journal, JournalError, MemorySink, SinkItem, _journal
+from freepik_bg import (
+    Cutout,
+    Journal,
+    JournalError,
+    MemorySink,
+    SinkItem,
+    _journal,
+    _journal_reserve,
+)
 from freepik_bg.testing import Emulator
 
 from ..conftest import KEY, links, run_cli
@@ -69,6 +77,7 @@ class DiskSink(MemorySink):
 def disk(monkeypatch: pytest.MonkeyPatch) -> FakeDisk:
     fake = FakeDisk(free=10**9)
     monkeypatch.setattr(_journal, "os", fake)
+    monkeypatch.setattr(_journal_reserve, "os", fake)
     return fake
 
 
@@ -88,7 +97,7 @@ def test_a_run_holds_a_reserve_and_gives_it_back_on_close(tmp_path: Path) -> Non
     journal = Journal(tmp_path / "j.jsonl")
     journal.open()
     reserve = tmp_path / "j.jsonl.reserve"
-    assert reserve.stat().st_size == _journal.RESERVE_BYTES
+    assert reserve.stat().st_size == _journal_reserve.RESERVE_BYTES
     journal.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl"]
 
@@ -130,12 +139,12 @@ def test_a_line_cut_short_is_not_glued_to_the_next(tmp_path: Path, disk: FakeDis
 def test_no_room_for_the_reserve_is_an_error_before_anything_is_sent(
     tmp_path: Path, disk: FakeDisk
 ) -> None:
-    disk.free = _journal.RESERVE_BYTES // 2
+    disk.free = _journal_reserve.RESERVE_BYTES // 2
     journal = Journal(tmp_path / "j.jsonl")
     with pytest.raises(JournalError, match=r"not enough free space.*nothing was sent"):
         journal.open()
     assert not (tmp_path / "j.jsonl.reserve").exists()
-    assert disk.free == _journal.RESERVE_BYTES // 2  # the part it wrote is given back
+    assert disk.free == _journal_reserve.RESERVE_BYTES // 2  # the part it wrote is given back
 
 
 def test_a_journal_on_a_device_holds_no_reserve(tmp_path: Path) -> None:
@@ -156,7 +165,7 @@ async def test_a_disk_that_fills_mid_batch_costs_nothing_twice(
     sink = DiskSink(disk)
     size = len(await _one_result(emu))
     emu.reset_stats()
-    disk.free = _journal.RESERVE_BYTES + 10 * size  # the reserve, and ten results
+    disk.free = _journal_reserve.RESERVE_BYTES + 10 * size  # the reserve, and ten results
     stopped: freepik_bg.FreepikError | None = None
     async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
         try:
