@@ -19,7 +19,7 @@ import attrs
 from ._cli_plan import add_plan_options, parse_delimiter
 from ._config import API_KEY_ENV, BatchConfig, at_least, parse_seconds
 from ._dask_cli import add_dask_options, run_dask_remove, wants_dask
-from ._entry import resume as resume_gc
+from ._entry import owns_process, resume as resume_gc
 from ._errors import ConfigurationError, FreepikError, JournalError, SinkError, StagingError
 
 __all__ = ["build_parser", "main"]
@@ -278,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = batch_config(args)
             except ValueError as exc:  # options that do not go together (--margin without --trim)
                 raise UsageError(str(exc)) from None
+            if owns_process():
+                # tenacity, imported at a batch's first retry, imports tornado when it is
+                # installed (Dask brings it), to retry tornado coroutines: ~30 ms of the
+                # event loop, stalled mid-run, for nothing this process runs. Only the
+                # command's own process, and not on Dask (above): distributed runs
+                # on tornado.
+                sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
             return anyio.run(run_remove, args, arguments, config)
         if args.command == "emulator":
             return _run_emulator(args)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["main", "resume"]
+__all__ = ["main", "owns_process", "resume"]
 
 _paused = False
+_owned = False
 
 
 def resume() -> None:
@@ -33,9 +34,20 @@ def resume() -> None:
         gc.enable()
 
 
+def owns_process() -> bool:
+    """Whether this process is the ``freepik-bg`` command (not an application calling it).
+
+    Examples:
+        >>> owns_process()
+        False
+    """
+    return _owned
+
+
 def main() -> int:
     """Run ``freepik-bg`` with the collector paused until its modules are loaded."""
-    global _paused
+    global _paused, _owned
+    _owned = True
     if gc.isenabled():
         gc.disable()
         _paused = True

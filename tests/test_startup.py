@@ -53,7 +53,9 @@ try:
 except SystemExit as exc:
     code = exc.code
 with open(sys.argv[2], "w") as f:
-    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+    # A name set to None is one the process keeps from being imported, not a module.
+    loaded = [name for name, module in sys.modules.items() if module is not None]
+    json.dump({"code": code, "modules": sorted(loaded)}, f)
 """
 
 
@@ -93,6 +95,46 @@ def test_a_remove_run_imports_no_bar_emulator_or_httpx_cli(tmp_path: Path) -> No
     )
     assert {"httpx", "anyio", "freepik_bg._runner"} <= loaded  # it did run a batch
     assert not loaded & NOT_FOR_REMOVE, sorted(loaded & NOT_FOR_REMOVE)
+
+
+_ENTRY_PROBE = """
+import json, os, sys
+from freepik_bg._entry import main
+sys.argv = ["freepik-bg", *json.loads(sys.argv[1])]
+code = main()
+loaded = [name for name, module in sys.modules.items() if module is not None]
+with open(os.environ["PROBE_OUT"], "w") as f:
+    json.dump({"code": code, "modules": sorted(loaded)}, f)
+"""
+
+
+@pytest.mark.parametrize("entry", ["command", "application"])
+def test_a_remove_run_that_retries_loads_tenacity_without_tornado(
+    tmp_path: Path, entry: str
+) -> None:
+    # tornado (installed with dask) would cost the event loop ~30 ms at the first retry:
+    # the command's own process keeps it out; an application calling the CLI keeps it.
+    (tmp_path / "urls.txt").write_text("https://example.com/a.png\n")
+    args = ["remove", "urls.txt", "-o", "out", "--base-url", "http://127.0.0.1:9"]
+    args += ["--max-retries", "1", "--progress", "plain"]
+    if entry == "application":
+        loaded = imports_of(args, tmp_path, cwd=tmp_path)
+        assert "tenacity" in loaded  # it did retry
+        assert "tornado" in loaded
+        return
+    out = tmp_path / "modules.json"
+    subprocess.run(
+        [sys.executable, "-c", _ENTRY_PROBE, json.dumps(args)],
+        env={**cli_env(), "PROBE_OUT": str(out)},
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    state = json.loads(out.read_text())
+    assert state["code"] == 1  # the one item failed, after its retry
+    assert "tenacity" in state["modules"]
+    assert "tornado" not in state["modules"]
 
 
 # The `freepik-bg` process itself (its entry point), stopped as it connects to the API
