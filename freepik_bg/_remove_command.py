@@ -187,7 +187,11 @@ async def _checked_run(
         args.progress, quiet=args.quiet, stream=sys.stderr if to_stdout else None
     )
     config = attrs.evolve(config, journal=journal, progress=display.on_event)
-    report = ReportWriter(args.report) if args.report is not None else None
+    try:
+        report = ReportWriter(args.report) if args.report is not None else None
+    except OSError as exc:
+        journal.close()
+        raise UsageError(f"--report {args.report}: cannot create it: {exc.strerror}") from None
     tally = _Tally()
     start = anyio.current_time()
     stop_reason: str | None = None
@@ -215,6 +219,10 @@ async def _checked_run(
         # Mid-run (opening it was checked before the first POST): credits were spent, so
         # this is a stopped run, with its summary and report, not a usage error.
         stop_reason = str(exc)
+    except BaseException:
+        if report is not None:
+            report.discard()  # no half-written temp file left beside the report
+        raise
     finally:
         display.stop()
         journal.close()
@@ -229,7 +237,15 @@ async def _checked_run(
         "stop_reason": stop_reason,
     }
     if report is not None:
-        report.finish(summary)
+        try:
+            report.finish(summary)
+        except OSError as exc:
+            # The items are stored and journaled all the same: a rerun skips them and
+            # writes the report, paying nothing again.
+            stop_reason = (
+                f"cannot write the report {args.report}: {exc.strerror or exc} (every item "
+                "above was stored and journaled: make room, and the rerun writes it)"
+            )
     display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))
     if stop_reason is not None:
         untried = (

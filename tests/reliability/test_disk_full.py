@@ -21,13 +21,16 @@ import pytest
 import freepik_bg
 from freepik_bg import (
     Cutout,
+    ItemResult,
     Journal,
     JournalError,
     MemorySink,
     SinkItem,
     _journal,
     _journal_reserve,
+    _report,
 )
+from freepik_bg._cli import main
 from freepik_bg.testing import Emulator
 
 from ..conftest import KEY, links, run_cli
@@ -210,3 +213,67 @@ def test_the_cli_says_a_journal_that_fails_mid_run_stopped_it(
     assert summary["stop_reason"].startswith("cannot write the journal /dev/full")
     # What was paid for before it stopped was still stored.
     assert len(list(out.glob("*.png"))) == emu.stats.credits_charged >= 1
+
+
+class _ReportOs:
+    """``os`` for the report writer, whose files take ``room`` characters and then fail
+    as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def fdopen(self, fd: int, *args: Any, **kwargs: Any) -> Any:
+        disk, real = self, os.fdopen(fd, *args, **kwargs)
+
+        class Full:
+            def write(self, text: str) -> int:
+                if len(text) > disk.room:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                disk.room -= len(text)
+                return real.write(text)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        return Full()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def test_a_report_that_fills_the_disk_is_dropped_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_report, "os", _ReportOs(room=150))
+    writer = _report.ReportWriter(tmp_path / "report.json")
+    for i in range(5):  # the third one does not fit: no error here, the batch goes on
+        writer.add(ItemResult(index=i, image_url=URLS[i], ok=True, location=f"{i}.png"))
+    with pytest.raises(OSError, match="No space left"):
+        writer.finish({"total": 5})
+    assert list(tmp_path.iterdir()) == []  # no report, and no temp file beside it
+
+
+def test_the_cli_says_a_report_it_could_not_write_and_the_rerun_writes_it(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    urls = [f"{emu.image_url('ball-small.png')}?report={i}" for i in range(6)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{url}\n" for url in urls))
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = ["remove", str(listing), "-o", str(out), "--report", str(report)]
+    args += ["--base-url", emu.base_url, "--rate", "off", "--progress", "plain"]
+    with monkeypatch.context() as patch:
+        patch.setattr(_report, "os", _ReportOs(room=400))  # full after a couple of items
+        code = main(args)
+    stderr = capsys.readouterr().err
+    # Every item was stored all the same; the run says what happened and exits 3.
+    assert code == 3, stderr
+    assert f"cannot write the report {report}: No space left on device" in stderr
+    assert len(list(out.glob("*.png"))) == emu.stats.credits_charged == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "urls.txt"]
+    # With room again, the rerun writes it and pays for nothing.
+    assert main(args) == 0
+    written = json.loads(report.read_text())
+    assert [item["status"] for item in written["items"]] == ["skipped"] * 6
+    assert emu.stats.credits_charged == 6
