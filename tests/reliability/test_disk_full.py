@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -277,3 +278,22 @@ def test_the_cli_says_a_report_it_could_not_write_and_the_rerun_writes_it(
     written = json.loads(report.read_text())
     assert [item["status"] for item in written["items"]] == ["skipped"] * 6
     assert emu.stats.credits_charged == 6
+
+
+def test_a_report_that_cannot_be_created_is_refused_before_any_post(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    def no_room(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setattr(_report, "tempfile", SimpleNamespace(mkstemp=no_room))
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{emu.image_url('ball-small.png')}?nocreate\n")
+    report = tmp_path / "report.json"
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--report", str(report)]
+    code = main([*args, "--base-url", emu.base_url, "--progress", "plain"])
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert f"--report {report}: cannot create it: No space left on device" in stderr
+    assert emu.stats.posts == 0
