@@ -259,7 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _import_http_stack()
     import anyio
 
-    from ._remove_command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_remove
+    from ._remove_command import (
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_STOPPED,
+        EXIT_USAGE,
+        UsageError,
+        run_remove,
+    )
 
     resume_gc()  # the SDK is loaded: the collector, if the entry point paused it, is back on
 
@@ -272,7 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "remove" and wants_dask(args):
-            return run_dask_remove(args, batch_config(args))
+            try:
+                return run_dask_remove(args, batch_config(args))
+            except JournalError as exc:
+                # From a partition, while others may have spent credits: a stopped run,
+                # not the usage error below ("nothing was spent").
+                resume = "Rerun the same command to resume."
+                print(f"freepik-bg: stopped: {exc}. {resume}", file=sys.stderr)
+                return EXIT_STOPPED
         if args.command == "remove":
             try:
                 config = batch_config(args)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from distributed import Client
 
-from freepik_bg import output_name
+from freepik_bg import JournalError, output_name
 from freepik_bg._cli import main
 from freepik_bg.testing import Emulator
 
@@ -104,3 +104,19 @@ def test_a_parquet_input_needs_a_column(tmp_path: Path, run: Any) -> None:
     done = run(["remove", str(tmp_path / "p.parquet"), "-o", str(tmp_path / "out")])
     assert done.returncode == 2
     assert "needs --column" in done.stderr
+
+
+def test_a_journal_failing_in_a_partition_is_a_stopped_run(
+    tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other partitions may have spent credits by then: exit 3 ("stopped"), not the usage
+    # error's 2 ("nothing was sent").
+    def partition_fails(*args: Any) -> int:
+        raise JournalError("cannot write the journal p.jsonl: No space left on device")
+
+    monkeypatch.setattr("freepik_bg._cli.run_dask_remove", partition_fails)
+    listing = tmp_path / "urls.txt"
+    listing.write_text("https://example.com/a.jpg\n")
+    done = run(["remove", str(listing), "-o", str(tmp_path / "out"), "--workers", "2"])
+    assert done.returncode == 3
+    assert "freepik-bg: stopped: cannot write the journal p.jsonl" in done.stderr
