@@ -242,10 +242,11 @@ async def _checked_run(
         except OSError as exc:
             # The items are stored and journaled all the same: a rerun skips them and
             # writes the report, paying nothing again.
-            stop_reason = (
+            failure = (
                 f"cannot write the report {args.report}: {exc.strerror or exc} (every item "
                 "above was stored and journaled: make room, and the rerun writes it)"
             )
+            stop_reason = failure if stop_reason is None else f"{stop_reason}; {failure}"
     display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))
     if stop_reason is not None:
         untried = (
