@@ -297,3 +297,20 @@ def test_a_report_that_cannot_be_created_is_refused_before_any_post(
     assert code == 2, stderr
     assert f"--report {report}: cannot create it: No space left on device" in stderr
     assert emu.stats.posts == 0
+
+
+def test_a_report_failure_adds_to_why_the_run_stopped(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("FREEPIK_API_KEY", "not-the-key")  # the batch stops at the first 401
+    monkeypatch.setattr(_report, "os", _ReportOs(room=0))
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{emu.image_url('ball-small.png')}?wrongkey\n")
+    report = tmp_path / "report.json"
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--report", str(report)]
+    code = main([*args, "--base-url", emu.base_url, "--progress", "plain"])
+    stopped = [line for line in capsys.readouterr().err.splitlines() if "stopped:" in line]
+    assert code == 3
+    assert len(stopped) == 1
+    assert "FREEPIK_API_KEY" in stopped[0]  # the first reason, still said
+    assert f"; cannot write the report {report}" in stopped[0]
