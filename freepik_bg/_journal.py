@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 import zlib
 from datetime import datetime
 from pathlib import Path
@@ -132,7 +133,7 @@ class Journal:
         self._checkpointed = 0
         self._unchecked_lines = 0
         # The reserve file while we hold it; whether a failed write left part of a line.
-        self._reserve: Path | None = None
+        self._reserve: weakref.finalize[[Path | None], Journal] | None = None
         self._torn = False
         self._load()
 
@@ -252,7 +253,7 @@ class Journal:
     def _hold_reserve(self) -> None:
         assert self._fh is not None
         try:
-            self._reserve = reserve.hold(self.path, self._fh.fileno())
+            held = reserve.hold(self.path, self._fh.fileno())
         except OSError as exc:
             self.close()
             raise JournalError(
@@ -260,10 +261,14 @@ class Journal:
                 f"{reserve.RESERVE_BYTES >> 20} MiB, besides room for the results; free some "
                 "space and run again (nothing was sent)"
             ) from exc
+        if held is not None:
+            # Given back on close, or else when the journal is collected or the
+            # interpreter exits: a journal left open leaves no reserve behind.
+            self._reserve = weakref.finalize(self, reserve.give_back, held)
 
     def _give_back_reserve(self) -> bool:
-        path, self._reserve = self._reserve, None
-        return reserve.give_back(path)
+        held, self._reserve = self._reserve, None
+        return held is not None and bool(held())
 
     def _catch_up(self) -> None:
         assert self._fh is not None

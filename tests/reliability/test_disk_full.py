@@ -10,8 +10,11 @@ for them again.
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -104,6 +107,19 @@ def test_a_run_holds_a_reserve_and_gives_it_back_on_close(tmp_path: Path) -> Non
     assert reserve.stat().st_size == _journal_reserve.RESERVE_BYTES
     journal.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl"]
+
+
+def test_a_journal_left_open_leaves_no_reserve_behind(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.record_posted(0, cutout(URLS[0]))  # opens it, and so holds the reserve
+    assert (tmp_path / "j.jsonl.reserve").exists()
+    del journal  # never closed
+    gc.collect()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl"]
+    # ... nor at the interpreter's exit.
+    script = "import sys; from freepik_bg import Journal; kept = Journal(sys.argv[1]); kept.open()"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "k.jsonl")], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl", "k.jsonl"]
 
 
 def test_the_lines_of_answers_in_flight_go_into_the_reserve(tmp_path: Path, disk: FakeDisk) -> None:
