@@ -30,6 +30,7 @@ from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._display import Display, make_display
 from ._errors import JournalError, SkippedError
 from ._journal import Journal
+from ._journal_reserve import NO_SPACE
 from ._report import ReportWriter, check_report_path
 from ._sync import batch_client
 from ._urls import is_storage_url
@@ -242,9 +243,10 @@ async def _checked_run(
         except OSError as exc:
             # The items are stored and journaled all the same: a rerun skips them and
             # writes the report, paying nothing again.
+            then = "make room, and the rerun" if exc.errno in NO_SPACE else "a rerun"
             failure = (
                 f"cannot write the report {args.report}: {exc.strerror or exc} (every item "
-                "above was stored and journaled: make room, and the rerun writes it)"
+                f"above was stored and journaled: {then} writes it)"
             )
             stop_reason = failure if stop_reason is None else f"{stop_reason}; {failure}"
     display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))

@@ -37,7 +37,7 @@ from freepik_bg import (
 from freepik_bg._cli import main
 from freepik_bg.testing import Emulator
 
-from ..conftest import KEY, links, run_cli
+from ..conftest import CLI, KEY, cli_env, links, run_cli
 
 
 class FakeDisk:
@@ -330,3 +330,30 @@ def test_a_report_failure_adds_to_why_the_run_stopped(
     assert len(stopped) == 1
     assert "FREEPIK_API_KEY" in stopped[0]  # the first reason, still said
     assert f"; cannot write the report {report}" in stopped[0]
+
+
+def test_a_report_to_a_pipe_closed_early_is_said_once(emu: Emulator, tmp_path: Path) -> None:
+    # `freepik-bg remove ... --report - | head`: the reader goes away before the report.
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{emu.image_url('ball-small.png')}?pipe={i}\n" for i in range(4)))
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--report", "-"]
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the command starts: every write to it fails
+    try:
+        proc = subprocess.Popen(
+            [*CLI, *args, "--base-url", emu.base_url, "--progress", "plain"],
+            env=cli_env(),
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(writer)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 3, stderr
+    assert "cannot write the report -: Broken pipe" in stderr
+    assert "stored and journaled: a rerun writes it)" in stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == emu.stats.credits_charged == 4
