@@ -262,10 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._remove_command import (
         EXIT_FAILED,
         EXIT_INTERRUPTED,
-        EXIT_STOPPED,
         EXIT_USAGE,
         UsageError,
         run_remove,
+        stopped,
     )
 
     resume_gc()  # the SDK is loaded: the collector, if the entry point paused it, is back on
@@ -284,9 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except JournalError as exc:
                 # From a partition, while others may have spent credits: a stopped run,
                 # not the usage error below ("nothing was spent").
-                resume = "Rerun the same command to resume."
-                print(f"freepik-bg: stopped: {exc}. {resume}", file=sys.stderr)
-                return EXIT_STOPPED
+                return stopped(str(exc))
         if args.command == "remove":
             try:
                 config = batch_config(args)

@@ -51,6 +51,7 @@ __all__ = [
     "UsageError",
     "read_api_key",
     "run_remove",
+    "stopped",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -130,6 +131,16 @@ async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     sink = make_sink(args.output, overwrite=config.overwrite)
     await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
     return EXIT_OK
+
+
+def stopped(reason: str, not_attempted: int = 0) -> int:
+    """Say why the run stopped, and how to resume; `EXIT_STOPPED`."""
+    untried = f" {not_attempted} item(s) were not attempted." if not_attempted else ""
+    print(
+        f"freepik-bg: stopped: {reason}.{untried} Rerun the same command to resume.",
+        file=sys.stderr,
+    )
+    return EXIT_STOPPED
 
 
 async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
@@ -251,14 +262,7 @@ async def _checked_run(
             stop_reason = failure if stop_reason is None else f"{stop_reason}; {failure}"
     display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))
     if stop_reason is not None:
-        untried = (
-            f" {tally.not_attempted} item(s) were not attempted." if tally.not_attempted else ""
-        )
-        print(
-            f"freepik-bg: stopped: {stop_reason}.{untried} Rerun the same command to resume.",
-            file=sys.stderr,
-        )
-        return EXIT_STOPPED
+        return stopped(stop_reason, tally.not_attempted)
     if tally.signals:
         if tally.not_attempted:
             print(f"{tally.not_attempted} item(s) were not attempted.", file=sys.stderr)
