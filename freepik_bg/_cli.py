@@ -259,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _import_http_stack()
     import anyio
 
+    from ._cli_inputs import check_own_files
     from ._remove_command import (
         EXIT_FAILED,
         EXIT_INTERRUPTED,
@@ -279,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "remove" and wants_dask(args):
+            check_own_files(args, None)  # no --journal on Dask: each partition has its own
             try:
                 return run_dask_remove(args, batch_config(args))
             except JournalError as exc:

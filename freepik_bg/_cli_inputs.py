@@ -77,6 +77,39 @@ def _overlaps(one: Path, other: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist yet: the same path, spelled otherwise
+        return one.resolve() == other.resolve()
+
+
+def check_own_files(args: Any, journal: Path | None) -> None:
+    """Refuse a ``--report`` or journal that is the input file, or each other.
+
+    The report replaces its file and the journal appends to its own: either one on the
+    input would destroy the list being worked through, and a report over the journal
+    would lose what a rerun needs to pay nothing twice.
+
+    Raises:
+        UsageError: two of them are one file; nothing was spent.
+    """
+    report = None if args.report is None or str(args.report) == "-" else Path(args.report)
+    source = None if args.input == "-" or _is_url(args.input) else Path(args.input)
+    named = [("--report", report), ("the journal", journal)]
+    for flag, path in named:
+        if path is not None and source is not None and _same_file(path, source):
+            raise UsageError(
+                f"{flag} {path} is the input file {args.input}: it would be overwritten; "
+                "write it somewhere else"
+            )
+    if report is not None and journal is not None and _same_file(report, journal):
+        raise UsageError(
+            f"--report {report} is the journal: the report would replace what a rerun "
+            "needs to pay nothing twice; write the report somewhere else"
+        )
+
+
 def _read(args: Any) -> Iterator[Any]:
     root = Path(args.input)
     if args.input != "-" and root.is_dir():

@@ -24,7 +24,7 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._cli_inputs import Input, UsageError, open_input
+from ._cli_inputs import Input, UsageError, check_own_files, open_input
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._display import Display, make_display
@@ -145,6 +145,7 @@ def stopped(reason: str, not_attempted: int = 0) -> int:
 
 async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove``; everything that can be checked is checked before any POST."""
+    check_own_files(args, _journal_path(args))
     if args.dry_run:
         return await _dry_run(args, config)
     api_key = read_api_key(args.api_key_file)
