@@ -27,17 +27,24 @@ class Display(Protocol):
     def summary(self, counts: dict[str, int], elapsed: float, **where: str) -> None: ...
 
 
-def _not_attempted(item: ItemResult) -> bool:
-    return isinstance(item.error, SkippedError)
+def not_attempted(item: ItemResult) -> bool:
+    """Whether ``item`` was never sent: stopped before its first POST."""
+    # An item interrupted with its POST on the wire counts that attempt: it may be billed.
+    return isinstance(item.error, SkippedError) and item.attempts == 0
 
 
 def _interrupt_message(drain: bool) -> str:
     if drain:
         return (
             "stopping: sending nothing more; finishing and storing what was already paid for. "
-            "Press Ctrl-C again to abandon it (its links stay in the journal for a resume)."
+            "Press Ctrl-C again to abandon it (answers that arrived keep their links in the "
+            "journal; a POST still waiting for its answer is lost, and may have been billed)."
         )
-    return "abandoning items in flight: paid links are in the journal; rerun to resume"
+    return (
+        "abandoning items in flight: the links of answers that arrived are in the journal; "
+        "POSTs still waiting for an answer may have been billed, and a resume sends them "
+        "again; rerun to resume"
+    )
 
 
 def _describe(item: ItemResult) -> str:
@@ -71,7 +78,7 @@ class PlainDisplay:
     def item(self, item: ItemResult) -> None:
         if not self._per_item:
             return
-        if _not_attempted(item):
+        if not_attempted(item):
             return  # one line in the summary says how many, and why
         if not self._quiet or not item.ok:
             print(_describe(item), file=self._stream, flush=True)
@@ -181,7 +188,7 @@ class RichDisplay:
     def item(self, item: ItemResult) -> None:
         progress = self._bar()
         self._done += 1
-        if not item.ok and not _not_attempted(item):
+        if not item.ok and not not_attempted(item):
             self._failed += 1
             from rich.text import Text
 

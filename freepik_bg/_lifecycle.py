@@ -113,12 +113,30 @@ class Flight:
 
     def interruption(self) -> SkippedError:
         """Why the item ended when the batch was stopped in this phase."""
+        if self.phase is Phase.QUEUED and self.attempts:
+            return SkippedError("not retried: the batch was stopped between two attempts")
         if self.phase is Phase.QUEUED:
             return SkippedError("not attempted: the batch was stopped before it was sent")
+        if self.phase is Phase.POSTING:
+            # Its answer never came, so nobody has its links: say so, rather than
+            # promise a free resume that would in fact pay again.
+            return SkippedError(
+                "interrupted while posting: its answer never arrived, so there are no links "
+                "to resume from; if the service processed it, that credit is spent, and a "
+                "resume sends it again"
+            )
         return SkippedError(
-            f"interrupted while {self.phase.value}: if it was paid for, the journal has "
-            "its links and a resume downloads them without a new POST"
+            "interrupted while downloading: its links arrived and are in the journal (if the "
+            "batch keeps one); a resume within 5 minutes of the answer downloads them "
+            "without a new POST"
         )
+
+    def result_when_interrupted(self, url: str) -> ItemResult:
+        """This item's result when the batch stopped before it ended: a POST on the wire
+        counts as an attempt (it may have been billed), though its answer never came."""
+        if self.phase is Phase.POSTING:
+            self.attempts += 1
+        return self.result(url, ok=False, error=self.interruption())
 
     def enter(self, phase: Phase) -> None:
         self.phase = phase

@@ -27,8 +27,8 @@ from ._batch import BatchResults, make_sink, raise_single
 from ._cli_inputs import Input, UsageError, check_own_files, open_input
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
-from ._display import Display, make_display
-from ._errors import JournalError, SkippedError
+from ._display import Display, make_display, not_attempted
+from ._errors import JournalError
 from ._journal import Journal
 from ._journal_reserve import NO_SPACE
 from ._report import ReportWriter, check_report_path
@@ -215,10 +215,9 @@ async def _checked_run(
                     tg.start_soon(_watch_signals, results, display, tally)
                     display.start(results.stats, total)
                     async for item in results:
-                        skipped_error = isinstance(item.error, SkippedError)
                         tally.add(
                             item.status,
-                            not_attempted=skipped_error,
+                            not_attempted=not_attempted(item),
                             duplicate=item.duplicate_of is not None,
                         )
                         display.item(item)

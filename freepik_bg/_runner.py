@@ -220,7 +220,7 @@ class Runner:
             self.stats.in_flight -= 1
             self.slots.release()
         if result is None:
-            result = ItemResult(index, label(entry), ok=False, error=flight.interruption())
+            result = flight.result_when_interrupted(label(entry))
         await self._deliver(send, result)
 
     def _journal(self, result: ItemResult, name: str | None = None) -> ItemResult:

@@ -443,6 +443,13 @@ async def test_stop_drains_and_abort_abandons_at_once(
     assert all(isinstance(item.error, freepik_bg.SkippedError) for item in items)
     abandoned = [item for item in items if "interrupted while posting" in str(item.error)]
     assert len(abandoned) == len(hanging) >= 1
+    for item in abandoned:
+        # Sent, maybe billed, and no links: not "not attempted", and no free resume promised.
+        assert item.attempts == 1
+        assert "no links to resume from" in str(item.error)
+        assert "a resume sends it again" in str(item.error)
+    never_sent = [item for item in items if item not in abandoned]
+    assert all(item.attempts == 0 for item in never_sent)
 
 
 async def test_long_retry_after_stops_the_batch(service: FakeService, client: AsyncClient) -> None:

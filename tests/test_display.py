@@ -111,3 +111,19 @@ def test_bar_without_rich_falls_back_to_plain_lines(
     monkeypatch.setattr(RichDisplay, "available", staticmethod(lambda: False))
     assert isinstance(make_display("bar", quiet=False), PlainDisplay)
     assert "rich is not installed" in capsys.readouterr().err
+
+
+def test_an_item_abandoned_on_the_wire_is_not_counted_as_not_attempted() -> None:
+    from freepik_bg import SkippedError
+
+    def item(attempts: int, message: str) -> ItemResult:
+        return ItemResult(
+            1, "https://x.test/a.jpg", ok=False, attempts=attempts, error=SkippedError(message)
+        )
+
+    assert _display.not_attempted(item(0, "not attempted: the batch was stopped"))
+    # Its POST was sent and may be billed: a failure to show, not "not attempted".
+    assert not _display.not_attempted(item(1, "interrupted while posting: ..."))
+    assert not _display.not_attempted(
+        ItemResult(1, "https://x.test/a.jpg", ok=False, error=InvalidRequestError("bad"))
+    )

@@ -190,7 +190,9 @@ async def test_aborted_between_renditions_resumes_without_a_post(
         results.abort()  # the CLI's second Ctrl-C
         [item] = [item async for item in results]
     assert not item.ok
-    assert "interrupted while paid" in str(item.error)
+    # Its answer arrived: the journal has its links, and the message says so.
+    assert "interrupted while downloading: its links arrived" in str(item.error)
+    assert item.attempts == 1
     assert emu.stats.posts == 1
     assert emu.stats.downloads == {"high_resolution": 1}
     assert not list(tmp_path.glob("*.preview.png"))
