@@ -15,6 +15,7 @@ import attrs
 
 from ._errors import (
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     AuthenticationError,
     FreepikError,
@@ -35,6 +36,11 @@ _BASE_URL_HINT = "check base_url (--base-url, $FREEPIK_BASE_URL)"
 # Failed connection attempts in a row, across the batch, with no POST getting
 # through in between: enough to ride out a blip, few enough to stop in seconds.
 CONNECT_RUN_LIMIT = 8
+# POSTs in a row answered 2xx with a body that is not the API's JSON, with no other
+# answer in between: a web server or a proxy answering for the API, or an API that is
+# broken. Each may have cost a credit, so the run stops instead of paying for every
+# item; a failure mix where one in three answers is garbage stays far below it.
+GARBAGE_RUN_LIMIT = 20
 
 
 def _origin(error: APIConnectionError) -> str:
@@ -77,6 +83,7 @@ class Breaker:
     error: FreepikError | None = None
     reason: str | None = None
     _connect_run: int = 0
+    _garbage_run: int = 0
 
     @property
     def tripped(self) -> bool:
@@ -94,12 +101,18 @@ class Breaker:
         return SkippedError(f"not attempted: {self.reason}", cause=self.error)
 
     def post_succeeded(self) -> None:
-        """A POST got through: the API host is reachable."""
-        self._connect_run = 0
+        """A POST got through: the API host is reachable and answers as the API."""
+        self._connect_run = self._garbage_run = 0
 
     def attempt_failed(self, error: FreepikError, *, on_post: bool) -> None:
         """One attempt failed (it may still be retried)."""
-        if not (on_post and isinstance(error, APIConnectionError)) or error.maybe_processed:
+        if not on_post:
+            return
+        if isinstance(error, APIResponseValidationError):
+            self._garbage_answer(error)
+            return
+        self._garbage_run = 0  # an answer of another kind: not a run of garbage
+        if not isinstance(error, APIConnectionError) or error.maybe_processed:
             return
         self._connect_run += 1
         if self._connect_run >= CONNECT_RUN_LIMIT:
@@ -107,6 +120,16 @@ class Breaker:
                 error,
                 f"cannot connect to {_origin(error)} ({self._connect_run} attempts in a row "
                 f"failed, the last with: {error}): {_BASE_URL_HINT} and the network",
+            )
+
+    def _garbage_answer(self, error: APIResponseValidationError) -> None:
+        self._garbage_run += 1
+        if self._garbage_run >= GARBAGE_RUN_LIMIT:
+            self.trip(
+                error,
+                f"{self._garbage_run} POSTs in a row were answered with a body that is not "
+                f"the API's (the last: {error}); each may have cost a credit: "
+                f"{_BASE_URL_HINT}; if it is right, the service is failing: resume later",
             )
 
     def item_failed(self, error: FreepikError, *, on_post: bool) -> None:

@@ -33,11 +33,17 @@ class Recorded:
 class OriginServer:
     """Serves ``body`` (as ``content_type``) for every GET, on 127.0.0.1, in a thread.
 
-    With ``set_cookie``, every GET answer sets that cookie.
+    With ``set_cookie``, every GET answer sets that cookie; with ``post_ok``, every POST
+    is answered 200 with the same body (else 404).
     """
 
     def __init__(
-        self, body: bytes, content_type: str = "image/png", *, set_cookie: str | None = None
+        self,
+        body: bytes,
+        content_type: str = "image/png",
+        *,
+        set_cookie: str | None = None,
+        post_ok: bool = False,
     ) -> None:
         self.body = body
         self.content_type = content_type
@@ -68,6 +74,13 @@ class OriginServer:
                 outer._record(self)
                 length = int(self.headers.get("content-length") or 0)
                 self.rfile.read(length)
+                if post_ok:  # a web server that answers any POST with its page
+                    self.send_response(200)
+                    self.send_header("content-type", outer.content_type)
+                    self.send_header("content-length", str(len(outer.body)))
+                    self.end_headers()
+                    self.wfile.write(outer.body)
+                    return
                 self.send_response(404)
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -20,9 +20,11 @@ import pytest
 
 import freepik_bg
 from freepik_bg import output_name
-from freepik_bg.testing import Emulator
+from freepik_bg._breaker import GARBAGE_RUN_LIMIT
+from freepik_bg.testing import Emulator, Fault
 
 from ..conftest import CLI, KEY, cli_env, run_cli
+from ._servers import OriginServer
 
 JOURNAL = ".freepik-bg-journal.jsonl"
 
@@ -251,6 +253,40 @@ def test_misconfiguration_stops_the_run_with_one_line(
     # One FAIL line per request that was really refused, not one per input line.
     assert len(result.stdout.splitlines()) <= 10
     assert emu.stats.posts <= 4
+
+
+@pytest.mark.parametrize("problem", ["a web server", "billed garbage"])
+def test_posts_answered_with_garbage_stop_the_run(
+    emu: Emulator, tmp_path: Path, problem: str
+) -> None:
+    """A base URL at a web server, or an API answering 200 with a broken body (billed):
+    the run stops after a bounded number of POSTs instead of paying for every line."""
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls_for(emu, 300)) + "\n")
+    out = tmp_path / "out"
+    flags = ["--rate", "off", "--concurrency", "4", "--progress", "plain"]
+    if problem == "a web server":
+        with OriginServer(b"<html>Welcome</html>", "text/html", post_ok=True) as site:
+            result = run_cli(
+                ["remove", str(listing), "-o", str(out), "--base-url", site.base_url, *flags]
+            )
+            posts = sum(r.method == "POST" for r in site.requests)
+    else:
+        charged = emu.stats.credits_charged
+        emu.inject("post", *[Fault.malformed_json()] * 300)
+        try:
+            result = run_cli(
+                ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url, *flags]
+            )
+        finally:
+            emu.clear_faults()
+        posts = emu.stats.credits_charged - charged
+    assert result.returncode == 3, result.stderr
+    assert "POSTs in a row were answered with a body that is not the API's" in result.stderr
+    assert "check base_url" in result.stderr
+    assert "Traceback" not in result.stderr
+    # The run (4 at a time) stopped within its in-flight POSTs of the limit.
+    assert GARBAGE_RUN_LIMIT <= posts <= GARBAGE_RUN_LIMIT + 4
 
 
 # -- 9. the key ----------------------------------------------------------------------
