@@ -56,10 +56,12 @@ class UsageError(Exception):
 
 @attrs.define(slots=True)
 class Input:
-    """The entries to run, and how many usable ones there are (``None``: unknown, stdin)."""
+    """The entries to run, how many usable ones there are (``None``: unknown, stdin), and
+    how many will fail without a POST (bad lines, bad URLs, missing files)."""
 
     entries: Iterator[Any]
     total: int | None
+    unusable: int = 0
 
     def close(self) -> None:
         """Close the input file, if one is open."""
@@ -159,7 +161,7 @@ def open_input(args: Any, *, stage: str | None, size: Size) -> Input:
         if close is not None:
             close()
     checker.finish()
-    return Input(_read(args), checker.usable)
+    return Input(_read(args), checker.usable, checker.unusable)
 
 
 @attrs.define(slots=True)
@@ -168,6 +170,7 @@ class _Checker:
     stage: str | None
     size: Size
     usable: int = 0
+    unusable: int = 0
     # Name -> (64-bit key of the URL or path, where it was first seen): a feed of
     # millions of SKUs is checked without holding its URLs.
     _names: dict[str, tuple[int, str]] = attrs.field(factory=dict)
@@ -182,6 +185,7 @@ class _Checker:
         if isinstance(entry, BadLine):
             if name_column is not None and repr(name_column) in entry.reason:
                 raise UsageError(f"{entry}: every row needs a name in --name-column {name_column}")
+            self.unusable += 1
             return  # reported per line; the run goes on past it
         if isinstance(entry, InputLine) and entry.name is not None:
             try:
@@ -191,10 +195,12 @@ class _Checker:
         try:
             target = resolve(entry)
         except FreepikError:
+            self.unusable += 1
             return  # a bad URL: a per-item error, no credit spent
         if target.local is not None and not target.local.exists():
             # Neither a URL nor a file ("not a url", a typo): a per-item error, not a
             # reason to refuse the whole run as a local file without --stage.
+            self.unusable += 1
             return
         self.usable += 1
         if target.local is not None:

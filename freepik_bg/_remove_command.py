@@ -186,9 +186,10 @@ async def _checked_run(
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    if total == 0:
+    if total == 0 and not source.unusable:
         print(f"freepik-bg: found 0 URLs or images in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
+    # Only unusable lines: they still run (no POST), to be listed, reported, exit 1.
     planned = attrs.evolve(config, journal=_journal_path(args))
     reopen = functools.partial(open_input, args, stage=config.stage, size=config.sizes[0])
     if not await confirm_spending(args, total, reopen, sink, planned):
