@@ -128,7 +128,10 @@ class Renditions:
         """Where ``item`` is (or would be) stored, without asking the sink."""
         if isinstance(self.sink, DirectorySink):
             return str(self.sink.path_for(item))
-        return item.name
+        # An object store names its objects by URL (s3://bucket/prefix/name), as its
+        # store() does: a skipped item's location must read the same as a stored one's.
+        located = getattr(self.sink, "location", None)
+        return str(located(item.name)) if callable(located) else item.name
 
     async def assess(
         self, index: int, target: Target, items: dict[Size, SinkItem] | None = None

@@ -46,6 +46,10 @@ def test_cli_stores_cutouts_in_a_bucket_and_resumes_without_paying(
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert emu.stats.credits_charged == len(urls)
+    # A skipped item is where the first run put it, said the same way: a URL, not a key.
+    skipped = json.loads((tmp_path / "report.json").read_text())["items"]
+    assert [i["status"] for i in skipped] == ["skipped"] * len(urls)
+    assert sorted(i["location"] for i in skipped) == sorted(i["location"] for i in items)
 
 
 def test_cli_refuses_a_missing_bucket_before_any_credit(
