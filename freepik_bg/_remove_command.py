@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import anyio
 import attrs
@@ -27,6 +27,7 @@ from ._batch import BatchResults, make_sink, raise_single
 from ._cli_inputs import Input, UsageError, check_own_files, open_input
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
+from ._destination_lock import DestinationBusy, lock_destination, release
 from ._display import Display, make_display, not_attempted
 from ._errors import JournalError
 from ._journal import Journal
@@ -118,6 +119,17 @@ def _journal_path(args: argparse.Namespace) -> Path:
     return Path(args.output) / DEFAULT_JOURNAL_NAME
 
 
+def _lock_destination(output: str) -> IO[bytes] | None:
+    # A folder's journal lives in it and locks it; a bucket's lives here, so the
+    # bucket gets a lock of its own (see _destination_lock).
+    if not is_storage_url(output):
+        return None
+    try:
+        return lock_destination(output)
+    except DestinationBusy as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _open_journal(args: argparse.Namespace) -> Journal:
     path = _journal_path(args)
     journal = Journal(path)
@@ -195,7 +207,12 @@ async def _checked_run(
     if not await confirm_spending(args, total, reopen, sink, planned):
         print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
         return EXIT_USAGE
-    journal = _open_journal(args)
+    held = _lock_destination(args.output)
+    try:
+        journal = _open_journal(args)
+    except BaseException:
+        release(held)
+        raise
     to_stdout = args.report is not None and str(args.report) == "-"
     display = make_display(
         args.progress, quiet=args.quiet, stream=sys.stderr if to_stdout else None
@@ -205,6 +222,7 @@ async def _checked_run(
         report = ReportWriter(args.report) if args.report is not None else None
     except OSError as exc:
         journal.close()
+        release(held)
         raise UsageError(f"--report {args.report}: cannot create it: {exc.strerror}") from None
     tally = _Tally()
     start = anyio.current_time()
@@ -239,6 +257,7 @@ async def _checked_run(
     finally:
         display.stop()
         journal.close()
+        release(held)
     elapsed = anyio.current_time() - start
     summary = {
         **tally.counts,

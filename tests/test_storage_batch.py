@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import freepik_bg
 from freepik_bg import output_name
 from freepik_bg.testing import Emulator
 
-from .conftest import KEY, run_cli
+from .conftest import CLI, KEY, cli_env, run_cli
 from .storage_fixtures import (
     S3,
     boto_fixture,  # noqa: F401 - fixtures
@@ -188,3 +189,41 @@ async def test_a_store_that_goes_down_mid_run_loses_nothing_and_resume_pays_noth
     # Paid-for links that could not be stored were downloaded again, not paid again.
     assert emu.stats.credits_charged == len(urls)
     assert paid > stored
+
+
+def test_a_second_run_into_the_same_bucket_prefix_from_elsewhere_is_refused(
+    emu: Emulator, s3: S3, tmp_path: Path
+) -> None:
+    """A bucket's journal stays in the working directory: two runs from two folders
+    into one prefix would each pay for the same images, were the bucket not locked."""
+    urls = urls_for(emu, 12)
+    here, there = tmp_path / "here", tmp_path / "there"
+    for folder in (here, there):
+        folder.mkdir()
+        (folder / "urls.txt").write_text("\n".join(urls) + "\n")
+    args = ["remove", "urls.txt", "-o", s3.url("shared"), "--base-url", emu.base_url]
+    args += ["--concurrency", "2", "--progress", "plain"]
+    emu.configure(latency=0.25)  # the emu fixture resets it after the test
+    first = subprocess.Popen(
+        [*CLI, *args],
+        cwd=here,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stdout is not None
+    line = first.stdout.readline()
+    assert line.startswith("ok"), (line, first.communicate())  # under way: it holds the lock
+    emu.configure(latency=5.0)  # and stays so, however slowly the second one starts
+    second = run_cli([*args[:3], s3.url("shared/"), *args[4:]], cwd=there)
+    emu.configure(latency=0.0)
+    assert second.returncode == 2, second.stderr
+    assert f"another run on this machine is writing to {s3.url('shared/')}" in second.stderr
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert emu.stats.credits_charged == len(urls)
+    # The lock went with the first run: a rerun from elsewhere pays nothing.
+    again = run_cli(args, cwd=there)
+    assert again.returncode == 0, again.stderr
+    assert emu.stats.credits_charged == len(urls)
