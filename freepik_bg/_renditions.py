@@ -108,20 +108,33 @@ class Renditions:
         return {size: self.item(index, target, size) for size in self.sizes}
 
     def misnamed(
-        self, target: Target, item: SinkItem, duplicates: Duplicates
+        self, target: Target, items: dict[Size, SinkItem], duplicates: Duplicates
     ) -> FreepikError | None:
-        """Why ``target``'s chosen name cannot be used: taken, or its own input file."""
+        """Why ``target``'s chosen names cannot be used: taken, or its own input file.
+
+        ``items``: what `items` returned for it; every rendition's final name is
+        claimed, before the POST, so that no paid output overwrites another.
+        """
         if target.stem is None:
             return None
-        other = duplicates.claim_name(item.name, target.identity, item.index)
-        if other is not None:
+        index = next(iter(items.values())).index
+        taken = duplicates.claim_names(
+            (item.name for item in items.values()), target.identity, index
+        )
+        if taken is not None:
+            other, name = taken
             return OutputConflictError(
-                f"item {other} is stored under the same name {item.name!r}: names must be unique"
+                f"item {other} is stored under the same name {name!r}: names must be unique "
+                "(a name plus a rendition's suffix counts: 'x' with preview and 'x.preview' "
+                "clash); give one of them another name"
             )
         if target.local is not None and isinstance(self.sink, DirectorySink):
-            path = self.sink.path_for(item)
-            if path.resolve() == target.local.resolve():
-                return InvalidRequestError(f"the output {path} would replace the input itself")
+            for item in items.values():
+                path = self.sink.path_for(item)
+                if path.resolve() == target.local.resolve():
+                    return InvalidRequestError(
+                        f"the output {path} would replace the input itself; choose another output"
+                    )
         return None
 
     def location(self, item: SinkItem) -> str:

@@ -120,3 +120,31 @@ async def test_the_sdk_refuses_a_taken_name_per_item_without_paying(emu: Emulato
     assert sorted(sink.data) == ["X.png", "Y.png"]
     assert "names must be unique" in str(report.failed[0].error)
     assert emu.stats.credits_charged == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("memory", [False, True])
+async def test_the_sdk_refuses_a_name_that_clashes_through_a_rendition_before_paying(
+    emu: Emulator, tmp_path: Path, concurrency: int, memory: bool
+) -> None:
+    # 'x' with its preview is x.preview.png, as is 'x.preview' in full size: the second
+    # must fail before its POST, never overwrite (or pass for) the first's paid output.
+    a, b = emu.image_url("ball-small.png"), emu.image_url("ball-small.png") + "?b"
+    entries = [InputLine(2, a, "x"), InputLine(3, b, "x.preview")]
+    sink = freepik_bg.MemorySink()
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(
+            entries,
+            sink if memory else tmp_path,
+            size=("high_resolution", "preview"),
+            concurrency=concurrency,
+            rate=None,
+        )
+    [failed] = report.failed
+    assert isinstance(failed.error, freepik_bg.OutputConflictError)
+    assert "x.preview.png" in str(failed.error)
+    assert emu.stats.credits_charged == 1
+    [ok] = report.stored
+    names = sorted(Path(p).name for p in ok.locations.values())
+    assert names == sorted(sink.data if memory else (p.name for p in tmp_path.glob("*.png")))
