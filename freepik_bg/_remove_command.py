@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -125,9 +125,17 @@ def _open_journal(args: argparse.Namespace) -> Journal:
     return journal
 
 
+def _checks(config: BatchConfig) -> dict[str, Any]:
+    """What the scan of INPUT needs to compare outputs by their final names."""
+    from ._output_stage import OutputStage
+
+    rename = OutputStage(config.transform_options).name
+    return {"stage": config.stage, "sizes": config.sizes, "rename": rename}
+
+
 async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     # No key, no client, no journal lock, nothing created: only reads.
-    source = open_input(args, stage=config.stage, size=config.sizes[0])
+    source = open_input(args, **_checks(config))
     sink = make_sink(args.output, overwrite=config.overwrite)
     await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
     return EXIT_OK
@@ -160,7 +168,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
     )
     # Closed however the checks below end: no open input or pool left behind.
     async with client:
-        source = open_input(args, stage=config.stage, size=config.sizes[0])
+        source = open_input(args, **_checks(config))
         try:
             return await _checked_run(args, argv, config, client, source)
         finally:
@@ -189,7 +197,7 @@ async def _checked_run(
         print(f"freepik-bg: found 0 URLs or images in {args.input}: nothing to do", file=sys.stderr)
         return EXIT_OK
     planned = attrs.evolve(config, journal=_journal_path(args))
-    reopen = functools.partial(open_input, args, stage=config.stage, size=config.sizes[0])
+    reopen = functools.partial(open_input, args, **_checks(config))
     if not await confirm_spending(args, total, reopen, sink, planned):
         print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
         return EXIT_USAGE

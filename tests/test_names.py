@@ -76,6 +76,22 @@ def test_bad_names_stop_the_run_before_any_post(
     assert not list((tmp_path / "out").glob("*.png"))
 
 
+@pytest.mark.parametrize("extra", [[], ["--format", "jpg"], ["--dry-run"]])
+def test_names_that_clash_through_a_rendition_stop_the_run_before_any_post(
+    emu: Emulator, tmp_path: Path, extra: list[str]
+) -> None:
+    # x's preview and x.preview's full size would both be x.preview.png (.jpg).
+    a, b = emu.image_url("ball-small.png"), emu.image_url("ball-small.png") + "?b"
+    csv = write_csv(tmp_path / "in.csv", [("x", a), ("x.preview", b)])
+    sizes = ["--size", "high_resolution,preview", "--concurrency", "4"]
+    result = run_cli(remove(emu, csv, tmp_path / "out", *sizes, *extra))
+    assert result.returncode == 2, result.stderr
+    ext = "jpg" if extra == ["--format", "jpg"] else "png"
+    assert f"both named 'x.preview.{ext}'" in result.stderr
+    assert emu.stats.posts == 0
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 def test_a_missing_name_column_lists_the_columns(emu: Emulator, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "in.csv", [("A", emu.image_url("ball-small.png"))])
     result = run_cli(
