@@ -183,12 +183,17 @@ class Sink(Protocol):
 class DirectorySink:
     """Writes each item to ``directory / item.name``, atomically.
 
+    With ``overwrite=False`` (a batch's default) a file that exists is never
+    replaced, even one another writer created a moment before: that store
+    fails with `OutputConflictError`. ``overwrite=True`` replaces it.
+
     Examples:
         >>> sink = DirectorySink("out/")
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.directory = Path(directory)
+        self.overwrite = overwrite
 
     def path_for(self, item: SinkItem) -> Path:
         """The file an item is written to; never outside ``directory``."""
@@ -234,12 +239,31 @@ class DirectorySink:
         return str(path)
 
     async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
-        """Write atomically, recording the source URL; return the path."""
+        """Write atomically, recording the source URL; return the path.
+
+        Raises:
+            OutputConflictError: without ``overwrite``, the file exists and holds
+                another (or an unknown) URL's cutout; it is left as it was.
+        """
         path = self.path_for(item)
-        return str(await write_atomic(path, chunks, source=item.image_url))
+        try:
+            await write_atomic(path, chunks, source=item.image_url, replace=self.overwrite)
+        except FileExistsError:
+            import anyio.to_thread
+
+            if await anyio.to_thread.run_sync(recorded_source, path) == item.image_url:
+                return str(path)  # this URL's cutout is there already: nothing lost
+            raise OutputConflictError(
+                f"{path} was written by another item or process while this one was being "
+                "stored: it was kept, and this cutout was not stored; give one of them "
+                "another name, then rerun (with a journal, without paying again while "
+                "the links live)"
+            ) from None
+        return str(path)
 
     def __repr__(self) -> str:
-        return f"DirectorySink({str(self.directory)!r})"
+        overwrite = ", overwrite=True" if self.overwrite else ""
+        return f"DirectorySink({str(self.directory)!r}{overwrite})"
 
 
 class MemorySink:
