@@ -25,6 +25,7 @@ __all__ = [
     "Sink",
     "SinkItem",
     "check_output_name",
+    "fit_name",
     "named_output",
     "output_name",
     "write_atomic",
@@ -35,6 +36,33 @@ _MAX_STEM = 60
 _SUFFIX = {"high_resolution": ".png", "preview": ".preview.png"}
 # 96 bits: among a billion URLs, the chance that two share a name is about 1e-11.
 _HASH_HEX = 24
+NAME_BYTES = 200
+"""The most UTF-8 bytes of a name's last part before its rendition suffix and extension.
+
+A file name may have 255 bytes on most filesystems; this leaves room for the
+longest suffix (``.original.untouched.jpeg``) and the atomic write's temp name
+(``.NAME.PID-N.part``) beside it.
+"""
+PART_BYTES = 255
+"""The most UTF-8 bytes of one folder of an output name."""
+
+
+def fit_name(part: str, limit: int = NAME_BYTES) -> str:
+    """``part`` if it fits in ``limit`` UTF-8 bytes, else a prefix and a hash of the whole.
+
+    For derived names only (a file's name): distinct parts stay distinct, and
+    names that fit are never changed, so reruns find what earlier runs stored.
+
+    Examples:
+        >>> fit_name("red"), len(fit_name("é" * 130).encode())
+        ('red', 199)
+    """
+    raw = part.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return part
+    digest = hashlib.sha256(raw).hexdigest()[:_HASH_HEX]
+    prefix = raw[: limit - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
+    return f"{prefix}-{digest}"
 
 
 def output_name(image_url: str, size: Size = "high_resolution") -> str:
