@@ -52,6 +52,7 @@ __all__ = [
     "NotFoundError",
     "ObjectStoreSink",
     "OutputConflictError",
+    "OutputNameError",
     "PermissionDeniedError",
     "Plan",
     "ProgressEvent",

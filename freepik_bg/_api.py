@@ -30,6 +30,7 @@ from ._errors import (
     LinkExpiredError as LinkExpiredError,
     NotFoundError as NotFoundError,
     OutputConflictError as OutputConflictError,
+    OutputNameError as OutputNameError,
     PermissionDeniedError as PermissionDeniedError,
     RateLimitError as RateLimitError,
     RedirectError as RedirectError,

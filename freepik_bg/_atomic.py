@@ -1,7 +1,9 @@
 """Atomic file writes that never block the event loop.
 
 A file is written to a temp file beside its target and renamed over it, so readers
-see the old file or the whole new one, never a part. Every file system call runs in
+see the old file or the whole new one, never a part. Without ``replace``, it is
+hard-linked into place instead, which fails if the target exists: two writers of
+one name never overwrite each other, however they race. Every file system call runs in
 a worker thread: on a slow or network disk a write, a rename or even an open can
 take tens of milliseconds, and on the event loop that would stall every download
 and timer of the batch (docs/benchmarks.md, "slow disk").
@@ -15,6 +17,7 @@ hop each, so memory stays bounded whatever the file's size.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import sys
@@ -37,6 +40,31 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # temp file of an earlier process with the same pid, another host on a shared mount).
 # Cheaper than tempfile.mkstemp's random names (~0.1 ms of CPU each at high rates).
 _serial = itertools.count()
+# Why os.link may fail on a filesystem without hard links (FAT, some network and
+# FUSE mounts), rather than because the target exists.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+def _place_without_replacing(temp: Path, path: Path) -> None:
+    """Move ``temp`` to ``path``; `FileExistsError` if ``path`` exists, never an overwrite."""
+    try:
+        os.link(temp, path)  # atomic, and refuses an existing target
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno not in _NO_LINKS:
+            raise
+        # No hard links here: claim the name with an exclusive create, then rename
+        # over the claim (readers may see it empty for a moment, never another file).
+        os.close(os.open(path, _FLAGS, 0o666))
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return
+    # Linked: the temp name is left over (a failure here leaves an extra name, not data lost).
+    with contextlib.suppress(OSError):
+        temp.unlink()
 
 
 def _record_source(fd: int, source: str) -> None:
@@ -54,9 +82,10 @@ class _TempFile:
     still runs to its end, and its result is dropped: the state stays here).
     """
 
-    def __init__(self, path: Path, source: str | None) -> None:
+    def __init__(self, path: Path, source: str | None, *, replace: bool = True) -> None:
         self.path = path
         self.source = source
+        self.replace = replace
         self.temp: Path | None = None
         self.file: BinaryIO | None = None
 
@@ -81,12 +110,15 @@ class _TempFile:
         (self.file or self._open()).writelines(parts)
 
     def finish(self, parts: Sequence[bytes]) -> None:
-        """Write the last parts, close, and rename over the target."""
+        """Write the last parts, close, and rename over the target (or beside none)."""
         self.write(parts)
         assert self.file is not None
         assert self.temp is not None
         self.file.close()
-        os.replace(self.temp, self.path)
+        if self.replace:
+            os.replace(self.temp, self.path)
+        else:
+            _place_without_replacing(self.temp, self.path)
         self.temp = None  # renamed: nothing left to discard
 
     def discard(self) -> None:
@@ -100,9 +132,13 @@ class _TempFile:
 
 
 async def write_atomic(
-    path: Path, chunks: AsyncIterable[bytes], *, source: str | None = None
+    path: Path, chunks: AsyncIterable[bytes], *, source: str | None = None, replace: bool = True
 ) -> Path:
     """Stream ``chunks`` into ``path`` atomically: a temp file beside it, then a rename.
+
+    With ``replace=False``, an existing ``path`` is never overwritten: the write
+    raises `FileExistsError` (and removes its temp file), even when another
+    writer created ``path`` a moment before.
 
     Whatever fails (the stream, the disk, a cancellation), the temp file is
     removed and ``path`` is untouched, so readers never see a partial file.
@@ -119,7 +155,7 @@ async def write_atomic(
     import anyio
     import anyio.to_thread
 
-    temp = _TempFile(path, source)
+    temp = _TempFile(path, source, replace=replace)
     parts: list[bytes] = []
     size = 0
     try:

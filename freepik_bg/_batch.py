@@ -7,6 +7,7 @@ sink comes out as itself, never wrapped in an ``ExceptionGroup``.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -116,7 +117,13 @@ def make_sink(dest: Dest, *, overwrite: bool = False) -> Sink:
             f"directory, a Sink, or object storage ({schemes})"
         )
     if isinstance(dest, str | os.PathLike):
-        return DirectorySink(Path(dest))
+        return DirectorySink(Path(dest), overwrite=overwrite)
+    if isinstance(dest, DirectorySink) and overwrite and not dest.overwrite:
+        # A batch asked to replace: a folder sink made before it does so too, as a path
+        # would (its copy: the caller's object is not changed).
+        dest = copy.copy(dest)
+        dest.overwrite = True
+        return dest
     if type(dest).__module__.startswith("obstore"):
         from ._storage import ObjectStoreSink  # a store configured in code: S3Store(...)
 

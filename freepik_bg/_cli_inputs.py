@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,15 +137,25 @@ def _read(args: Any) -> Iterator[Any]:
         raise UsageError(message) from None
 
 
-def open_input(args: Any, *, stage: str | None, size: Size) -> Input:
+def open_input(
+    args: Any,
+    *,
+    stage: str | None,
+    sizes: Sequence[Size],
+    rename: Callable[[str], str] | None = None,
+) -> Input:
     """Open INPUT and check all of it before any POST (but stdin, read as it comes).
+
+    ``sizes``: the renditions asked for; ``rename``: what the output stage makes
+    of a name (``--format jpg``: ``x.png`` to ``x.jpg``). Names are compared as
+    the files will be called, rendition suffix and extension included.
 
     Raises:
         UsageError: the input cannot be used as it is; nothing was spent.
     """
     if args.input == "-":
         return Input(_read(args), None)
-    checker = _Checker(args, stage=stage, size=size)
+    checker = _Checker(args, stage=stage, sizes=tuple(sizes), rename=rename)
     named = getattr(args, "name_column", None) is not None
     scan = _read(args)
     try:
@@ -168,7 +178,8 @@ def open_input(args: Any, *, stage: str | None, size: Size) -> Input:
 class _Checker:
     args: Any
     stage: str | None
-    size: Size
+    sizes: tuple[Size, ...]
+    rename: Callable[[str], str] | None = None
     usable: int = 0
     unusable: int = 0
     # Name -> (64-bit key of the URL or path, where it was first seen): a feed of
@@ -217,11 +228,18 @@ class _Checker:
                 "images for the service, or list their http(s) URLs instead"
             )
         if not _is_url(self.args.output):
-            out = Path(self.args.output) / target.output(self.size)
-            if self._resolved(out) == self._resolved(target.local):
-                raise UsageError(
-                    f"{where}: the output {out} would replace the input itself; choose another -o"
-                )
+            for name in self._outputs(target):
+                out = Path(self.args.output) / name
+                if self._resolved(out) == self._resolved(target.local):
+                    raise UsageError(
+                        f"{where}: the output {out} would replace the input itself; "
+                        "choose another -o"
+                    )
+
+    def _outputs(self, target: Target) -> list[str]:
+        """The final names of ``target``'s outputs, one per rendition, as the sink gets them."""
+        names = [target.output(size) for size in self.sizes]
+        return names if self.rename is None else [self.rename(name) for name in names]
 
     def _resolved(self, path: Path) -> str:
         """``str(path.resolve())``, with its folder's resolution reused: a scan of a folder
@@ -242,11 +260,13 @@ class _Checker:
         return str(Path(candidate).resolve()) if os.path.islink(candidate) else candidate
 
     def _claim(self, target: Target, where: str) -> None:
-        name = target.output(self.size)
+        # Every rendition's final name: 'x' with its preview and 'x.preview' are
+        # both x.preview.png, and one would overwrite the other's paid output.
         identity = duplicate_key(target.identity, "")
-        first = self._names.setdefault(name, (identity, where))
-        if first[0] != identity and len(self._collisions) < _SHOWN:
-            self._collisions.append(f"{first[1]} and {where} are both named {name!r}")
+        for name in self._outputs(target):
+            first = self._names.setdefault(name, (identity, where))
+            if first[0] != identity and len(self._collisions) < _SHOWN:
+                self._collisions.append(f"{first[1]} and {where} are both named {name!r}")
 
     def finish(self) -> None:
         if self._collisions:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import anyio
 import attrs
@@ -110,14 +111,24 @@ class Duplicates:
                 self._failed[key] = (leader.index, result.error)
         leader.end()
 
-    def claim_name(self, name: str, url: str, index: int) -> int | None:
-        """The index of an earlier item of another URL with the output ``name``, else ``None``.
+    def claim_names(self, names: Iterable[str], url: str, index: int) -> tuple[int, str] | None:
+        """An earlier item of another URL with one of the output ``names``, and which name.
 
-        Only for chosen names (hash-based names differ by URL): two inputs
-        under one name would overwrite each other.
+        ``None`` when every name is free, and then all are this URL's. Only
+        for chosen names (hash-based names differ by URL): two inputs under
+        one name would overwrite each other. Every rendition's name counts:
+        ``x``'s preview and ``x.preview``'s full size are both ``x.preview.png``.
+        All are checked before any is taken, so a refused item holds none.
         """
-        first = self._names.setdefault(name, (duplicate_key(url, ""), index))
-        return first[1] if first[0] != duplicate_key(url, "") else None
+        key = duplicate_key(url, "")
+        wanted = list(names)
+        for name in wanted:
+            first = self._names.get(name)
+            if first is not None and first[0] != key:
+                return first[1], name
+        for name in wanted:
+            self._names.setdefault(name, (key, index))
+        return None
 
     def _prune(self) -> None:
         while self._links:

@@ -34,6 +34,7 @@ __all__ = [
     "LinkExpiredError",
     "NotFoundError",
     "OutputConflictError",
+    "OutputNameError",
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
@@ -165,6 +166,13 @@ class OutputConflictError(FreepikError):
     """An output already exists under an item's name but holds another URL's cutout.
 
     Never skipped silently and never overwritten unless ``overwrite=True``.
+    """
+
+
+class OutputNameError(FreepikError):
+    """The destination refused an item's output name (too long for its filesystem, say).
+
+    Only that item fails: give it a shorter name (its name column's cell) or a shorter -o.
     """
 
 

@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -137,9 +137,17 @@ def _open_journal(args: argparse.Namespace) -> Journal:
     return journal
 
 
+def _checks(config: BatchConfig) -> dict[str, Any]:
+    """What the scan of INPUT needs to compare outputs by their final names."""
+    from ._output_stage import OutputStage
+
+    rename = OutputStage(config.transform_options).name
+    return {"stage": config.stage, "sizes": config.sizes, "rename": rename}
+
+
 async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     # No key, no client, no journal lock, nothing created: only reads.
-    source = open_input(args, stage=config.stage, size=config.sizes[0])
+    source = open_input(args, **_checks(config))
     sink = make_sink(args.output, overwrite=config.overwrite)
     await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
     return EXIT_OK
@@ -173,7 +181,7 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
     )
     # Closed however the checks below end: no open input or pool left behind.
     async with client:
-        source = open_input(args, stage=config.stage, size=config.sizes[0])
+        source = open_input(args, **_checks(config))
         try:
             return await _checked_run(args, argv, config, client, source)
         finally:
@@ -203,7 +211,7 @@ async def _checked_run(
         return EXIT_OK
     # Only unusable lines: they still run (no POST), to be listed, reported, exit 1.
     planned = attrs.evolve(config, journal=_journal_path(args))
-    reopen = functools.partial(open_input, args, stage=config.stage, size=config.sizes[0])
+    reopen = functools.partial(open_input, args, **_checks(config))
     if not await confirm_spending(args, total, reopen, sink, planned):
         print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
         return EXIT_USAGE

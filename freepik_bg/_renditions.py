@@ -12,6 +12,7 @@ allows: `Renditions.assess` is where the runner and the dry run learn that.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from ._errors import (
     InvalidRequestError,
     LinkExpiredError,
     OutputConflictError,
+    OutputNameError,
     SinkError,
 )
 from ._journal import Journal
@@ -55,6 +57,20 @@ def repay_needed(
     )
     error.__cause__ = cause
     return error
+
+
+def sink_failure(action: str, item: SinkItem, exc: OSError) -> FreepikError:
+    """The typed error for a sink's OSError: a name too long fails its item alone.
+
+    Any other (a full disk, permissions) is a `SinkError`, which stops the batch:
+    every later item would fail the same way.
+    """
+    if exc.errno == errno.ENAMETOOLONG:
+        return OutputNameError(
+            f"{action} {item.name} failed: the name is too long for the destination "
+            f"({exc.strerror}); give it a shorter name, or choose a shorter output folder"
+        )
+    return SinkError(f"{action} {item.name} failed: {exc!r}")
 
 
 @attrs.frozen(slots=True)
@@ -108,20 +124,33 @@ class Renditions:
         return {size: self.item(index, target, size) for size in self.sizes}
 
     def misnamed(
-        self, target: Target, item: SinkItem, duplicates: Duplicates
+        self, target: Target, items: dict[Size, SinkItem], duplicates: Duplicates
     ) -> FreepikError | None:
-        """Why ``target``'s chosen name cannot be used: taken, or its own input file."""
+        """Why ``target``'s chosen names cannot be used: taken, or its own input file.
+
+        ``items``: what `items` returned for it; every rendition's final name is
+        claimed, before the POST, so that no paid output overwrites another.
+        """
         if target.stem is None:
             return None
-        other = duplicates.claim_name(item.name, target.identity, item.index)
-        if other is not None:
+        index = next(iter(items.values())).index
+        taken = duplicates.claim_names(
+            (item.name for item in items.values()), target.identity, index
+        )
+        if taken is not None:
+            other, name = taken
             return OutputConflictError(
-                f"item {other} is stored under the same name {item.name!r}: names must be unique"
+                f"item {other} is stored under the same name {name!r}: names must be unique "
+                "(a name plus a rendition's suffix counts: 'x' with preview and 'x.preview' "
+                "clash); give one of them another name"
             )
         if target.local is not None and isinstance(self.sink, DirectorySink):
-            path = self.sink.path_for(item)
-            if path.resolve() == target.local.resolve():
-                return InvalidRequestError(f"the output {path} would replace the input itself")
+            for item in items.values():
+                path = self.sink.path_for(item)
+                if path.resolve() == target.local.resolve():
+                    return InvalidRequestError(
+                        f"the output {path} would replace the input itself; choose another output"
+                    )
         return None
 
     def location(self, item: SinkItem) -> str:
@@ -154,7 +183,10 @@ class Renditions:
                 # The journal is enough: no need to ask the sink (a request, for object storage).
                 stored[size] = self.location(item)
                 continue
-            location = await self.sink.exists(item)
+            try:
+                location = await self.sink.exists(item)
+            except OSError as exc:  # a sink's own OSError: typed, never a crash of the batch
+                raise sink_failure("checking", item, exc) from exc
             if location is not None:
                 stored[size] = location
         missing = tuple(size for size in self.sizes if size not in stored)
@@ -172,6 +204,8 @@ class Renditions:
                 return await self.output.store(self.sink, item, chunks)
             except FreepikError:
                 raise  # a broken transfer is retried by download_with; a TransformError is not
+            except OSError as exc:
+                raise sink_failure("storing", item, exc) from exc
             except Exception as exc:
                 # A typed failure of this item (which stops the batch), not a crash.
                 raise SinkError(f"storing {item.name} failed: {exc!r}") from exc

@@ -267,7 +267,7 @@ class Runner:
         url, key = target.identity, ",".join(self.config.sizes)
         items = self.renditions.items(flight.index, target)
         item = items[self.config.sizes[0]]
-        problem = self.renditions.misnamed(target, item, self.duplicates)
+        problem = self.renditions.misnamed(target, items, self.duplicates)
         if problem is not None:
             return self._failure(flight, url, problem)
         first = self.duplicates.claim(url, key, flight.index)

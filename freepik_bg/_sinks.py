@@ -25,6 +25,7 @@ __all__ = [
     "Sink",
     "SinkItem",
     "check_output_name",
+    "fit_name",
     "named_output",
     "output_name",
     "write_atomic",
@@ -35,6 +36,33 @@ _MAX_STEM = 60
 _SUFFIX = {"high_resolution": ".png", "preview": ".preview.png"}
 # 96 bits: among a billion URLs, the chance that two share a name is about 1e-11.
 _HASH_HEX = 24
+NAME_BYTES = 200
+"""The most UTF-8 bytes of a name's last part before its rendition suffix and extension.
+
+A file name may have 255 bytes on most filesystems; this leaves room for the
+longest suffix (``.original.untouched.jpeg``) and the atomic write's temp name
+(``.NAME.PID-N.part``) beside it.
+"""
+PART_BYTES = 255
+"""The most UTF-8 bytes of one folder of an output name."""
+
+
+def fit_name(part: str, limit: int = NAME_BYTES) -> str:
+    """``part`` if it fits in ``limit`` UTF-8 bytes, else a prefix and a hash of the whole.
+
+    For derived names only (a file's name): distinct parts stay distinct, and
+    names that fit are never changed, so reruns find what earlier runs stored.
+
+    Examples:
+        >>> fit_name("red"), len(fit_name("é" * 130).encode())
+        ('red', 199)
+    """
+    raw = part.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return part
+    digest = hashlib.sha256(raw).hexdigest()[:_HASH_HEX]
+    prefix = raw[: limit - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
+    return f"{prefix}-{digest}"
 
 
 def output_name(image_url: str, size: Size = "high_resolution") -> str:
@@ -183,12 +211,17 @@ class Sink(Protocol):
 class DirectorySink:
     """Writes each item to ``directory / item.name``, atomically.
 
+    With ``overwrite=False`` (a batch's default) a file that exists is never
+    replaced, even one another writer created a moment before: that store
+    fails with `OutputConflictError`. ``overwrite=True`` replaces it.
+
     Examples:
         >>> sink = DirectorySink("out/")
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.directory = Path(directory)
+        self.overwrite = overwrite
 
     def path_for(self, item: SinkItem) -> Path:
         """The file an item is written to; never outside ``directory``."""
@@ -234,12 +267,31 @@ class DirectorySink:
         return str(path)
 
     async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
-        """Write atomically, recording the source URL; return the path."""
+        """Write atomically, recording the source URL; return the path.
+
+        Raises:
+            OutputConflictError: without ``overwrite``, the file exists and holds
+                another (or an unknown) URL's cutout; it is left as it was.
+        """
         path = self.path_for(item)
-        return str(await write_atomic(path, chunks, source=item.image_url))
+        try:
+            await write_atomic(path, chunks, source=item.image_url, replace=self.overwrite)
+        except FileExistsError:
+            import anyio.to_thread
+
+            if await anyio.to_thread.run_sync(recorded_source, path) == item.image_url:
+                return str(path)  # this URL's cutout is there already: nothing lost
+            raise OutputConflictError(
+                f"{path} was written by another item or process while this one was being "
+                "stored: it was kept, and this cutout was not stored; give one of them "
+                "another name, then rerun (with a journal, without paying again while "
+                "the links live)"
+            ) from None
+        return str(path)
 
     def __repr__(self) -> str:
-        return f"DirectorySink({str(self.directory)!r})"
+        overwrite = ", overwrite=True" if self.overwrite else ""
+        return f"DirectorySink({str(self.directory)!r}{overwrite})"
 
 
 class MemorySink:

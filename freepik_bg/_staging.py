@@ -22,6 +22,7 @@ import anyio.to_thread
 import attrs
 
 from ._errors import ConfigurationError, InvalidRequestError, SinkError, StagingError
+from ._sinks import PART_BYTES, fit_name
 from ._stores import failure_reason, open_store, run_blocking, storage_scheme
 
 try:
@@ -321,7 +322,10 @@ def relative_output_name(
     if not parts or any(part in (".", "..") for part in parts):
         raise ValueError(f"{path} does not name a file inside {root}")
     *folders, filename = (_safe_part(part) for part in parts)
-    return "/".join([*folders, Path(filename).stem + suffix])
+    # A name that fits a filesystem as an input may not as an output: percent-encoding
+    # grows it, and the rendition suffix (".preview.png") is longer than ".jpg".
+    folders = [fit_name(folder, PART_BYTES) for folder in folders]
+    return "/".join([*folders, fit_name(Path(filename).stem) + suffix])
 
 
 def _safe_part(part: str) -> str:

@@ -20,7 +20,7 @@ import attrs
 from ._errors import InvalidRequestError
 from ._input import BadLine, InputLine
 from ._models import Size
-from ._sinks import named_output, output_name
+from ._sinks import NAME_BYTES, PART_BYTES, fit_name, named_output, output_name
 from ._urls import validate_image_url
 
 __all__ = ["LocalImage", "Target", "is_local_reference", "local_images", "resolve", "safe_name"]
@@ -102,13 +102,33 @@ def safe_name(text: str) -> str:
     """A name column's cell as an output name: trimmed, made safe, never a path.
 
     Raises:
-        InvalidRequestError: the cell is empty, or holds a folder separator or
-            ``..`` (a name must not choose where the file goes).
+        InvalidRequestError: the cell is empty, holds a folder separator or
+            ``..`` (a name must not choose where the file goes), or is too long
+            for a file name once its rendition suffix is added.
 
     Examples:
         >>> safe_name(" SKU 42: red ")
         'SKU 42_ red'
     """
+    name = _cleaned(text)
+    _check_length(name, name)
+    return name
+
+
+def _check_length(name: str, part: str, limit: int = NAME_BYTES) -> None:
+    size = len(part.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        # Never shortened silently: two long names could become one, and a rerun
+        # after a fix would not find the outputs under their old names.
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise InvalidRequestError(
+            f"the output name {shown!r} is too long: {size} bytes in UTF-8 where at most "
+            f"{limit} fit (a file name's 255, less room for '.preview.png' and the like); "
+            "shorten it"
+        )
+
+
+def _cleaned(text: str) -> str:
     name = text.strip()
     if not name:
         raise InvalidRequestError("the output name is empty")
@@ -126,11 +146,14 @@ def safe_name(text: str) -> str:
 def _local(path: Path, stem: str | None) -> Target:
     # Names that are not UTF-8 get a readable, writable identity (journals are UTF-8).
     identity = os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
-    return Target(
-        identity=identity,
-        stem=stem if stem is not None else safe_name(path.stem or path.name),
-        local=path,
-    )
+    if stem is None:  # derived from the file's name: shortened, never refused
+        stem = fit_name(_cleaned(path.stem or path.name))
+    else:  # chosen by the caller (LocalImage): refused, per item, when too long
+        *folders, last = stem.split("/")
+        for folder in folders:
+            _check_length(stem, folder, PART_BYTES)
+        _check_length(stem, last)
+    return Target(identity=identity, stem=stem, local=path)
 
 
 def resolve(entry: object) -> Target:

@@ -17,7 +17,7 @@ import anyio.to_thread
 import pytest
 
 import freepik_bg._atomic as atomic
-from freepik_bg import DirectorySink, SinkItem, output_name
+from freepik_bg import DirectorySink, OutputConflictError, SinkItem, output_name
 from freepik_bg._atomic import BATCH_BYTES, SPILL_BYTES, write_atomic
 from freepik_bg._sinks import recorded_source
 
@@ -61,7 +61,7 @@ def disk_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
         return call
 
-    for name in ("open", "replace", "setxattr", "fdopen"):
+    for name in ("open", "replace", "link", "setxattr", "fdopen"):
         monkeypatch.setattr(atomic.os, name, spy(name, getattr(os, name)))
     return calls
 
@@ -76,7 +76,7 @@ async def test_the_event_loop_thread_never_touches_the_disk(
     item = SinkItem(index=0, image_url=url, name=output_name(url), size="high_resolution")
     location = await sink.store(item, pieces(data))
     assert Path(location).read_bytes() == data
-    assert {name for name, _ in disk_calls} >= {"open", "replace", "fdopen"}
+    assert {name for name, _ in disk_calls} >= {"open", "link", "fdopen"}  # no-clobber: a link
     assert all(thread != loop_thread for _, thread in disk_calls), disk_calls
     if recorded_source(Path(location)) is not None:  # the filesystem keeps xattrs
         assert "setxattr" in {name for name, _ in disk_calls}
@@ -201,3 +201,50 @@ async def test_checking_and_looking_up_outputs_stay_off_the_event_loop(
     assert await sink.exists(item) == str(tmp_path / "out" / item.name)
     assert {name for name, _ in seen} >= {"stat", "mkdir"}
     assert all(thread != loop_thread for _, thread in seen), seen
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+async def test_a_write_that_must_not_replace_never_overwrites_even_in_a_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    if not links:  # FAT, some network mounts: os.link refuses with EPERM
+
+        def no_link(*args: Any, **kwargs: Any) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(atomic.os, "link", no_link)
+    target = tmp_path / "x.preview.png"
+    umask = os.umask(0o022)  # read by setting it, and put back
+    os.umask(umask)
+    mode = 0o666 & ~umask
+
+    async def then_another_writer() -> None:
+        # Another item of the batch stores the same name meanwhile (after the
+        # sink's `exists` said there was none).
+        target.write_bytes(b"the other one's paid cutout")
+
+    with pytest.raises(FileExistsError):
+        await write_atomic(target, pieces_then(1, then_another_writer), replace=False)
+    assert target.read_bytes() == b"the other one's paid cutout"
+    assert _parts(tmp_path) == []
+    fresh = await write_atomic(tmp_path / "y.png", pieces(PNG), replace=False)
+    assert fresh.read_bytes() == PNG
+    assert fresh.stat().st_mode & 0o777 == mode  # the umask's mode, as open() gives
+    assert _parts(tmp_path) == []
+
+
+async def test_a_folder_sink_keeps_a_file_that_appeared_and_says_so(tmp_path: Path) -> None:
+    a, b = "https://a.test/x.jpg", "https://a.test/x.preview.jpg"
+    sink = DirectorySink(tmp_path)
+    first = SinkItem(index=0, image_url=a, name="x.preview.png", size="preview")
+    second = SinkItem(index=1, image_url=b, name="x.preview.png", size="high_resolution")
+    await sink.store(first, pieces(PNG))
+    with pytest.raises(OutputConflictError, match="was written by another item"):
+        await sink.store(second, pieces(b"other bytes"))
+    assert (tmp_path / "x.preview.png").read_bytes() == PNG
+    if recorded_source(tmp_path / "x.preview.png") == a:  # where xattrs are kept
+        # The same URL's cutout already there: stored, not a conflict.
+        assert await sink.store(first, pieces(PNG)) == str(tmp_path / "x.preview.png")
+    replacing = DirectorySink(tmp_path, overwrite=True)
+    await replacing.store(second, pieces(b"other bytes"))
+    assert (tmp_path / "x.preview.png").read_bytes() == b"other bytes"

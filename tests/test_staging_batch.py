@@ -303,6 +303,41 @@ def test_cli_goes_on_past_a_line_that_is_neither_a_url_nor_a_file(
     assert len(list((tmp_path / "out").glob("*.png"))) == 1
 
 
+def test_cli_refuses_files_whose_names_clash_through_a_rendition(
+    s3: S3, emu: Emulator, tmp_path: Path
+) -> None:
+    # x.jpg's preview and x.preview.jpg's full size would both be x.preview.png.
+    (tmp_path / "photos").mkdir()
+    for name in ("x.jpg", "x.preview.jpg"):
+        (tmp_path / "photos" / name).write_bytes(b"\xff\xd8\xff")
+    args = ["remove", str(tmp_path / "photos"), "-o", str(tmp_path / "out")]
+    args += ["--size", "high_resolution,preview", "--stage", s3.url("st/")]
+    result = run_cli([*args, "--base-url", emu.base_url])
+    assert result.returncode == 2, result.stderr
+    assert "both named 'x.preview.png'" in result.stderr
+    assert emu.stats.posts == 0
+    assert staged_keys(s3) == []
+
+
+def test_cli_shortens_a_file_name_too_long_for_its_outputs(
+    s3: S3, emu: Emulator, tmp_path: Path
+) -> None:
+    # 248 bytes fit a file system; with '.preview.png' instead of '.png' they would not.
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / ("é" * 122 + "ab.png")).write_bytes(make_png(40, 30))
+    args = ["remove", str(tmp_path / "photos"), "-o", str(tmp_path / "out")]
+    args += ["--size", "high_resolution,preview", "--stage", s3.url("st/")]
+    result = run_cli([*args, "--base-url", emu.base_url])
+    assert result.returncode == 0, result.stderr
+    outputs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert len(outputs) == 2
+    assert all(len(name.encode()) <= 255 - 40 for name in outputs)
+    assert emu.stats.credits_charged == 1
+    again = run_cli([*args, "--base-url", emu.base_url])
+    assert again.returncode == 0, again.stderr
+    assert emu.stats.credits_charged == 1
+
+
 def test_cli_refuses_an_output_inside_the_input_folder(
     s3: S3, emu: Emulator, tmp_path: Path
 ) -> None:

@@ -164,10 +164,10 @@ def test_the_count_is_the_one_the_full_check_makes(tmp_path: Path) -> None:
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
     args = _args(listing, tmp_path)
-    oracle = _Checker(args, stage=None, size=SIZE)
+    oracle = _Checker(args, stage=None, sizes=(SIZE,))
     for entry in read_entries(str(listing)):
         oracle.add(entry)  # every line through the full check
-    source = open_input(args, stage=None, size=SIZE)
+    source = open_input(args, stage=None, sizes=(SIZE,))
     source.close()
     assert source.total == oracle.usable == 3
 
@@ -184,12 +184,12 @@ def test_a_local_file_at_the_end_of_a_long_list_still_stops_the_run(tmp_path: Pa
     photo.write_bytes(b"")
     listing = _long_list(tmp_path, str(photo))
     with pytest.raises(UsageError, match=r"line 5001: .* is a local file.*--stage"):
-        open_input(_args(listing, tmp_path), stage=None, size=SIZE)
+        open_input(_args(listing, tmp_path), stage=None, sizes=(SIZE,))
 
 
 def test_a_bad_url_at_the_end_of_a_long_list_is_one_bad_line(tmp_path: Path) -> None:
     listing = _long_list(tmp_path, "http://host:99999/a.png")
-    source = open_input(_args(listing, tmp_path), stage=None, size=SIZE)
+    source = open_input(_args(listing, tmp_path), stage=None, sizes=(SIZE,))
     source.close()
     assert source.total == 5000
     with pytest.raises(InvalidRequestError):
@@ -203,7 +203,7 @@ def test_a_name_clash_at_the_end_of_a_long_csv_still_stops_the_run(tmp_path: Pat
     table.write_text("url,sku\n" + rows + "https://cdn.example.com/other.jpg,sku-7\n")
     args = _args(table, tmp_path, column="url", name_column="sku")
     with pytest.raises(UsageError, match=r"line 9 and line 5002 are both named 'sku-7.png'"):
-        open_input(args, stage=None, size=SIZE)
+        open_input(args, stage=None, sizes=(SIZE,))
 
 
 # -- local files: the scan's path resolution ------------------------------------------
@@ -247,7 +247,7 @@ def test_the_scans_resolution_of_a_path_is_resolve(
     paths = _tree(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(_cli_inputs, "_FOLDERS_KEPT", kept)  # 2: forgets, and resolves anew
-    checker = _Checker(_args(tmp_path / "list.txt", tmp_path), stage="s3://b/p/", size=SIZE)
+    checker = _Checker(_args(tmp_path / "list.txt", tmp_path), stage="s3://b/p/", sizes=(SIZE,))
     for path in [*paths, *paths]:  # the second time from the folders it keeps
         try:
             expected = str(path.resolve())
@@ -276,13 +276,13 @@ def test_an_output_that_a_symlink_puts_on_its_input_is_refused(tmp_path: Path, l
         (out / "shoes" / "red.png").symlink_to(photos / "shoes" / "red.png")
     args = _args(photos, tmp_path, output=str(out))
     with pytest.raises(UsageError, match=r"shoes/red\.png would replace the input itself"):
-        open_input(args, stage="s3://b/p/", size=SIZE)
+        open_input(args, stage="s3://b/p/", sizes=(SIZE,))
 
 
 def test_a_folder_staged_into_a_separate_output_passes(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     _tree(tmp_path)
     args = _args(photos, tmp_path, output=str(tmp_path / "out"))
-    source = open_input(args, stage="s3://b/p/", size=SIZE)
+    source = open_input(args, stage="s3://b/p/", sizes=(SIZE,))
     source.close()
     assert source.total == 3  # shoes/red.png, cover.png, and alias.png (a link to red)
