@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +57,34 @@ def wants_dask(args: argparse.Namespace) -> bool:
     return bool(args.workers or args.scheduler or str(args.input).endswith(".parquet"))
 
 
-def _check(args: argparse.Namespace) -> None:
-    # Each function imports the remove command itself: the parser imports this module
-    # (add_dask_options), and `freepik-bg --help` must not load the SDK (tests/test_startup.py).
-    from ._remove_command import UsageError
+# What the Dask path passes on to each partition's batch; every other option of
+# `freepik-bg remove` is refused there rather than silently ignored (money may ride on it).
+_DASK_FIELDS = frozenset(
+    {"concurrency", "rate", "burst", "size", "overwrite", "fail_fast", "resubmit_expired"}
+    | {"drain_timeout"}
+)
 
-    if args.workers and args.scheduler:
-        raise UsageError("give either --workers or --scheduler, not both")
-    if args.journal:
-        raise UsageError(
-            "--journal is not used on Dask: each partition keeps its own journal next to "
-            "the outputs (OUTPUT/.freepik-bg-dask/)"
-        )
-    unsupported = [
+
+def _ignored_flags(args: argparse.Namespace) -> list[str]:
+    """The flags given that the Dask path would not honour."""
+    import attrs
+
+    from ._cli_plan import DEFAULT_CONFIRM_OVER
+    from ._config import BatchConfig
+
+    flags = [
+        meta["flag"] or "--" + field.name.replace("_", "-")
+        for field in attrs.fields(BatchConfig)
+        if (meta := field.metadata)["cli"]
+        and field.name not in _DASK_FIELDS | {"journal"}
+        and getattr(args, field.name) != field.default
+    ]
+    return flags + [
         flag
         for flag, given in (
+            ("--name-column", args.name_column is not None),
+            ("--confirm-over", args.confirm_over != DEFAULT_CONFIRM_OVER),
+            ("--progress", args.progress != "auto"),
             ("--timeout", args.timeout is not None),
             ("--max-retries", args.max_retries is not None),
             ("--no-retry-ambiguous", args.no_retry_ambiguous),
@@ -80,8 +93,34 @@ def _check(args: argparse.Namespace) -> None:
         )
         if given
     ]
+
+
+def _check(args: argparse.Namespace) -> None:
+    # Each function imports the remove command itself: the parser imports this module
+    # (add_dask_options), and `freepik-bg --help` must not load the SDK (tests/test_startup.py).
+    from ._remove_command import UsageError
+
+    if args.workers and args.scheduler:
+        raise UsageError("give either --workers or --scheduler, not both")
+    instead = (
+        "convert the .parquet INPUT to a CSV and run" if args.input.endswith(".parquet") else "run"
+    ) + " without --workers and --scheduler"
+    if args.dry_run:
+        # The plan reads the journal, and Dask keeps one per partition: no plan to show yet.
+        raise UsageError(
+            f"--dry-run cannot be used with Dask yet (nothing was sent): to see the plan, {instead}"
+        )
+    if args.journal:
+        raise UsageError(
+            "--journal is not used on Dask: each partition keeps its own journal next to "
+            "the outputs (OUTPUT/.freepik-bg-dask/)"
+        )
+    unsupported = _ignored_flags(args)
     if unsupported:
-        raise UsageError(f"{', '.join(unsupported)} cannot be used with Dask yet")
+        raise UsageError(
+            f"{', '.join(unsupported)} cannot be used with Dask yet (nothing was sent): "
+            f"{instead}, or leave {'them' if len(unsupported) > 1 else 'it'} out"
+        )
     if args.input.endswith(".parquet") and not args.column:
         raise UsageError("a .parquet INPUT needs --column NAME (the column of URLs)")
 
@@ -138,7 +177,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(part, path)
 
 
-def run_dask_remove(args: argparse.Namespace, config: BatchConfig) -> int:
+def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove`` on Dask; print a summary; the exit code."""
     from ._remove_command import EXIT_FAILED, EXIT_OK, UsageError, read_api_key
 

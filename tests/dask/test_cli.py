@@ -83,6 +83,23 @@ def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) 
         (["--workers", "0"], "must be at least 1"),
         (["--workers", "2", "--journal", "j.jsonl"], "--journal is not used on Dask"),
         (["--workers", "2", "--timeout", "3"], "--timeout cannot be used with Dask"),
+        (["--workers", "2", "--dry-run"], "--dry-run cannot be used with Dask yet"),
+        (
+            ["--workers", "2", "--format", "jpeg", "--background", "red", "--trim"],
+            "--format, --background, --trim cannot be used with Dask yet",
+        ),
+        (["--workers", "2", "--trim", "--margin", "4"], "--trim, --margin cannot be used"),
+        (["--workers", "2", "--max-side", "800"], "--max-side cannot be used with Dask"),
+        (["--workers", "2", "--format", "jpeg", "--quality", "70"], "--quality cannot be used"),
+        (["--workers", "2", "--keep-png", "--format", "webp"], "--keep-png cannot be used"),
+        (["--workers", "2", "--stage", "s3://b/p/"], "--stage cannot be used with Dask"),
+        (["--workers", "2", "--repay-missing-renditions"], "--repay-missing-renditions cannot"),
+        (["--workers", "2", "--confirm-over", "5"], "--confirm-over cannot be used with Dask"),
+        (["--workers", "2", "--progress", "bar"], "--progress cannot be used with Dask"),
+        (
+            ["--workers", "2", "--column", "url", "--name-column", "sku"],
+            "--name-column cannot be used with Dask",
+        ),
         (
             ["--workers", "2", "--http-backend", "aiohttp"],
             "--http-backend cannot be used with Dask",
@@ -97,6 +114,23 @@ def test_dask_flags_are_checked_before_anything_starts(
     done = run(["remove", str(listing), "-o", str(tmp_path / "out"), *extra])
     assert done.returncode == 2
     assert message in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dry_run_of_a_parquet_input_sends_nothing(
+    emu: Emulator, tmp_path: Path, run: Any
+) -> None:
+    # A .parquet INPUT goes to Dask without --workers: its dry run was a paid run.
+    urls = image_urls(emu, 3, "dry")
+    pd.DataFrame({"image": urls}).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    args = ["remove", str(tmp_path / "in.parquet"), "--column", "image", "-o", str(out)]
+    done = run([*args, "--base-url", emu.base_url, "--dry-run"])
+    assert done.returncode == 2, done.stderr
+    assert "--dry-run cannot be used with Dask yet (nothing was sent)" in done.stderr
+    assert "convert the .parquet INPUT to a CSV" in done.stderr
+    assert emu.stats.posts == 0
+    assert not out.exists()
 
 
 def test_a_parquet_input_needs_a_column(tmp_path: Path, run: Any) -> None:
