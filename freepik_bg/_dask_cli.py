@@ -138,8 +138,10 @@ def _urls(args: argparse.Namespace, workers: int) -> Any:
         return table[args.column]
     try:
         entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
+        # A bad line goes on as itself: the batch fails it without a request, as the plain
+        # path does. Its text (U+FFFD for the bad bytes) is no URL the user wrote.
         items = [
-            entry.url if isinstance(entry, InputLine) else entry.text
+            entry.url if isinstance(entry, InputLine) else entry
             for entry in entries
             if isinstance(entry, InputLine | BadLine)
         ]

@@ -154,3 +154,25 @@ def test_a_journal_failing_in_a_partition_is_a_stopped_run(
     done = run(["remove", str(listing), "-o", str(tmp_path / "out"), "--workers", "2"])
     assert done.returncode == 3
     assert "freepik-bg: stopped: cannot write the journal p.jsonl" in done.stderr
+
+
+def test_bad_lines_fail_without_a_request(
+    cluster: Client, emu: Emulator, tmp_path: Path, run: Any
+) -> None:
+    # The plain path refuses these lines; Dask POSTed them with U+FFFD for the bad bytes.
+    good = image_urls(emu, 1, "bad-lines")[0]
+    listing = tmp_path / "urls.txt"
+    sample = emu.image_url("ball-small.png").encode()
+    listing.write_bytes(sample + b"?n\x00ul\n" + sample + b"?bad\xff\xfe\n" + good.encode() + b"\n")
+    out = tmp_path / "out"
+    args = ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url]
+    done = run(
+        [*args, "--scheduler", cluster.scheduler.address, "--report", str(tmp_path / "r.json")]
+    )
+    assert done.returncode == 1, done.stderr
+    assert "1 ok, 0 skipped, 2 failed" in done.stderr
+    assert "line 1: " in done.stderr
+    assert "line 2: not valid UTF-8" in done.stderr
+    assert emu.stats.posts == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [item["status"] for item in report["items"]] == ["failed", "failed", "ok"]
