@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -61,7 +62,6 @@ def wants_dask(args: argparse.Namespace) -> bool:
 # `freepik-bg remove` is refused there rather than silently ignored (money may ride on it).
 _DASK_FIELDS = frozenset(
     {"concurrency", "rate", "burst", "size", "overwrite", "fail_fast", "resubmit_expired"}
-    | {"drain_timeout"}
 )
 
 
@@ -156,6 +156,8 @@ def _client(args: argparse.Namespace) -> Iterator[int]:
     """The cluster to run on, current while open; yields its number of workers."""
     from distributed import Client, LocalCluster
 
+    from ._dask_stop import workers_ignore_sigint
+
     if args.verbose < 1:
         # distributed logs every connection at INFO: the summary would drown in it.
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -163,12 +165,11 @@ def _client(args: argparse.Namespace) -> Iterator[int]:
         with Client(args.scheduler) as client:
             yield max(1, len(client.scheduler_info()["workers"]))
         return
-    with (
-        LocalCluster(
+    with workers_ignore_sigint():
+        cluster = LocalCluster(
             n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster),
-    ):
+        )
+    with cluster, Client(cluster):
         yield args.workers
 
 
@@ -181,11 +182,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove`` on Dask; print a summary; the exit code."""
-    from ._remove_command import EXIT_FAILED, EXIT_OK, UsageError, read_api_key
+    from ._remove_command import EXIT_INTERRUPTED, UsageError, _resume_command, read_api_key
 
     _check(args)
     try:
-        from .dask import remove_backgrounds
+        from ._dask_graph import budget_spec, build_frame
+        from ._dask_stop import Stopper
     except ImportError as exc:
         raise UsageError(
             f"--workers, --scheduler and .parquet inputs need the 'dask' extra: "
@@ -197,34 +199,71 @@ def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: Batch
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    options = {
-        name: getattr(config, name)
-        for name in ("concurrency", "size", "overwrite", "fail_fast", "resubmit_expired")
-    }
+    options = {name: getattr(config, name) for name in _DASK_FIELDS - {"rate", "burst"}}
+    job = secrets.token_hex(8)
     with _client(args) if (args.workers or args.scheduler) else contextlib.nullcontext(1) as n:
-        frame = remove_backgrounds(
+        frame = build_frame(
             _urls(args, n),
             args.output,
+            column=None,
             rate=config.rate,
             burst=config.burst,
             api_key=api_key,
             base_url=args.base_url,
-            drain_timeout=config.drain_timeout,
-            **options,
+            options=options,
+            job=job,
         )
-        result = frame.compute().sort_values("index")
+        stopper = Stopper(budget_spec(job, config.rate, config.burst).from_caller())
+        try:
+            with stopper.handling_signals():
+                result = frame.compute().sort_values("index")
+        except KeyboardInterrupt:
+            # The second signal: what was in flight is abandoned (its links, if paid,
+            # are in the partitions' journals, and the resume downloads them).
+            print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        reason = stopper.stop_reason()
+    return _finish(args, argv, result, reason, interrupted=stopper.signals > 0)
+
+
+def _finish(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    result: Any,
+    reason: str | None,
+    *,
+    interrupted: bool,
+) -> int:
+    """The per-item lines, the summary, the report, the resume line; the exit code."""
+    from ._dask_stop import not_attempted
+    from ._remove_command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _resume_command, stopped
+
     counts = {status: int((result["status"] == status).sum()) for status in ("ok", "skipped")}
     counts["failed"] = len(result) - sum(counts.values())
+    untried = sum(map(not_attempted, result["error"].tolist()))
     if not args.quiet:
         for row in result[result["status"] == "failed"].itertuples():
+            # A stop says once why; not one line per item it kept from being sent, nor
+            # per POST already in flight that failed the same way (a refused key).
+            if not_attempted(row.error) or (reason is not None and str(row.error) in reason):
+                continue
             print(f"failed {row.image_url}: {row.error}", file=sys.stderr)
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
     print(f"freepik-bg: {len(result)} URLs: {summary}; outputs in {args.output}", file=sys.stderr)
     if args.report is not None:
         records = json.loads(result.to_json(orient="records"))
-        text = json.dumps({"items": records, "summary": {**counts, "total": len(result)}})
+        totals: dict[str, Any] = {**counts, "total": len(result), "not_attempted": untried}
+        totals |= {"interrupted": interrupted, "stop_reason": reason}
+        text = json.dumps({"items": records, "summary": totals})
         if str(args.report) == "-":
             print(text)
         else:
             _write_atomic(Path(args.report), text + "\n")
+    if reason is not None:
+        return stopped(reason, untried)
+    if interrupted:
+        if untried:
+            print(f"{untried} item(s) were not attempted.", file=sys.stderr)
+        print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if counts["failed"] else EXIT_OK

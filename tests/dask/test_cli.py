@@ -58,7 +58,8 @@ def test_a_parquet_input_on_an_existing_cluster(
     assert sorted(p.name for p in out.glob("*.png")) == sorted(output_name(u) for u in urls[:5])
     report = json.loads((tmp_path / "report.json").read_text())
     assert [item["index"] for item in report["items"]] == list(range(6))
-    assert report["summary"] == {"ok": 5, "skipped": 0, "failed": 1, "total": 6}
+    summary = {"ok": 5, "skipped": 0, "failed": 1, "total": 6, "not_attempted": 0}
+    assert report["summary"] == {**summary, "interrupted": False, "stop_reason": None}
     again = run(args)
     assert "0 ok, 5 skipped, 1 failed" in again.stderr
     assert emu.stats.posts == 5  # the rerun paid for nothing
@@ -96,6 +97,7 @@ def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) 
         (["--workers", "2", "--repay-missing-renditions"], "--repay-missing-renditions cannot"),
         (["--workers", "2", "--confirm-over", "5"], "--confirm-over cannot be used with Dask"),
         (["--workers", "2", "--progress", "bar"], "--progress cannot be used with Dask"),
+        (["--workers", "2", "--drain-timeout", "5"], "--drain-timeout cannot be used with"),
         (
             ["--workers", "2", "--column", "url", "--name-column", "sku"],
             "--name-column cannot be used with Dask",
