@@ -279,19 +279,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # httpx logs every request at INFO; that drowns a bulk run.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        if args.command == "remove" and wants_dask(args):
-            check_own_files(args, None)  # no --journal on Dask: each partition has its own
-            try:
-                return run_dask_remove(args, batch_config(args))
-            except JournalError as exc:
-                # From a partition, while others may have spent credits: a stopped run,
-                # not the usage error below ("nothing was spent").
-                return stopped(str(exc))
         if args.command == "remove":
             try:
                 config = batch_config(args)
             except ValueError as exc:  # options that do not go together (--margin without --trim)
                 raise UsageError(str(exc)) from None
+            if wants_dask(args):
+                check_own_files(args, None)  # no --journal on Dask: each partition has its own
+                try:
+                    return run_dask_remove(args, arguments, config)
+                except JournalError as exc:
+                    # From a partition, while others may have spent credits: a stopped run,
+                    # not the usage error below ("nothing was spent").
+                    return stopped(str(exc))
             if owns_process():
                 # tenacity, imported at a batch's first retry, imports tornado when it is
                 # installed (Dask brings it), to retry tornado coroutines: ~30 ms of the

@@ -12,8 +12,9 @@ import json
 import logging
 import math
 import os
+import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +58,33 @@ def wants_dask(args: argparse.Namespace) -> bool:
     return bool(args.workers or args.scheduler or str(args.input).endswith(".parquet"))
 
 
-def _check(args: argparse.Namespace) -> None:
-    # Each function imports the remove command itself: the parser imports this module
-    # (add_dask_options), and `freepik-bg --help` must not load the SDK (tests/test_startup.py).
-    from ._remove_command import UsageError
+# What the Dask path passes on to each partition's batch; every other option of
+# `freepik-bg remove` is refused there rather than silently ignored (money may ride on it).
+_DASK_FIELDS = frozenset(
+    {"concurrency", "rate", "burst", "size", "overwrite", "fail_fast", "resubmit_expired"}
+)
 
-    if args.workers and args.scheduler:
-        raise UsageError("give either --workers or --scheduler, not both")
-    if args.journal:
-        raise UsageError(
-            "--journal is not used on Dask: each partition keeps its own journal next to "
-            "the outputs (OUTPUT/.freepik-bg-dask/)"
-        )
-    unsupported = [
+
+def _ignored_flags(args: argparse.Namespace) -> list[str]:
+    """The flags given that the Dask path would not honour."""
+    import attrs
+
+    from ._cli_plan import DEFAULT_CONFIRM_OVER
+    from ._config import BatchConfig
+
+    flags = [
+        meta["flag"] or "--" + field.name.replace("_", "-")
+        for field in attrs.fields(BatchConfig)
+        if (meta := field.metadata)["cli"]
+        and field.name not in _DASK_FIELDS | {"journal"}
+        and getattr(args, field.name) != field.default
+    ]
+    return flags + [
         flag
         for flag, given in (
+            ("--name-column", args.name_column is not None),
+            ("--confirm-over", args.confirm_over != DEFAULT_CONFIRM_OVER),
+            ("--progress", args.progress != "auto"),
             ("--timeout", args.timeout is not None),
             ("--max-retries", args.max_retries is not None),
             ("--no-retry-ambiguous", args.no_retry_ambiguous),
@@ -80,8 +93,34 @@ def _check(args: argparse.Namespace) -> None:
         )
         if given
     ]
+
+
+def _check(args: argparse.Namespace) -> None:
+    # Each function imports the remove command itself: the parser imports this module
+    # (add_dask_options), and `freepik-bg --help` must not load the SDK (tests/test_startup.py).
+    from ._remove_command import UsageError
+
+    if args.workers and args.scheduler:
+        raise UsageError("give either --workers or --scheduler, not both")
+    instead = (
+        "convert the .parquet INPUT to a CSV and run" if args.input.endswith(".parquet") else "run"
+    ) + " without --workers and --scheduler"
+    if args.dry_run:
+        # The plan reads the journal, and Dask keeps one per partition: no plan to show yet.
+        raise UsageError(
+            f"--dry-run cannot be used with Dask yet (nothing was sent): to see the plan, {instead}"
+        )
+    if args.journal:
+        raise UsageError(
+            "--journal is not used on Dask: each partition keeps its own journal next to "
+            "the outputs (OUTPUT/.freepik-bg-dask/)"
+        )
+    unsupported = _ignored_flags(args)
     if unsupported:
-        raise UsageError(f"{', '.join(unsupported)} cannot be used with Dask yet")
+        raise UsageError(
+            f"{', '.join(unsupported)} cannot be used with Dask yet (nothing was sent): "
+            f"{instead}, or leave {'them' if len(unsupported) > 1 else 'it'} out"
+        )
     if args.input.endswith(".parquet") and not args.column:
         raise UsageError("a .parquet INPUT needs --column NAME (the column of URLs)")
 
@@ -99,8 +138,10 @@ def _urls(args: argparse.Namespace, workers: int) -> Any:
         return table[args.column]
     try:
         entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
+        # A bad line goes on as itself: the batch fails it without a request, as the plain
+        # path does. Its text (U+FFFD for the bad bytes) is no URL the user wrote.
         items = [
-            entry.url if isinstance(entry, InputLine) else entry.text
+            entry.url if isinstance(entry, InputLine) else entry
             for entry in entries
             if isinstance(entry, InputLine | BadLine)
         ]
@@ -115,6 +156,8 @@ def _client(args: argparse.Namespace) -> Iterator[int]:
     """The cluster to run on, current while open; yields its number of workers."""
     from distributed import Client, LocalCluster
 
+    from ._dask_stop import workers_ignore_sigint
+
     if args.verbose < 1:
         # distributed logs every connection at INFO: the summary would drown in it.
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -122,12 +165,11 @@ def _client(args: argparse.Namespace) -> Iterator[int]:
         with Client(args.scheduler) as client:
             yield max(1, len(client.scheduler_info()["workers"]))
         return
-    with (
-        LocalCluster(
+    with workers_ignore_sigint():
+        cluster = LocalCluster(
             n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster),
-    ):
+        )
+    with cluster, Client(cluster):
         yield args.workers
 
 
@@ -138,13 +180,14 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(part, path)
 
 
-def run_dask_remove(args: argparse.Namespace, config: BatchConfig) -> int:
+def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove`` on Dask; print a summary; the exit code."""
-    from ._remove_command import EXIT_FAILED, EXIT_OK, UsageError, read_api_key
+    from ._remove_command import EXIT_INTERRUPTED, UsageError, _resume_command, read_api_key
 
     _check(args)
     try:
-        from .dask import remove_backgrounds
+        from ._dask_graph import budget_spec, build_frame
+        from ._dask_stop import Stopper
     except ImportError as exc:
         raise UsageError(
             f"--workers, --scheduler and .parquet inputs need the 'dask' extra: "
@@ -156,34 +199,71 @@ def run_dask_remove(args: argparse.Namespace, config: BatchConfig) -> int:
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    options = {
-        name: getattr(config, name)
-        for name in ("concurrency", "size", "overwrite", "fail_fast", "resubmit_expired")
-    }
+    options = {name: getattr(config, name) for name in _DASK_FIELDS - {"rate", "burst"}}
+    job = secrets.token_hex(8)
     with _client(args) if (args.workers or args.scheduler) else contextlib.nullcontext(1) as n:
-        frame = remove_backgrounds(
+        frame = build_frame(
             _urls(args, n),
             args.output,
+            column=None,
             rate=config.rate,
             burst=config.burst,
             api_key=api_key,
             base_url=args.base_url,
-            drain_timeout=config.drain_timeout,
-            **options,
+            options=options,
+            job=job,
         )
-        result = frame.compute().sort_values("index")
+        stopper = Stopper(budget_spec(job, config.rate, config.burst).from_caller())
+        try:
+            with stopper.handling_signals():
+                result = frame.compute().sort_values("index")
+        except KeyboardInterrupt:
+            # The second signal: what was in flight is abandoned (its links, if paid,
+            # are in the partitions' journals, and the resume downloads them).
+            print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        reason = stopper.stop_reason()
+    return _finish(args, argv, result, reason, interrupted=stopper.signals > 0)
+
+
+def _finish(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    result: Any,
+    reason: str | None,
+    *,
+    interrupted: bool,
+) -> int:
+    """The per-item lines, the summary, the report, the resume line; the exit code."""
+    from ._dask_stop import not_attempted
+    from ._remove_command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _resume_command, stopped
+
     counts = {status: int((result["status"] == status).sum()) for status in ("ok", "skipped")}
     counts["failed"] = len(result) - sum(counts.values())
+    untried = sum(map(not_attempted, result["error"].tolist()))
     if not args.quiet:
         for row in result[result["status"] == "failed"].itertuples():
+            # A stop says once why; not one line per item it kept from being sent, nor
+            # per POST already in flight that failed the same way (a refused key).
+            if not_attempted(row.error) or (reason is not None and str(row.error) in reason):
+                continue
             print(f"failed {row.image_url}: {row.error}", file=sys.stderr)
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
     print(f"freepik-bg: {len(result)} URLs: {summary}; outputs in {args.output}", file=sys.stderr)
     if args.report is not None:
         records = json.loads(result.to_json(orient="records"))
-        text = json.dumps({"items": records, "summary": {**counts, "total": len(result)}})
+        totals: dict[str, Any] = {**counts, "total": len(result), "not_attempted": untried}
+        totals |= {"interrupted": interrupted, "stop_reason": reason}
+        text = json.dumps({"items": records, "summary": totals})
         if str(args.report) == "-":
             print(text)
         else:
             _write_atomic(Path(args.report), text + "\n")
+    if reason is not None:
+        return stopped(reason, untried)
+    if interrupted:
+        if untried:
+            print(f"{untried} item(s) were not attempted.", file=sys.stderr)
+        print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if counts["failed"] else EXIT_OK

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from ._errors import SkippedError
 from ._ratelearn import RateLearner
 from ._ratelimit import _MARGIN, RateGate
 
@@ -67,6 +68,24 @@ class Bucket:
         self.used_at = time.monotonic()
         # Without a rate, the cluster learns the server's from the 429s of every worker.
         self.learner = RateLearner() if rate is None else None
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """Hand out no slot any more (`take` says why); the first reason stays."""
+        with self._lock:
+            self.used_at = time.monotonic()
+            if self.stop_reason is None:
+                self.stop_reason = reason
+
+    def stopped(self) -> str | None:
+        """Why the computation was stopped, if it was."""
+        with self._lock:
+            return self.stop_reason
+
+    def take(self) -> tuple[float, str | None]:
+        """`reserve`, or no slot and the reason once the computation is stopped."""
+        reason = self.stopped()
+        return (0.0, reason) if reason is not None else (self.reserve(), None)
 
     def reserve(self) -> float:
         """Take the next slot; return the seconds until it (0.0 for now)."""
@@ -141,10 +160,25 @@ def _scheduler_paused_for(name: str, rate: float | None, burst: int) -> float:
     return bucket_for(name, rate, burst).paused_for()
 
 
+def _scheduler_take(name: str, rate: float | None, burst: int) -> tuple[float, str | None]:
+    return bucket_for(name, rate, burst).take()
+
+
+def _scheduler_stop(name: str, rate: float | None, burst: int, reason: str) -> None:
+    bucket_for(name, rate, burst).stop(reason)
+
+
+def _scheduler_stopped(name: str, rate: float | None, burst: int) -> str | None:
+    return bucket_for(name, rate, burst).stopped()
+
+
 class _Budget(Protocol):
     def reserve(self) -> float: ...
     def pause(self, seconds: float) -> None: ...
     def paused_for(self) -> float: ...
+    def take(self) -> tuple[float, str | None]: ...
+    def stop(self, reason: str) -> None: ...
+    def stopped(self) -> str | None: ...
 
 
 @attrs.frozen(slots=True)
@@ -166,6 +200,17 @@ class _SchedulerBudget:
 
     def paused_for(self) -> float:
         return float(self._call(_scheduler_paused_for))
+
+    def take(self) -> tuple[float, str | None]:
+        delay, reason = self._call(_scheduler_take)
+        return float(delay), reason
+
+    def stop(self, reason: str) -> None:
+        self._call(_scheduler_stop, reason)
+
+    def stopped(self) -> str | None:
+        reason: str | None = self._call(_scheduler_stopped)
+        return reason
 
 
 @attrs.frozen(slots=True)
@@ -192,6 +237,15 @@ class BudgetSpec:
             return ClusterGate(bucket_for(self.name, self.rate, self.burst), remote=False)
         return ClusterGate(_SchedulerBudget(self, get_client()), remote=True)
 
+    def from_caller(self) -> _Budget:
+        """The budget, from the process that computes the frame (to stop it, or ask why)."""
+        try:
+            from distributed import default_client
+
+            return _SchedulerBudget(self, default_client())
+        except (ImportError, ValueError):
+            return bucket_for(self.name, self.rate, self.burst)
+
 
 class ClusterGate:
     """A `Gate` (see ``_ratelimit``) backed by a shared `Bucket`.
@@ -211,12 +265,23 @@ class ClusterGate:
         return await anyio.to_thread.run_sync(function)
 
     async def wait(self) -> None:
-        """Return when the cluster's budget has a slot for one request."""
+        """Return when the cluster's budget has a slot for one request.
+
+        Once the computation is stopped (a batch-wide failure in any partition, or the
+        CLI's Ctrl-C), raise `SkippedError` instead: the batch then fails the item as
+        "not attempted", without a request, as its own breaker would.
+        """
         await self._local.wait()
-        delay = await self._call(self._budget.reserve)
+        delay, reason = await self._call(self._budget.take)
+        if reason is not None:
+            raise SkippedError(f"not attempted: {reason}")
         if delay <= 0:
             return
         await anyio.sleep(delay)
+        # Slots are handed out up to burst/rate seconds ahead: a stop may have come since.
+        reason = await self._call(self._budget.stopped)
+        if reason is not None:
+            raise SkippedError(f"not attempted: {reason}")
         # A 429 elsewhere may have paused everyone while this slot was waited for.
         await self._sit_out_shared_pause()
         await self._local.wait()
@@ -227,6 +292,10 @@ class ClusterGate:
             if left <= 0:
                 return
             await anyio.sleep(left)
+
+    async def stop(self, reason: str) -> None:
+        """Stop the whole computation: every partition's next POST is not sent."""
+        await self._call(lambda: self._budget.stop(reason))
 
     def pause(self, seconds: float) -> None:
         """Pause this worker now and the whole computation as soon as the scheduler hears."""

@@ -25,7 +25,7 @@ from ._dask_secret import share_key
 from ._sinks import Sink
 from ._urls import is_storage_url
 
-__all__ = ["build_frame"]
+__all__ = ["budget_spec", "build_frame"]
 
 # Options the Dask integration decides itself (why, in the error below).
 _NOT_OPTIONS = {
@@ -70,6 +70,11 @@ def _prepare_dest(dest: Dest, job: str) -> tuple[Dest, str | None]:
     return str(folder), marker
 
 
+def budget_spec(job: str, rate: float | None, burst: int) -> BudgetSpec:
+    """The shared budget of job ``job``: the CLI stops a run through it."""
+    return BudgetSpec(f"freepik-bg-{job}", rate, burst)
+
+
 def build_frame(
     urls: object,
     dest: Dest,
@@ -80,8 +85,13 @@ def build_frame(
     api_key: str | None,
     base_url: str | None,
     options: dict[str, Any],
+    job: str | None = None,
 ) -> dd.DataFrame:
-    """The lazy result frame; see `freepik_bg.dask.remove_backgrounds`."""
+    """The lazy result frame; see `freepik_bg.dask.remove_backgrounds`.
+
+    ``job`` names the computation (random by default): its `budget_spec` reaches the
+    shared budget, to stop every partition at its next POST.
+    """
     for name, why in _NOT_OPTIONS.items():
         if name in options:
             raise TypeError(f"{name}= is not an option of freepik_bg.dask: {why}")
@@ -92,12 +102,12 @@ def build_frame(
     # the cluster's gate does, for every partition at once.
     config = BatchConfig.build(None, options).evolve(rate=None)
     parts = _partitions(urls, column)
-    job = secrets.token_hex(8)
+    job = job or secrets.token_hex(8)
     shared_dest, marker = _prepare_dest(dest, job)
     spec = JobSpec(
         dest=shared_dest,
         config=config,
-        budget=BudgetSpec(f"freepik-bg-{job}", rate, burst),
+        budget=budget_spec(job, rate, burst),
         key=share_key(api_key),
         base_url=base_url,
         marker=marker,

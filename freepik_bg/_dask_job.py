@@ -24,7 +24,7 @@ from ._config import BatchConfig
 from ._dask_gate import BudgetSpec
 from ._dask_secret import KeyRef
 from ._errors import ConfigurationError
-from ._models import BatchReport, ItemResult
+from ._models import ItemResult
 from ._sync import batch_client
 
 __all__ = ["COLUMNS", "JOURNAL_DIR", "JobSpec", "empty_frame", "run_partition"]
@@ -108,12 +108,24 @@ def _rows(items: Iterable[ItemResult], offset: int) -> pd.DataFrame:
     return frame
 
 
-async def _run_batch(urls: list[Any], spec: JobSpec, journal: Path | None) -> BatchReport:
+async def _run_batch(urls: list[Any], spec: JobSpec, journal: Path | None) -> list[ItemResult]:
     gate = spec.budget.connect()
     api_key = spec.key.resolve() if spec.key is not None else None
     config = spec.config.evolve(journal=journal)
-    async with batch_client(config, api_key=api_key, base_url=spec.base_url, gate=gate) as client:
-        return await client.run_batch(urls, spec.dest, config)
+    stored: list[ItemResult] = []
+    async with (
+        batch_client(config, api_key=api_key, base_url=spec.base_url, gate=gate) as client,
+        client.batch(urls, spec.dest, config) as results,
+    ):
+        told = False
+        async for item in results:
+            stored.append(item)
+            if results.stop_reason is not None and not told:
+                # What stops this batch (a refused key, nothing listening, ...) would fail
+                # every partition's items the same way: stop them all at their next POST.
+                told = True
+                await gate.stop(results.stop_reason)
+    return stored
 
 
 def run_partition(urls: Iterable[Any], offset: int, number: int, spec: JobSpec) -> pd.DataFrame:
@@ -125,5 +137,4 @@ def run_partition(urls: Iterable[Any], offset: int, number: int, spec: JobSpec) 
     journal = _journal_for(spec, number, items)
     if journal is not None:
         journal.parent.mkdir(parents=True, exist_ok=True)
-    report = anyio.run(_run_batch, items, spec, journal)
-    return _rows((*report.stored, *report.skipped, *report.failed), offset)
+    return _rows(anyio.run(_run_batch, items, spec, journal), offset)

@@ -58,7 +58,8 @@ def test_a_parquet_input_on_an_existing_cluster(
     assert sorted(p.name for p in out.glob("*.png")) == sorted(output_name(u) for u in urls[:5])
     report = json.loads((tmp_path / "report.json").read_text())
     assert [item["index"] for item in report["items"]] == list(range(6))
-    assert report["summary"] == {"ok": 5, "skipped": 0, "failed": 1, "total": 6}
+    summary = {"ok": 5, "skipped": 0, "failed": 1, "total": 6, "not_attempted": 0}
+    assert report["summary"] == {**summary, "interrupted": False, "stop_reason": None}
     again = run(args)
     assert "0 ok, 5 skipped, 1 failed" in again.stderr
     assert emu.stats.posts == 5  # the rerun paid for nothing
@@ -83,6 +84,24 @@ def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) 
         (["--workers", "0"], "must be at least 1"),
         (["--workers", "2", "--journal", "j.jsonl"], "--journal is not used on Dask"),
         (["--workers", "2", "--timeout", "3"], "--timeout cannot be used with Dask"),
+        (["--workers", "2", "--dry-run"], "--dry-run cannot be used with Dask yet"),
+        (
+            ["--workers", "2", "--format", "jpeg", "--background", "red", "--trim"],
+            "--format, --background, --trim cannot be used with Dask yet",
+        ),
+        (["--workers", "2", "--trim", "--margin", "4"], "--trim, --margin cannot be used"),
+        (["--workers", "2", "--max-side", "800"], "--max-side cannot be used with Dask"),
+        (["--workers", "2", "--format", "jpeg", "--quality", "70"], "--quality cannot be used"),
+        (["--workers", "2", "--keep-png", "--format", "webp"], "--keep-png cannot be used"),
+        (["--workers", "2", "--stage", "s3://b/p/"], "--stage cannot be used with Dask"),
+        (["--workers", "2", "--repay-missing-renditions"], "--repay-missing-renditions cannot"),
+        (["--workers", "2", "--confirm-over", "5"], "--confirm-over cannot be used with Dask"),
+        (["--workers", "2", "--progress", "bar"], "--progress cannot be used with Dask"),
+        (["--workers", "2", "--drain-timeout", "5"], "--drain-timeout cannot be used with"),
+        (
+            ["--workers", "2", "--column", "url", "--name-column", "sku"],
+            "--name-column cannot be used with Dask",
+        ),
         (
             ["--workers", "2", "--http-backend", "aiohttp"],
             "--http-backend cannot be used with Dask",
@@ -97,6 +116,23 @@ def test_dask_flags_are_checked_before_anything_starts(
     done = run(["remove", str(listing), "-o", str(tmp_path / "out"), *extra])
     assert done.returncode == 2
     assert message in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dry_run_of_a_parquet_input_sends_nothing(
+    emu: Emulator, tmp_path: Path, run: Any
+) -> None:
+    # A .parquet INPUT goes to Dask without --workers: its dry run was a paid run.
+    urls = image_urls(emu, 3, "dry")
+    pd.DataFrame({"image": urls}).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    args = ["remove", str(tmp_path / "in.parquet"), "--column", "image", "-o", str(out)]
+    done = run([*args, "--base-url", emu.base_url, "--dry-run"])
+    assert done.returncode == 2, done.stderr
+    assert "--dry-run cannot be used with Dask yet (nothing was sent)" in done.stderr
+    assert "convert the .parquet INPUT to a CSV" in done.stderr
+    assert emu.stats.posts == 0
+    assert not out.exists()
 
 
 def test_a_parquet_input_needs_a_column(tmp_path: Path, run: Any) -> None:
@@ -120,3 +156,25 @@ def test_a_journal_failing_in_a_partition_is_a_stopped_run(
     done = run(["remove", str(listing), "-o", str(tmp_path / "out"), "--workers", "2"])
     assert done.returncode == 3
     assert "freepik-bg: stopped: cannot write the journal p.jsonl" in done.stderr
+
+
+def test_bad_lines_fail_without_a_request(
+    cluster: Client, emu: Emulator, tmp_path: Path, run: Any
+) -> None:
+    # The plain path refuses these lines; Dask POSTed them with U+FFFD for the bad bytes.
+    good = image_urls(emu, 1, "bad-lines")[0]
+    listing = tmp_path / "urls.txt"
+    sample = emu.image_url("ball-small.png").encode()
+    listing.write_bytes(sample + b"?n\x00ul\n" + sample + b"?bad\xff\xfe\n" + good.encode() + b"\n")
+    out = tmp_path / "out"
+    args = ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url]
+    done = run(
+        [*args, "--scheduler", cluster.scheduler.address, "--report", str(tmp_path / "r.json")]
+    )
+    assert done.returncode == 1, done.stderr
+    assert "1 ok, 0 skipped, 2 failed" in done.stderr
+    assert "line 1: " in done.stderr
+    assert "line 2: not valid UTF-8" in done.stderr
+    assert emu.stats.posts == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [item["status"] for item in report["items"]] == ["failed", "failed", "ok"]

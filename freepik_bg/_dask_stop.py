@@ -1,0 +1,92 @@
+"""Stopping ``freepik-bg remove`` on Dask: Ctrl-C/SIGTERM, and a batch-wide failure.
+
+Both go through the computation's shared budget (`freepik_bg._dask_gate`):
+once it is stopped, no partition sends another POST (each item is failed as
+"not attempted"), while the POSTs already sent finish and are stored and
+journaled by their partitions. The computation then ends on its own, and
+the command prints its summary and how to resume, as the plain path does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import attrs
+
+__all__ = ["INTERRUPTED", "Stopper", "not_attempted", "workers_ignore_sigint"]
+
+INTERRUPTED = "the run was interrupted"
+"""The stop reason of a Ctrl-C or SIGTERM (the items' "not attempted: ..." text)."""
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def workers_ignore_sigint() -> Iterator[None]:
+    """Start a local cluster's processes with SIGINT ignored (they inherit it).
+
+    A Ctrl-C reaches the terminal's whole process group: the worker processes
+    would die with their POSTs in flight (paid for, never stored) and a
+    traceback each. This process alone decides, and stops them through the
+    budget. A Ctrl-C while the cluster starts is ignored: nothing was sent yet.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@attrs.define(slots=True)
+class Stopper:
+    """The first signal stops the budget (a drain); the second abandons the run."""
+
+    budget: Any  # freepik_bg._dask_gate._Budget, from the calling process
+    signals: int = 0
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            print(
+                "freepik-bg: abandoning items in flight: paid links are in the journals",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise KeyboardInterrupt
+        print(
+            "freepik-bg: stopping: sending nothing more; finishing and storing what was already "
+            "paid for. Press Ctrl-C again to abandon it (its links stay in the journals).",
+            file=sys.stderr,
+            flush=True,
+        )
+        # Not here: the budget may be a round trip to the scheduler, and this handler
+        # runs in the main thread, in the middle of the compute that waits on it.
+        threading.Thread(
+            target=self.budget.stop, args=(INTERRUPTED,), name="freepik-bg-stop", daemon=True
+        ).start()
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM stop the run while open."""
+        previous = {signum: signal.signal(signum, self._handle) for signum in _SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def stop_reason(self) -> str | None:
+        """Why the run stopped early, other than a signal: ``None`` if it did not."""
+        reason: str | None = self.budget.stopped()
+        return None if reason == INTERRUPTED else reason
+
+
+def not_attempted(error: Any) -> bool:
+    """Whether a result row's error is an item the stop kept from being sent."""
+    return isinstance(error, str) and error.startswith("not attempted: ")

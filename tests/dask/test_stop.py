@@ -1,0 +1,121 @@
+"""Stopping ``freepik-bg remove`` on Dask: a signal drains, a batch-wide failure stops all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from distributed import Client
+
+from freepik_bg import SkippedError, output_name
+from freepik_bg._cli import main
+from freepik_bg._dask_gate import Bucket, ClusterGate
+from freepik_bg.testing import Emulator
+
+from ..conftest import CLI, KEY, cli_env, run_cli
+from .conftest import image_urls
+
+pytestmark = pytest.mark.dask
+
+
+def test_a_stopped_bucket_hands_out_no_slot_and_says_why() -> None:
+    bucket = Bucket(rate=10, burst=5)
+    assert bucket.take() == (0.0, None)
+    bucket.stop("the API key was refused")
+    bucket.stop("a later reason")  # the first one stays
+    assert bucket.take() == (0.0, "the API key was refused")
+    gate = ClusterGate(bucket, remote=False)
+    with pytest.raises(SkippedError, match="not attempted: the API key was refused"):
+        anyio.run(gate.wait)
+
+
+def test_a_refused_key_stops_every_partition_with_one_line(
+    cluster: Client,
+    emu: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It was one "failed" line per URL and exit 1; each partition paid its own 401s.
+    monkeypatch.setenv("FREEPIK_API_KEY", "wrong-key")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(image_urls(emu, 12, "refused")) + "\n")
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    args += ["--scheduler", cluster.scheduler.address, "--concurrency", "1"]
+    code = main([*args, "--report", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert err.count("\n") == 2, err  # the summary and the stop
+    assert "freepik-bg: stopped: the API key was refused" in err
+    assert "Rerun the same command to resume." in err
+    # Four partitions on two one-thread workers: at most the two running at the first
+    # 401 sent one POST each; the others learned it from the shared budget.
+    assert emu.stats.count("post", 401) <= 2
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["stop_reason"].startswith("the API key was refused")
+    assert summary["not_attempted"] >= 10
+
+
+def _wait_for_posts(emu: Emulator, count: int, proc: subprocess.Popen[str]) -> None:
+    # Synchronised on the emulator's counter (POSTs received), not on a guessed delay.
+    deadline = time.monotonic() + 120
+    while emu.stats.posts < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no POST reached the emulator"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["Ctrl-C to the process group", "SIGTERM to the command"],
+)
+def test_a_signal_drains_what_was_paid_for_and_prints_the_resume_command(
+    emu: Emulator, tmp_path: Path, sig: signal.Signals, group: bool
+) -> None:
+    # SIGTERM exited 143 at once, with POSTs paid and never stored (paid again on resume);
+    # Ctrl-C killed the workers too: tracebacks, no summary, no resume command.
+    emu.configure(latency=1.0)  # answers take a second: POSTs are on the wire at the signal
+    urls = image_urls(emu, 30, f"sig{sig}")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    out = tmp_path / "out"
+    args = ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url]
+    args += ["--workers", "2", "--rate", "4", "--burst", "2", "--concurrency", "2"]
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        env=cli_env(KEY),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's job is
+    )
+    try:
+        _wait_for_posts(emu, 3, proc)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "Resume with:\n  freepik-bg remove" in err
+    assert "item(s) were not attempted" in err
+    paid = emu.stats.credits_charged
+    assert 3 <= paid < len(urls)
+    # Every POST paid for was drained: stored before the command exited.
+    assert len(list(out.glob("*.png"))) == paid
+    final = run_cli(args)
+    assert final.returncode == 0, final.stderr
+    assert emu.stats.credits_charged == len(urls)  # the resume paid for none twice
+    assert all((out / output_name(url)).is_file() for url in urls)
