@@ -17,9 +17,12 @@ from benchmarks._common import (
     quiet,
     summarize,
     urls,
+    warm_sides,
     warm_up,
 )
 from benchmarks._sdk import sdk_batch
+
+SIDES = {"raw": raw_httpx, "sdk": sdk_batch}
 
 
 def _rounds(settings: Settings, level: int) -> int:
@@ -48,8 +51,9 @@ def run(settings: Settings, log: Log = quiet) -> ScenarioResult:
         for level in levels:
             count = max(1, n // 2) if level == 1 else n
             by_round: dict[int, dict[str, RunStats]] = {}
+            warm_sides(emu, SIDES, n=count, concurrency=level)
             for r, label in alternate(_rounds(settings, level), ("raw", "sdk")):
-                side = sdk_batch if label == "sdk" else raw_httpx
+                side = SIDES[label]
                 items = urls(emu, count, tag=f"c{level}{label}{r}-")
                 out, wall, cpu = measure(
                     partial(side, emu.base_url, emu.api_key, items, concurrency=level)
