@@ -98,11 +98,14 @@ def check_own_files(args: Any, journal: Path | None) -> None:
     """
     report = None if args.report is None or str(args.report) == "-" else Path(args.report)
     source = None if args.input == "-" or _is_url(args.input) else Path(args.input)
-    named = [("--report", report), ("the journal", journal)]
-    for flag, path in named:
+    named = [
+        ("--report", report, "replaced by the report"),
+        ("the journal", journal, "appended to"),
+    ]
+    for flag, path, fate in named:
         if path is not None and source is not None and _same_file(path, source):
             raise UsageError(
-                f"{flag} {path} is the input file {args.input}: it would be overwritten; "
+                f"{flag} {path} is the input file {args.input}: it would be {fate}; "
                 "write it somewhere else"
             )
     if report is not None and journal is not None and _same_file(report, journal):
@@ -263,6 +266,8 @@ class _Checker:
         # Every rendition's final name: 'x' with its preview and 'x.preview' are
         # both x.preview.png, and one would overwrite the other's paid output.
         identity = duplicate_key(target.identity, "")
+        if target.local is not None:
+            where = str(target.local)  # two files of one folder: name the files
         for name in self._outputs(target):
             first = self._names.setdefault(name, (identity, where))
             if first[0] != identity and len(self._collisions) < _SHOWN:

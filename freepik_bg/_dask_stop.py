@@ -54,14 +54,18 @@ class Stopper:
         self.signals += 1
         if self.signals > 1:
             print(
-                "freepik-bg: abandoning items in flight: paid links are in the journals",
+                "freepik-bg: abandoning items in flight: the links of answers that arrived "
+                "are in the journals; POSTs still waiting for an answer may have been billed, "
+                "and a resume sends them again",
                 file=sys.stderr,
                 flush=True,
             )
             raise KeyboardInterrupt
         print(
             "freepik-bg: stopping: sending nothing more; finishing and storing what was already "
-            "paid for. Press Ctrl-C again to abandon it (its links stay in the journals).",
+            "paid for. Press Ctrl-C again to abandon it (answers that arrived keep their "
+            "links in the journals; a POST still waiting for its answer is lost, and may have "
+            "been billed).",
             file=sys.stderr,
             flush=True,
         )

@@ -315,6 +315,9 @@ def test_cli_refuses_files_whose_names_clash_through_a_rendition(
     result = run_cli([*args, "--base-url", emu.base_url])
     assert result.returncode == 2, result.stderr
     assert "both named 'x.preview.png'" in result.stderr
+    # The two files are named, not their folder twice.
+    assert "photos/x.jpg" in result.stderr
+    assert "photos/x.preview.jpg" in result.stderr
     assert emu.stats.posts == 0
     assert staged_keys(s3) == []
 
