@@ -44,6 +44,15 @@ class BucketActor:
     def paused_for(self) -> float:
         return self._bucket.paused_for()
 
+    def take(self) -> tuple[float, str | None]:
+        return self._bucket.take()
+
+    def stop(self, reason: str) -> None:
+        self._bucket.stop(reason)
+
+    def stopped(self) -> str | None:
+        return self._bucket.stopped()
+
 
 @attrs.frozen(slots=True)
 class _ActorBudget:
@@ -59,6 +68,18 @@ class _ActorBudget:
 
     def paused_for(self) -> float:
         return float(self.actor.paused_for().result())
+
+    # A stop (a refused key, Ctrl-C) reaches every partition through the budget too.
+    def take(self) -> tuple[float, str | None]:
+        delay, reason = self.actor.take().result()
+        return float(delay), reason
+
+    def stop(self, reason: str) -> None:
+        self.actor.stop(reason).result()
+
+    def stopped(self) -> str | None:
+        reason: str | None = self.actor.stopped().result()
+        return reason
 
 
 @attrs.frozen(slots=True)
