@@ -252,6 +252,14 @@ def failure_reason(exc: BaseException) -> str:
         return f"HTTP {status.group(1)}"
     if _UNREACHABLE.search(text):
         return f"cannot reach the store ({first_line(exc)[:200]})"
+    endpoint = endpoint_of(exc)
+    if "builder error" in text and endpoint is not None and endpoint.startswith("http://"):
+        # What obstore says of a plain-http endpoint it was not allowed to use (a local
+        # MinIO, moto): nothing in it names the switch.
+        return (
+            f"the endpoint {endpoint} is plain http, which the store refuses unless allowed: "
+            "set AWS_ALLOW_HTTP=true (or pass allow_http=True to the store)"
+        )
     return first_line(exc)[:200]
 
 

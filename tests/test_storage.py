@@ -244,6 +244,22 @@ async def test_check_says_an_endpoint_that_is_down_cannot_be_reached(
         await sink.check()
 
 
+async def test_a_plain_http_endpoint_not_allowed_names_the_switch(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local S3 (moto here, MinIO for users) without AWS_ALLOW_HTTP: obstore only says
+    # "builder error", before any request.
+    monkeypatch.delenv("AWS_ALLOW_HTTP")
+    sink = sink_from_url(s3.url("out/"), overwrite=False)
+    with pytest.raises(SinkError) as caught:
+        await sink.check()
+    message = str(caught.value)
+    assert f"the endpoint {s3.endpoint} is plain http" in message
+    assert "set AWS_ALLOW_HTTP=true" in message
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    await sink_from_url(s3.url("out/"), overwrite=False).check()  # and with it, it works
+
+
 async def test_check_gives_up_on_an_endpoint_that_never_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
