@@ -287,7 +287,8 @@ async def retry_call(
         )
         logger.warning(
             "%s %s failed (attempt %d%s): %s; retrying in %.2f s",
-            operation.upper(),
+            # Not "POST <url>": the POST goes to the API, and the URL is the image's.
+            "POST for" if operation == "post" else f"{operation} of",
             # A query may be a signature (a presigned source, a staged file): logs keep the path.
             url.partition("?")[0] + ("?..." if "?" in url else ""),
             state.attempt_number,

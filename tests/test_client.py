@@ -657,6 +657,10 @@ async def test_key_never_logged_or_shown(
     seen += [r.getMessage() for r in caplog.records] + [str(r.args) for r in caplog.records]
     assert caplog.records, "retries should have been logged"
     assert not [text for text in seen if KEY in text]
+    # The POST went to the API: the log names the image it was for, not "POST <image>".
+    retried = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert retried
+    assert all(m.startswith("POST for https://img.test/a.jpg failed") for m in retried)
 
 
 async def test_connection_errors_keep_the_request_but_not_the_key(
