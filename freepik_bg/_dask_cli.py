@@ -182,12 +182,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: BatchConfig) -> int:
     """Run ``freepik-bg remove`` on Dask; print a summary; the exit code."""
-    from ._remove_command import EXIT_INTERRUPTED, UsageError, _resume_command, read_api_key
+    from ._destination_lock import release
+    from ._remove_command import UsageError, lock_output, read_api_key
 
     _check(args)
     try:
-        from ._dask_graph import budget_spec, build_frame
-        from ._dask_stop import Stopper
+        from . import _dask_graph, _dask_stop  # noqa: F401 - the extra is installed
     except ImportError as exc:
         raise UsageError(
             f"--workers, --scheduler and .parquet inputs need the 'dask' extra: "
@@ -201,6 +201,26 @@ def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: Batch
             raise UsageError(str(exc)) from None
     options = {name: getattr(config, name) for name in _DASK_FIELDS - {"rate", "burst"}}
     job = secrets.token_hex(8)
+    held = lock_output(args.output)  # before the cluster starts: refused, nothing was sent
+    try:
+        return _compute(args, argv, api_key, options, job, config)
+    finally:
+        release(held)
+
+
+def _compute(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    api_key: str,
+    options: dict[str, Any],
+    job: str,
+    config: BatchConfig,
+) -> int:
+    """The computation on the cluster, with its signals handled; the exit code."""
+    from ._dask_graph import budget_spec, build_frame
+    from ._dask_stop import Stopper
+    from ._remove_command import EXIT_INTERRUPTED, _resume_command
+
     with _client(args) if (args.workers or args.scheduler) else contextlib.nullcontext(1) as n:
         frame = build_frame(
             _urls(args, n),

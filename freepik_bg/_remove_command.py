@@ -50,6 +50,7 @@ __all__ = [
     "EXIT_STOPPED",
     "EXIT_USAGE",
     "UsageError",
+    "lock_output",
     "read_api_key",
     "run_remove",
     "stopped",
@@ -119,15 +120,23 @@ def _journal_path(args: argparse.Namespace) -> Path:
     return Path(args.output) / DEFAULT_JOURNAL_NAME
 
 
-def _lock_destination(output: str) -> IO[bytes] | None:
-    # A folder's journal lives in it and locks it; a bucket's lives here, so the
-    # bucket gets a lock of its own (see _destination_lock).
-    if not is_storage_url(output):
-        return None
+def lock_output(output: str) -> IO[bytes] | None:
+    """The run's lock on its destination (see `_destination_lock`), for the plain path
+    and Dask alike: a bucket's journal lives elsewhere, a folder may be given another
+    ``--journal``, and Dask keeps one journal per partition; none of those locks the
+    destination itself.
+
+    Raises:
+        UsageError: another run on this machine is writing there; nothing was sent.
+    """
+    key = output if is_storage_url(output) else str(Path(output).resolve())
     try:
-        return lock_destination(output)
-    except DestinationBusy as exc:
-        raise UsageError(str(exc)) from None
+        return lock_destination(key)
+    except DestinationBusy:
+        raise UsageError(
+            f"another run on this machine is writing to {output}: wait for it to finish "
+            "(two runs into one destination would each pay for the same images)"
+        ) from None
 
 
 def _open_journal(args: argparse.Namespace) -> Journal:
@@ -215,11 +224,11 @@ async def _checked_run(
     if not await confirm_spending(args, total, reopen, sink, planned):
         print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
         return EXIT_USAGE
-    held = _lock_destination(args.output)
+    journal = _open_journal(args)  # first: a second run on one journal is told so
     try:
-        journal = _open_journal(args)
+        held = lock_output(args.output)
     except BaseException:
-        release(held)
+        journal.close()
         raise
     to_stdout = args.report is not None and str(args.report) == "-"
     display = make_display(

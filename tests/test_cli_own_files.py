@@ -53,3 +53,32 @@ def test_a_report_beside_the_input_is_fine(emu: Emulator, tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # Another --journal: the journal's own lock does not see the first run.
+        ["--journal", "other.jsonl"],
+        # Dask keeps a journal per partition: nothing else locks the folder.
+        ["--workers", "1"],
+    ],
+    ids=["another journal", "dask"],
+)
+def test_a_second_run_into_the_same_folder_is_refused_whatever_its_journal(
+    emu: Emulator, tmp_path: Path, flags: list[str]
+) -> None:
+    from freepik_bg._destination_lock import release
+    from freepik_bg._remove_command import lock_output
+
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{emu.image_url('ball-small.png')}?busy=1\n")
+    held = lock_output(str(tmp_path / "out"))  # a first run, mid-way, into ./out
+    try:
+        args = ["remove", "urls.txt", "-o", "out/", "--base-url", emu.base_url, *flags]
+        result = run_cli(args, cwd=tmp_path)
+    finally:
+        release(held)
+    assert result.returncode == 2, result.stderr
+    assert "another run on this machine is writing to out/" in result.stderr
+    assert emu.stats.posts == 0
