@@ -112,20 +112,20 @@ async def _run_batch(urls: list[Any], spec: JobSpec, journal: Path | None) -> li
     gate = spec.budget.connect()
     api_key = spec.key.resolve() if spec.key is not None else None
     config = spec.config.evolve(journal=journal)
-    stored: list[ItemResult] = []
+    items: list[ItemResult] = []
     async with (
         batch_client(config, api_key=api_key, base_url=spec.base_url, gate=gate) as client,
         client.batch(urls, spec.dest, config) as results,
     ):
         told = False
         async for item in results:
-            stored.append(item)
+            items.append(item)
             if results.stop_reason is not None and not told:
                 # What stops this batch (a refused key, nothing listening, ...) would fail
                 # every partition's items the same way: stop them all at their next POST.
                 told = True
                 await gate.stop(results.stop_reason)
-    return stored
+    return items
 
 
 def run_partition(urls: Iterable[Any], offset: int, number: int, spec: JobSpec) -> pd.DataFrame:

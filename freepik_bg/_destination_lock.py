@@ -1,11 +1,12 @@
-"""One run at a time into an object-storage destination, on this machine.
+"""One run at a time into a destination (a folder or a bucket prefix), on this machine.
 
-A folder output keeps its journal, and so the journal's lock, inside itself. A bucket's
-journal stays in the working directory, so two runs started from two folders into one
-``s3://`` prefix each held their own journal's lock, and each paid for the same images.
-This lock is keyed by the destination instead, in a folder of the user's own under the
-temp directory. Like the journal's, it is a ``flock``: it goes with the process, even on
-``kill -9``, and nothing stale is left to clear. Runs on other machines are not seen.
+The journal's lock guards the journal, not the destination: a bucket's journal stays in
+the working directory, a folder may be given another ``--journal``, and Dask keeps one
+journal per partition, so two runs into one destination each held their own journal's
+lock, and each paid for the same images. This lock is keyed by the destination instead,
+in a folder of the user's own under the temp directory. Like the journal's, it is a
+``flock``: it goes with the process, even on ``kill -9``, and nothing stale is left to
+clear. Runs on other machines are not seen.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["DestinationBusy", "lock_destination", "release"]
 
 
 class DestinationBusy(Exception):
-    """Another run on this machine holds the destination."""
+    """Another run on this machine holds the destination (the exception's argument)."""
 
 
 def lock_destination(destination: str) -> IO[bytes] | None:
@@ -54,10 +55,7 @@ def lock_destination(destination: str) -> IO[bytes] | None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise DestinationBusy(
-            f"another run on this machine is writing to {destination}: wait for it to "
-            "finish (two runs into one destination would each pay for the same images)"
-        ) from None
+        raise DestinationBusy(destination) from None  # said to the user by the caller
     return handle
 
 
