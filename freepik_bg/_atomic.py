@@ -25,7 +25,7 @@ from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["BATCH_BYTES", "SOURCE_XATTR", "SPILL_BYTES", "write_atomic"]
+__all__ = ["BATCH_BYTES", "SOURCE_XATTR", "SPILL_BYTES", "temp_name", "write_atomic"]
 
 SPILL_BYTES = 1 << 20
 """Up to this many bytes, a file is written whole, in one worker-thread hop."""
@@ -40,6 +40,26 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # temp file of an earlier process with the same pid, another host on a shared mount).
 # Cheaper than tempfile.mkstemp's random names (~0.1 ms of CPU each at high rates).
 _serial = itertools.count()
+# The most UTF-8 bytes of the target's name a temp name repeats. A temp name must fit
+# wherever its target's does: `DirectorySink.exists` finds a name fine before its POST
+# (a stat), and a temp name that is longer could still fail at store, after the credit,
+# on a file system whose names are short (eCryptfs: 143 bytes).
+_TEMP_LABEL_BYTES = 40
+
+
+def temp_name(name: str) -> str:
+    """The temp file's name for the target ``name``: ``.NAME.PID-N.part``, NAME at most
+    `_TEMP_LABEL_BYTES` of it (whole characters), so it is never much longer than ~64 bytes.
+
+    Examples:
+        >>> temp_name("a.png").startswith(".a.png.")
+        True
+    """
+    label = name.encode("utf-8", "surrogatepass")[:_TEMP_LABEL_BYTES]
+    text = label.decode("utf-8", "ignore")  # a character cut in two is dropped
+    return f".{text}.{os.getpid()}-{next(_serial)}.part"
+
+
 # Why os.link may fail on a filesystem without hard links (FAT, some network and
 # FUSE mounts), rather than because the target exists.
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
@@ -92,7 +112,7 @@ class _TempFile:
     def _open(self) -> BinaryIO:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            temp = self.path.parent / f".{self.path.name}.{os.getpid()}-{next(_serial)}.part"
+            temp = self.path.parent / temp_name(self.path.name)
             try:
                 # 0o666 less the umask, as open() gives: a cutout is for a web
                 # server or a colleague too (mkstemp would make it 0600).

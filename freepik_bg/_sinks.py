@@ -40,8 +40,8 @@ NAME_BYTES = 200
 """The most UTF-8 bytes of a name's last part before its rendition suffix and extension.
 
 A file name may have 255 bytes on most filesystems; this leaves room for the
-longest suffix (``.original.untouched.jpeg``) and the atomic write's temp name
-(``.NAME.PID-N.part``) beside it.
+longest suffix (``.original.untouched.jpeg``). The atomic write's temp name beside it
+repeats at most 40 bytes of the name, so it fits wherever the name does.
 """
 PART_BYTES = 255
 """The most UTF-8 bytes of one folder of an output name."""

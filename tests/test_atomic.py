@@ -248,3 +248,27 @@ async def test_a_folder_sink_keeps_a_file_that_appeared_and_says_so(tmp_path: Pa
     replacing = DirectorySink(tmp_path, overwrite=True)
     await replacing.store(second, pieces(b"other bytes"))
     assert (tmp_path / "x.preview.png").read_bytes() == b"other bytes"
+
+
+@pytest.mark.parametrize("letter", ["x", "é"])
+@pytest.mark.parametrize("replace", [True, False])
+async def test_a_name_that_fits_its_folder_is_stored_however_long(
+    tmp_path: Path, letter: str, replace: bool
+) -> None:
+    """Whether a name fits is known before the POST (`DirectorySink.exists` stats it): the
+    temp name must then fit too, or the store fails after the credit was spent."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    stem = letter * ((limit - 4) // len(letter.encode()))
+    sink = DirectorySink(tmp_path, overwrite=replace)
+    item = SinkItem(
+        index=0, image_url="https://example.com/a.png", name=stem + ".png", size="preview"
+    )
+    assert await sink.exists(item) is None  # the name fits: a longer one raises ENAMETOOLONG
+    assert await sink.store(item, pieces(PNG)) == str(tmp_path / item.name)
+    assert (tmp_path / item.name).read_bytes() == PNG
+    assert _parts(tmp_path) == []
+
+
+def test_a_temp_name_keeps_whole_characters() -> None:
+    name = atomic.temp_name("a" * 39 + "é" * 10)
+    assert name.startswith("." + "a" * 39 + ".")  # the é cut in two is dropped, not mangled
