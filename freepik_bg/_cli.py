@@ -294,10 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return stopped(str(exc))
             if owns_process():
                 # tenacity, imported at a batch's first retry, imports tornado when it is
-                # installed (Dask brings it), to retry tornado coroutines: ~30 ms of the
-                # event loop, stalled mid-run, for nothing this process runs. Only the
-                # command's own process, and not on Dask (above): distributed runs
-                # on tornado.
+                # installed (Dask brings it), to retry tornado coroutines: ~30 ms of CPU
+                # mid-run (in a worker thread, but under the GIL) for nothing this process
+                # runs. Only the command's own process, and not on Dask (above):
+                # distributed runs on tornado.
                 sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
             return anyio.run(run_remove, args, arguments, config)
         if args.command == "emulator":
