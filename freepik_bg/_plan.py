@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, Iterable
+from functools import partial
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import attrs
 from anyio.abc import ObjectReceiveStream
 
@@ -27,6 +29,7 @@ from ._journal import Journal
 from ._lifecycle import iterate
 from ._output_stage import OutputStage
 from ._renditions import Renditions
+from ._staging_items import local_problem
 from ._targets import Target, resolve
 
 __all__ = ["Plan", "plan_batch"]
@@ -180,6 +183,14 @@ async def plan_batch(
     async def check(items: ObjectReceiveStream[tuple[int, Target]]) -> None:
         async with items:
             async for index, target in items:
+                if target.local is not None:
+                    # As the batch would fail it, without a request: no stage, no such file.
+                    problem = await anyio.to_thread.run_sync(
+                        partial(local_problem, target.local, staging=config.stage is not None)
+                    )
+                    if problem is not None:
+                        tally.invalid(index, f"item {index}: {problem}")
+                        continue
                 try:
                     plan = await renditions.assess(index, target)
                 except FreepikError as exc:

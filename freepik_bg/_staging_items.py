@@ -10,6 +10,7 @@ stored, or whose paid links are in the journal, is never uploaded.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from ._targets import Target
 if TYPE_CHECKING:
     from ._staging import StagedFile, Stager
 
-__all__ = ["Source", "Staging"]
+__all__ = ["Source", "Staging", "local_problem"]
 
 logger = logging.getLogger("freepik_bg")
 
@@ -33,14 +34,36 @@ logger = logging.getLogger("freepik_bg")
 _UNSTAGE_TIMEOUT = 30.0
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
 def _needs_stage(path: Path) -> InvalidRequestError:
     if not path.exists():
+        scheme = _SCHEME.match(str(path))
+        if scheme is not None:  # data:, javascript:, mailto: ... (no file is named so)
+            return InvalidRequestError(
+                f"{str(path)!r} is not an http(s) URL (its scheme is {scheme.group(1)!r}) "
+                "nor a local file"
+            )
         return InvalidRequestError(f"{str(path)!r} is neither an http(s) URL nor a local file")
     return InvalidRequestError(
         f"{path} is a local file, and the API only fetches public URLs: pass "
         "stage='s3://bucket/prefix/' (CLI: --stage URL) to upload it for the service, "
         "or give its http(s) URL instead"
     )
+
+
+def local_problem(path: Path, *, staging: bool) -> InvalidRequestError | None:
+    """Why the local file ``path`` cannot be submitted, as a batch would fail it (no
+    request sent), or ``None`` when it can be staged: for plans and dry runs.
+
+    Examples:
+        >>> str(local_problem(Path("javascript:void(0)"), staging=True))
+        "'javascript:void(0)' is not an http(s) URL (its scheme is 'javascript') nor a local file"
+    """
+    if staging and path.exists():
+        return None
+    return _needs_stage(path)
 
 
 @attrs.define(slots=True)

@@ -112,6 +112,37 @@ async def test_a_plan_keeps_the_first_reasons_in_input_order() -> None:
         await plan_batch("https://img.test/a.jpg", freepik_bg.MemorySink())
 
 
+@pytest.mark.anyio
+async def test_a_plan_counts_what_a_batch_fails_without_a_request_as_invalid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries with a scheme other than http(s) (``data:``, ``javascript:``), files that do
+    not exist, and local files without a stage: each fails in a batch without a request, so
+    a plan must not count a credit for it."""
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    entries = [
+        InputLine(1, "data:image/png;base64,AAAA"),
+        InputLine(2, "javascript:alert(1)"),
+        InputLine(3, str(tmp_path / "missing.jpg")),
+        InputLine(4, str(photo)),
+        InputLine(5, "https://img.test/a.jpg"),
+    ]
+    plan = await plan_batch(entries, freepik_bg.MemorySink(), rate=None)
+    assert (plan.invalid, plan.to_submit, plan.credits) == (4, 1, 1)
+    assert "its scheme is 'data'" in plan.invalid_reasons[0]
+    assert "its scheme is 'javascript'" in plan.invalid_reasons[1]
+    assert "neither an http(s) URL nor a local file" in plan.invalid_reasons[2]
+    assert "--stage" in plan.invalid_reasons[3]
+
+    # With a stage, the file that exists is submitted (staged first), the others stay invalid.
+    staged = await plan_batch(
+        entries, freepik_bg.MemorySink(), rate=None, stage="s3://bucket/staging/"
+    )
+    assert (staged.invalid, staged.to_submit, staged.credits) == (3, 2, 2)
+
+
 def urls_for(emu: Emulator, n: int, tag: str) -> list[str]:
     return [f"{emu.image_url('ball-small.png')}?{tag}={i}" for i in range(n)]
 
