@@ -271,7 +271,7 @@ def _finish(
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
     print(f"freepik-bg: {len(result)} URLs: {summary}; outputs in {args.output}", file=sys.stderr)
     if args.report is not None:
-        records = json.loads(result.to_json(orient="records"))
+        records = [_report_record(row) for row in json.loads(result.to_json(orient="records"))]
         totals: dict[str, Any] = {**counts, "total": len(result), "not_attempted": untried}
         totals |= {"interrupted": interrupted, "stop_reason": reason}
         text = json.dumps({"items": records, "summary": totals})
@@ -287,3 +287,17 @@ def _finish(
         print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _report_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the result frame in the plain run's report shape (`ItemResult.to_record`):
+    ``url``, and the ``error`` as ``{"type", "message"}``, so one parser reads both."""
+    message, kind = row.get("error"), row.get("error_type")
+    return {
+        "index": row.get("index"),
+        "url": row.get("image_url"),
+        "status": row.get("status"),
+        "location": row.get("location"),
+        "error": None if message is None else {"type": kind, "message": message},
+        "attempts": row.get("attempts"),
+    }

@@ -40,6 +40,7 @@ COLUMNS: dict[str, str] = {
     "status": "string",
     "location": "string",
     "error": "string",
+    "error_type": "string",
     "attempts": "int64",
 }
 
@@ -100,6 +101,9 @@ def _rows(items: Iterable[ItemResult], offset: int) -> pd.DataFrame:
         "status": [item.status for item in ordered],
         "location": [item.location for item in ordered],
         "error": [None if item.error is None else str(item.error) for item in ordered],
+        "error_type": [
+            None if item.error is None else type(item.error).__name__ for item in ordered
+        ],
         "attempts": [item.attempts for item in ordered],
     }
     frame: pd.DataFrame = pd.DataFrame(

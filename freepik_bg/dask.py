@@ -66,7 +66,8 @@ def remove_backgrounds(
         A lazy frame with one row per input URL and
             the columns ``index`` (the URL's position in the input),
             ``image_url``, ``status`` (``"ok"``, ``"failed"`` or ``"skipped"``),
-            ``location``, ``error`` (a message) and ``attempts``, with fixed
+            ``location``, ``error`` (a message), ``error_type`` (the class of
+            the error, as ``"BadRequestError"``) and ``attempts``, with fixed
             dtypes. ``.compute()`` runs it on the current ``distributed.Client``,
             else on Dask's local threaded scheduler.
 

@@ -58,6 +58,11 @@ def test_a_parquet_input_on_an_existing_cluster(
     assert sorted(p.name for p in out.glob("*.png")) == sorted(output_name(u) for u in urls[:5])
     report = json.loads((tmp_path / "report.json").read_text())
     assert [item["index"] for item in report["items"]] == list(range(6))
+    # The plain run's report shape (`ItemResult.to_record`): one parser reads both.
+    assert [item["url"] for item in report["items"]] == urls
+    assert report["items"][5]["error"]["type"] == "InvalidRequestError"
+    assert "image_url" in report["items"][5]["error"]["message"]
+    assert report["items"][0]["error"] is None
     summary = {"ok": 5, "skipped": 0, "failed": 1, "total": 6, "not_attempted": 0}
     assert report["summary"] == {**summary, "interrupted": False, "stop_reason": None}
     again = run(args)

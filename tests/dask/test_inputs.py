@@ -31,6 +31,7 @@ DTYPES = {
     "status": "string",
     "location": "string",
     "error": "string",
+    "error_type": "string",
     "attempts": "int64",
 }
 
