@@ -167,7 +167,13 @@ def _client(args: argparse.Namespace) -> Iterator[int]:
         return
     with workers_ignore_sigint():
         cluster = LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # The workers print to this terminal too: a run that is abandoned cancels their
+            # tasks, and each would warn of it under the command's own last words.
+            silence_logs=logging.WARNING if args.verbose else logging.ERROR,
         )
     with cluster, Client(cluster):
         yield args.workers
@@ -233,7 +239,8 @@ def _compute(
             options=options,
             job=job,
         )
-        stopper = Stopper(budget_spec(job, config.rate, config.burst).from_caller())
+        budget = budget_spec(job, config.rate, config.burst).from_caller()
+        stopper = Stopper(budget, quiet=not args.verbose)
         try:
             with stopper.handling_signals():
                 result = frame.compute().sort_values("index")

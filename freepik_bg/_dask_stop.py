@@ -10,6 +10,7 @@ the command prints its summary and how to resume, as the plain path does.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -49,10 +50,18 @@ class Stopper:
 
     budget: Any  # freepik_bg._dask_gate._Budget, from the calling process
     signals: int = 0
+    # Unless --verbose: the client's tasks that the abandon cuts short end in errors that
+    # distributed and asyncio log as it closes, tracebacks under the command's last words.
+    quiet: bool = True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
         if self.signals > 1:
+            if self.quiet:
+                # Here, before the KeyboardInterrupt: the client's loop thread logs as
+                # soon as the compute is abandoned, racing any later change.
+                for name in ("asyncio", "distributed"):
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
             print(
                 "freepik-bg: abandoning items in flight: the links of answers that arrived "
                 "are in the journals; POSTs still waiting for an answer may have been billed, "

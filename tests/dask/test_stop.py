@@ -119,3 +119,52 @@ def test_a_signal_drains_what_was_paid_for_and_prints_the_resume_command(
     assert final.returncode == 0, final.stderr
     assert emu.stats.credits_charged == len(urls)  # the resume paid for none twice
     assert all((out / output_name(url)).is_file() for url in urls)
+
+
+def test_a_second_ctrl_c_abandons_what_is_in_flight_and_a_resume_pays_only_for_that(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """The second signal gives up on the drain: the command exits at once, says what may
+    have been billed, and a resume pays again at most for the POSTs then on the wire."""
+    emu.configure(latency=1.0)
+    urls = image_urls(emu, 30, "abandon")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    out = tmp_path / "out"
+    workers, concurrency = 2, 2
+    args = ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url]
+    args += ["--workers", str(workers), "--rate", "4", "--burst", "2"]
+    args += ["--concurrency", str(concurrency)]
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        env=cli_env(KEY),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_posts(emu, 3, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # synchronised on the drain's own message
+        assert first.startswith("freepik-bg: stopping: sending nothing more"), first
+        os.killpg(proc.pid, signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    err = first + rest
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err  # nor distributed's warnings of its cancelled tasks
+    assert "WARNING" not in err
+    assert "freepik-bg: abandoning items in flight" in err
+    assert "may have been billed" in err
+    paid = emu.stats.credits_charged
+    assert paid < len(urls)
+    final = run_cli(args)
+    assert final.returncode == 0, final.stderr
+    assert all((out / output_name(url)).is_file() for url in urls)
+    # Paid twice at most: the POSTs on the wire when the run was abandoned.
+    assert emu.stats.credits_charged <= len(urls) + workers * concurrency
