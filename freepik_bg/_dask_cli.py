@@ -171,6 +171,9 @@ def _client(args: argparse.Namespace) -> Iterator[int]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # Its HTTP server runs even without the dashboard, on port 8787 unless told:
+            # with another cluster (or a second run) there, a warning, then another port.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             # The workers print to this terminal too: a run that is abandoned cancels their
             # tasks, and each would warn of it under the command's own last words.
             silence_logs=logging.WARNING if args.verbose else logging.ERROR,

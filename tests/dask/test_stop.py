@@ -71,6 +71,17 @@ def _wait_for_posts(emu: Emulator, count: int, proc: subprocess.Popen[str]) -> N
         time.sleep(0.02)
 
 
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        env=cli_env(KEY),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's job is
+    )
+
+
 @pytest.mark.parametrize(
     ("sig", "group"),
     [(signal.SIGINT, True), (signal.SIGTERM, False)],
@@ -88,14 +99,7 @@ def test_a_signal_drains_what_was_paid_for_and_prints_the_resume_command(
     out = tmp_path / "out"
     args = ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url]
     args += ["--workers", "2", "--rate", "4", "--burst", "2", "--concurrency", "2"]
-    proc = subprocess.Popen(
-        [*CLI, *args],
-        env=cli_env(KEY),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's job is
-    )
+    proc = _start(args)
     try:
         _wait_for_posts(emu, 3, proc)
         if group:
@@ -135,14 +139,7 @@ def test_a_second_ctrl_c_abandons_what_is_in_flight_and_a_resume_pays_only_for_t
     args = ["remove", str(listing), "-o", str(out), "--base-url", emu.base_url]
     args += ["--workers", str(workers), "--rate", "4", "--burst", "2"]
     args += ["--concurrency", str(concurrency)]
-    proc = subprocess.Popen(
-        [*CLI, *args],
-        env=cli_env(KEY),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start(args)
     try:
         _wait_for_posts(emu, 3, proc)
         os.killpg(proc.pid, signal.SIGINT)
