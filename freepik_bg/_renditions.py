@@ -185,8 +185,14 @@ class Renditions:
                 continue
             try:
                 location = await self.sink.exists(item)
+            except FreepikError:
+                raise  # typed already (an OutputConflictError, a SinkError)
             except OSError as exc:  # a sink's own OSError: typed, never a crash of the batch
                 raise sink_failure("checking", item, exc) from exc
+            except Exception as exc:
+                # As for store: a typed failure that stops the batch (every item would
+                # fail the same way), the sink's exception its cause.
+                raise SinkError(f"checking {item.name} failed: {exc!r}") from exc
             if location is not None:
                 stored[size] = location
         missing = tuple(size for size in self.sizes if size not in stored)

@@ -23,6 +23,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import timezone
 from typing import TYPE_CHECKING, TypeVar
 
@@ -46,12 +47,19 @@ __all__ = [
     "RetryPolicy",
     "classify_download_error",
     "classify_post_error",
+    "hook_errors",
     "parse_retry_after",
     "retry_call",
     "set_testing",
 ]
 
 logger = logging.getLogger("freepik_bg")
+
+hook_errors: ContextVar[Callable[[Exception], None] | None] = ContextVar(
+    "freepik_bg_hook_errors", default=None
+)
+"""Where an ``on_retry`` hook's exception goes instead of out of the call: set by a batch
+runner for its tasks, so that a metrics hook that breaks never drops a paid result."""
 
 T = TypeVar("T")
 
@@ -299,7 +307,15 @@ async def retry_call(
             state.upcoming_sleep,
         )
         for hook in hooks:
-            hook(event)
+            try:
+                hook(event)
+            except Exception as exc:
+                report = hook_errors.get()
+                if report is None:
+                    raise  # a single call: the caller's hook fails the call, as itself
+                # In a batch: this item goes on (its POST may be paid for), and the batch
+                # ends as on a raising progress hook, the error raised as itself.
+                report(exc)
 
     attempts = 0
 

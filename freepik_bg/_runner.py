@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import (
-    AsyncIterable,
-    Callable,
-    Iterable,
-)
+from collections.abc import AsyncIterable, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -57,6 +53,7 @@ from ._models import (
 from ._output_stage import OutputStage
 from ._ratelimit import SLOW_START, AdaptiveConcurrency, RateGate
 from ._renditions import Assessment, Renditions, repay_needed
+from ._retries import hook_errors
 from ._sinks import Sink, SinkItem
 from ._staging_items import Source, Staging
 from ._targets import Target, resolve
@@ -177,7 +174,9 @@ class Runner:
         self, intake: Intake, crew: Crew, send: MemoryObjectSendStream[ItemResult]
     ) -> None:
         # Items one after another, each under a slot of the adaptive limit: no task
-        # per item, and the next item starts without waiting for another task.
+        # per item, and the next item starts without waiting for another task. In this
+        # task's own context: a raising on_retry hook ends the batch, never an item.
+        hook_errors.set(self._fail_hard)
         while (pulled := await intake.take(self.slots)) is not None:
             crew.busy()
             index, entry = pulled
@@ -426,13 +425,9 @@ class Runner:
             self.slots.succeeded()
             self.stats.concurrency = self.slots.limit
             where = {size: stored[size] for size in self.config.sizes}
+            first, now = where[self.config.sizes[0]], anyio.current_time()
             return flight.result(
-                url,
-                ok=True,
-                location=where[self.config.sizes[0]],
-                locations=where,
-                cutout=cutout,
-                stored_at=anyio.current_time(),
+                url, ok=True, location=first, locations=where, cutout=cutout, stored_at=now
             )
 
     def _journal_posted(self, index: int, cutout: Cutout) -> None:

@@ -23,7 +23,7 @@ from freepik_bg import (
 from freepik_bg._atomic import SPILL_BYTES
 from freepik_bg._ratelimit import AdaptiveConcurrency, RateGate
 
-from .conftest import KEY, PNG, FakeService, urls
+from .conftest import API, KEY, PNG, FakeService, urls
 
 pytestmark = pytest.mark.anyio
 
@@ -461,6 +461,67 @@ async def test_long_retry_after_stops_the_batch(service: FakeService, client: As
     assert 1 <= len(blocked) == len(service.posts) <= 2
     assert all(e.retry_after == 3600 for e in blocked)
     assert "temporary block" in str(report.stop_reason)
+
+
+class _MetricsDown(Exception):
+    pass
+
+
+def _broken_metrics(event: freepik_bg.RetryEvent) -> None:
+    raise _MetricsDown("statsd unreachable")
+
+
+def _each_download_fails_once(service: FakeService) -> None:
+    failed: set[str] = set()
+
+    def download(request: httpx.Request) -> httpx.Response:
+        if request.url.path in failed:
+            return httpx.Response(200, content=PNG)
+        failed.add(request.url.path)
+        return httpx.Response(503)  # free, and retried: the retry hook runs
+
+    service.get_route.side_effect = download
+
+
+async def test_a_raising_on_retry_hook_ends_the_batch_as_itself_and_keeps_what_was_paid(
+    service: FakeService, tmp_path: Path
+) -> None:
+    """A metrics hook that breaks (docs/async.md) mid-download: it was an ExceptionGroup,
+    and the POSTs it interrupted were paid and never stored. Now it ends the batch as a
+    raising progress hook does."""
+    _each_download_fails_once(service)
+    async with AsyncClient(KEY, base_url=API, on_retry=_broken_metrics) as client:
+        with pytest.raises(_MetricsDown):
+            await client.run_batch(urls(8), tmp_path, concurrency=4, rate=None)
+    assert len(service.posts) >= 1
+    stored = sorted(path.name for path in tmp_path.glob("*.png"))
+    assert stored == sorted(output_name(url) for url in service.posts)  # every credit stored
+    assert len(service.posts) < 8  # and nothing more was sent once the hook broke
+
+    # Outside a batch, the hook fails the call that ran it, as itself.
+    async with AsyncClient(KEY, base_url=API, on_retry=_broken_metrics) as client:
+        cutout = await client.remove_background(urls(9)[8])
+        with pytest.raises(_MetricsDown):
+            await client.download(cutout)
+
+
+class _DownSink(MemorySink):
+    async def exists(self, item: freepik_bg.SinkItem) -> str | None:
+        await anyio.lowlevel.checkpoint()
+        raise _MetricsDown("HEAD failed: storage is down")
+
+
+async def test_a_sink_whose_lookup_raises_stops_the_batch_with_a_typed_error(
+    service: FakeService, client: AsyncClient
+) -> None:
+    # With two workers it came out as an ExceptionGroup of the sink's exceptions.
+    report = await client.run_batch(urls(6), _DownSink(), concurrency=2, rate=None)
+    assert len(report.failed) == 6
+    first = report.failed[0].error
+    assert isinstance(first, freepik_bg.SinkError)
+    assert isinstance(first.__cause__, _MetricsDown)
+    assert "results cannot be stored" in str(report.stop_reason)
+    assert service.posts == []  # checked before any POST
 
 
 class _BrokenSink(MemorySink):
