@@ -18,6 +18,7 @@ from ._errors import (
     APIResponseValidationError,
     APIStatusError,
     AuthenticationError,
+    ConfigurationError,
     FreepikError,
     InsufficientCreditsError,
     NotFoundError,
@@ -53,7 +54,10 @@ def _origin(error: APIConnectionError) -> str:
 def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
     """Why ``error`` stops the whole batch, naming what to check; ``None`` if it does not."""
     if isinstance(error, AuthenticationError):
-        return f"the API key was refused ({error}): check $FREEPIK_API_KEY or --api-key-file"
+        return (
+            f"the API key was refused ({error}): check $FREEPIK_API_KEY (or the api_key= "
+            "you passed, or the command line's --api-key-file)"
+        )
     if isinstance(error, InsufficientCreditsError):
         return f"the account has no credits left ({error}): top up, then resume"
     if isinstance(error, PermissionDeniedError):
@@ -63,6 +67,8 @@ def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
         or (isinstance(error, APIStatusError) and error.status_code == 405)
     ):
         return f"the remove-background endpoint answered {error}: {_BASE_URL_HINT}"
+    if isinstance(error, ConfigurationError):
+        return str(error)  # the client's set-up (an HTTP backend this event loop cannot run)
     if isinstance(error, SinkError):
         return f"results cannot be stored ({error}): fix the destination, then resume"
     if isinstance(error, StagingError):

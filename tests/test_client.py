@@ -663,13 +663,17 @@ async def test_key_never_logged_or_shown(
     assert all(m.startswith("POST for https://img.test/a.jpg failed") for m in retried)
 
 
-async def test_connection_errors_keep_the_request_but_not_the_key(
-    respx_mock: respx.MockRouter,
-) -> None:
+async def test_connection_errors_keep_the_request_but_not_the_key() -> None:
     import pickle
 
-    respx_mock.post(ENDPOINT).mock(side_effect=httpx.ReadTimeout("slow"))
-    async with client(max_retries=0) as c:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    # A transport of its own, not respx: respx's side effects chain its route (and the
+    # calls it recorded, key and all) as the error's context, and once Dask's tblib
+    # pickles these errors (a Dask test earlier in the session) the context is pickled.
+    http = httpx.AsyncClient(transport=httpx.MockTransport(timeout))
+    async with http, client(max_retries=0, http_client=http) as c:
         with pytest.raises(APITimeoutError) as info:
             await c.remove_background("https://img.test/a.jpg")
     exc = info.value

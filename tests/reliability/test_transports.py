@@ -106,6 +106,22 @@ async def test_aiohttp_under_trio_is_a_clear_error() -> None:
             await client.remove_background("https://img.example/a.jpg")
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_aiohttp_under_trio_stops_a_batch_at_once() -> None:
+    # Each item failed on its own, paced by the rate limit: a million-line list crawled
+    # through a million identical failures.
+    listing = [f"https://img.example/{i}.jpg" for i in range(200)]
+    async with freepik_bg.AsyncClient(
+        KEY, base_url="http://127.0.0.1:9", http_backend="aiohttp"
+    ) as client:
+        report = await client.run_batch(listing, freepik_bg.MemorySink(), concurrency=4)
+    assert report.stop_reason is not None
+    assert "asyncio only" in report.stop_reason
+    kinds = [type(item.error).__name__ for item in report.failed]
+    assert kinds.count("ConfigurationError") <= 4  # the items in flight; the rest not sent
+    assert kinds.count("SkippedError") == len(listing) - kinds.count("ConfigurationError")
+
+
 def test_aiohttp_without_the_extra_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
