@@ -16,6 +16,8 @@ import attrs
 if TYPE_CHECKING:
     import httpx
 
+    from ._models import Cutout
+
 __all__ = [
     "APIConnectionError",
     "APIResponseValidationError",
@@ -55,7 +57,10 @@ class FreepikError(Exception):
 
     ``attempts`` counts the requests made for the operation that failed, and
     ``ambiguous_retries`` how many of those were retries after a failure that
-    the service may have billed (see the retry policy).
+    the service may have billed (see the retry policy). ``cutout`` is the paid
+    result when the failure came after the POST (`remove_background_to`'s
+    download or write): store it with ``download_to`` while its links live,
+    without paying again.
 
     Examples:
         ```python
@@ -68,6 +73,7 @@ class FreepikError(Exception):
 
     attempts: int = 0
     ambiguous_retries: int = 0
+    cutout: Cutout | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

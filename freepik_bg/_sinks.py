@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ __all__ = [
     "MemorySink",
     "Sink",
     "SinkItem",
+    "check_file_target",
     "check_output_name",
     "fit_name",
     "named_output",
@@ -148,6 +150,53 @@ def recorded_source(path: Path) -> str | None:
     try:
         return os.getxattr(path, SOURCE_XATTR).decode("utf-8", "surrogatepass")
     except OSError:
+        return None
+
+
+def check_file_target(path: Path) -> None:
+    """Raise `SinkError` if no write could ever create the file ``path``; blocking.
+
+    For a single paid call: a directory at ``path``, a file where a folder above it
+    should be, or a folder that cannot be written to would fail the write only after
+    the credit, and lose the cutout. Missing folders are fine (the write makes them).
+    """
+    try:
+        found = _stat(path)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise SinkError(
+                f"{path} is a directory: give the path of a file to write, such as "
+                f"{path / 'cutout.png'} (nothing was sent)"
+            )
+        # The nearest folder above that exists is where the write creates something.
+        for ancestor in path.parents:
+            if (above := _stat(ancestor)) is not None:
+                break
+        else:
+            return  # not even the root or the cwd: let the write say what is wrong
+        if not stat.S_ISDIR(above.st_mode):
+            raise SinkError(
+                f"{ancestor} is a file, not a directory, so {path} cannot be written: "
+                "move the file away or choose another path (nothing was sent)"
+            )
+        # access() sees permission bits, ACLs and read-only mounts, and creates nothing.
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise SinkError(
+                f"cannot write to {ancestor}: permission denied; choose another path "
+                "(nothing was sent)"
+            )
+    except OSError as exc:  # a name too long, a loop of links: refused before paying too
+        raise SinkError(f"cannot write {path}: {exc.strerror} (nothing was sent)") from exc
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``path``'s stat (links followed), ``None`` if nothing is there; other errors raise.
+
+    Not `Path.is_dir`/`exists`: newer Pythons make those False on any error, and a
+    name too long must be refused, not taken for a folder the write will create.
+    """
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from freepik_bg import DirectorySink, OutputConflictError, SinkItem, output_name
-from freepik_bg._sinks import SOURCE_XATTR, recorded_source, write_atomic
+from freepik_bg import DirectorySink, OutputConflictError, SinkError, SinkItem, output_name
+from freepik_bg._sinks import SOURCE_XATTR, check_file_target, recorded_source, write_atomic
 
 from .conftest import PNG
 
@@ -85,3 +85,16 @@ async def test_a_failed_overwrite_keeps_the_old_file(tmp_path: Path) -> None:
         await write_atomic(target, broken())
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_a_file_target_is_refused_when_its_folder_is_unwritable_or_its_name_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_file_target(tmp_path / "new" / "a.png")  # missing folders are made by the write
+    with pytest.raises(SinkError, match="too long"):
+        check_file_target(tmp_path / ("x" * 300) / "a.png")
+    # access() rather than the mode bits: root passes those, a read-only mount does not.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(SinkError, match=f"cannot write to {tmp_path}: permission denied"):
+        check_file_target(tmp_path / "new" / "a.png")
+    assert list(tmp_path.iterdir()) == []
