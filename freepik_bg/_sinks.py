@@ -188,6 +188,24 @@ def check_file_target(path: Path) -> None:
         raise SinkError(f"cannot write {path}: {exc.strerror} (nothing was sent)") from exc
 
 
+def _in_the_way(path: Path) -> str | None:
+    """What other than a regular file is at ``path`` ("a directory", ...), or ``None``."""
+    try:
+        found = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(found.st_mode):
+        return None
+    if stat.S_ISLNK(found.st_mode):
+        try:
+            found = path.stat()
+        except OSError:
+            return "a broken symbolic link"
+        if stat.S_ISREG(found.st_mode):
+            return None
+    return "a directory" if stat.S_ISDIR(found.st_mode) else "something other than a file"
+
+
 def _stat(path: Path) -> os.stat_result | None:
     """``path``'s stat (links followed), ``None`` if nothing is there; other errors raise.
 
@@ -298,7 +316,13 @@ class DirectorySink:
             raise SinkError(f"cannot write to the output {directory}: {exc.strerror}") from exc
 
     async def exists(self, item: SinkItem) -> str | None:
-        """The path if the file is already there and holds ``item``'s cutout."""
+        """The path if the file is already there and holds ``item``'s cutout.
+
+        Raises:
+            OutputConflictError: the file holds another URL's cutout, or something
+                other than a file (a directory, ...) is at the name: no write could
+                store the item there, so it is refused before its credit.
+        """
         import anyio.to_thread
 
         path = self.path_for(item)  # an unsafe name fails here, before any thread
@@ -306,6 +330,14 @@ class DirectorySink:
 
     def _exists(self, item: SinkItem, path: Path) -> str | None:
         if not path.is_file():
+            in_the_way = _in_the_way(path)
+            if in_the_way is not None:
+                # A write there can only fail: say so before the POST, not after the credit.
+                raise OutputConflictError(
+                    f"{in_the_way} is in the way at {path}: this item's cutout cannot be "
+                    "stored under that name; move it away or give the item another name "
+                    "(nothing was sent for it)"
+                )
             return None
         source = recorded_source(path)
         if source is not None and source != item.image_url:
@@ -320,14 +352,26 @@ class DirectorySink:
 
         Raises:
             OutputConflictError: without ``overwrite``, the file exists and holds
-                another (or an unknown) URL's cutout; it is left as it was.
+                another (or an unknown) URL's cutout; or a directory (or other non-file)
+                is at the name. Either is left as it was.
         """
         path = self.path_for(item)
         try:
             await write_atomic(path, chunks, source=item.image_url, replace=self.overwrite)
-        except FileExistsError:
+        except (FileExistsError, IsADirectoryError) as exc:
             import anyio.to_thread
 
+            # Not another writer's file: a directory made during the run (or, with
+            # overwrite, one that exists() was not asked about). Say which.
+            in_the_way = await anyio.to_thread.run_sync(_in_the_way, path)
+            if in_the_way is not None:
+                raise OutputConflictError(
+                    f"{in_the_way} is in the way at {path}: this cutout was not stored; move "
+                    "it away or give the item another name, then rerun (with a journal, "
+                    "without paying again while the links live)"
+                ) from None
+            if isinstance(exc, IsADirectoryError):
+                raise
             if await anyio.to_thread.run_sync(recorded_source, path) == item.image_url:
                 return str(path)  # this URL's cutout is there already: nothing lost
             raise OutputConflictError(
