@@ -1,8 +1,9 @@
 """The batch as a context manager: start the runner, hand out results, clean up.
 
 `open_batch` is a plain ``@asynccontextmanager`` around a task group, like
-trio's ``as_safe_channel``: an exception from the block, a progress hook or a
-sink comes out as itself, never wrapped in an ``ExceptionGroup``.
+trio's ``as_safe_channel``: an exception from the block, a progress or retry hook or
+the input comes out as itself, never wrapped in an ``ExceptionGroup`` (a sink's is
+its item's `SinkError`, which stops the batch).
 """
 
 from __future__ import annotations
@@ -105,7 +106,18 @@ def make_sink(dest: Dest, *, overwrite: bool = False) -> Sink:
     ``storage`` extra (obstore); any other URL is refused, never taken for a
     local folder named ``s3:``. An obstore store (``S3Store(...)``) writes at
     its root; for a prefix, pass ``ObjectStoreSink(store, prefix="cutouts/")``.
+    An empty string is refused, never taken for the current directory.
+
+    Raises:
+        ConfigurationError: ``dest`` is empty, or a URL that cannot hold outputs.
     """
+    if isinstance(dest, str) and not dest.strip():
+        # Typically an unset setting (os.environ.get("CUTOUT_DIR", "")): writing into
+        # whatever the current directory is would scatter paid outputs where no one looks.
+        raise ConfigurationError(
+            f"dest {dest!r} is empty: give an output directory (use '.' for the current "
+            "one), a storage URL or a Sink"
+        )
     if isinstance(dest, str) and _URL_LIKE.match(dest):
         if is_storage_url(dest):
             from ._storage import sink_from_url  # obstore is optional

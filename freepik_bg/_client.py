@@ -24,17 +24,18 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
+from ._error_responses import decode_body, status_error
 from ._errors import (
     APIResponseValidationError,
+    FreepikError,
     LinkExpiredError,
     RateLimitError,
-    decode_body,
-    status_error,
+    SinkError,
 )
 from ._models import Cutout, RetryEvent, Size, check_size, utc_now
 from ._ratelimit import Gate, RateGate
 from ._retries import RetryHook, RetryPolicy, parse_retry_after, retry_call
-from ._sinks import write_atomic
+from ._sinks import check_file_target, write_atomic
 from ._stream import ImageStream
 from ._transport import (
     ApiKeyAuth,
@@ -390,13 +391,41 @@ class AsyncClient(BatchMethods):
     ) -> Path:
         """Submit ``image_url`` and stream the cutout straight into ``path``.
 
+        ``path`` is checked before the POST, so a path that cannot be written
+        costs no credit. A failure after it (a full disk, a broken download)
+        carries the paid result as ``error.cutout``: store it with
+        [`download_to`][freepik_bg.AsyncClient.download_to] while its links live
+        (5 minutes) instead of calling this again, which would pay again.
+
+        Raises:
+            SinkError: ``path`` is a directory, under a file, or not writable (nothing
+                sent, no ``cutout``); or the write failed after the POST.
+            FreepikError: as `remove_background` and `download_to` raise.
+
         Examples:
             ```python
             await client.remove_background_to(url, "out/shoe.png")
             ```
         """
+        import anyio.to_thread
+
+        target = Path(path)
+        # In a worker thread: a slow disk must not stall the loop's other tasks.
+        await anyio.to_thread.run_sync(check_file_target, target)
         cutout = await self.remove_background(image_url)
-        return await self.download_to(cutout, path, size=size)
+        try:
+            return await self.download_to(cutout, target, size=size)
+        except FreepikError as exc:
+            exc.cutout = cutout  # paid for: the caller may still store it
+            raise
+        except OSError as exc:
+            error = SinkError(
+                f"the cutout of {cutout.image_url} was paid for but not written to {target} "
+                f"({exc.strerror or exc!r}): store it with download_to(error.cutout, path) "
+                f"before its links expire at {cutout.expires_at.isoformat()}, without paying again"
+            )
+            error.cutout = cutout
+            raise error from exc
 
 
 def _hooks(on_retry: RetryHook | Sequence[RetryHook]) -> tuple[RetryHook, ...]:

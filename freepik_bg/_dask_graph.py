@@ -56,9 +56,11 @@ def _prepare_dest(dest: Dest, job: str) -> tuple[Dest, str | None]:
     """``dest`` as the workers get it, and the name of the marker proving it is shared."""
     if isinstance(dest, Sink):
         return dest, None  # pickled to every worker: it must reach shared storage itself
-    if isinstance(dest, str) and _URL_LIKE.match(dest):
+    if isinstance(dest, str) and (_URL_LIKE.match(dest) or not dest.strip()):
         if not is_storage_url(dest):
-            make_sink(dest)  # raises the batch's own error for a URL that cannot hold outputs
+            # Raises the batch's own error for a URL that cannot hold outputs, or for an
+            # empty dest (never the workers' current directory).
+            make_sink(dest)
         return dest, None
     if not isinstance(dest, str | os.PathLike):
         raise TypeError("dest must be a directory path, a storage URL or a Sink")

@@ -7,14 +7,15 @@ and the server's own message; nothing here ever holds the API key.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 if TYPE_CHECKING:
     import httpx
+
+    from ._models import Cutout
 
 __all__ = [
     "APIConnectionError",
@@ -38,16 +39,11 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RedirectError",
-    "ResponseBody",
-    "ResponseHead",
     "SinkError",
     "SkippedError",
     "StagingError",
     "TransformError",
 ]
-
-# Bodies are kept for debugging, but a misbehaving server could send megabytes.
-_MAX_BODY_CHARS = 2000
 
 
 class FreepikError(Exception):
@@ -55,7 +51,10 @@ class FreepikError(Exception):
 
     ``attempts`` counts the requests made for the operation that failed, and
     ``ambiguous_retries`` how many of those were retries after a failure that
-    the service may have billed (see the retry policy).
+    the service may have billed (see the retry policy). ``cutout`` is the paid
+    result when the failure came after the POST (`remove_background_to`'s
+    download or write): store it with ``download_to`` while its links live,
+    without paying again.
 
     Examples:
         ```python
@@ -68,6 +67,7 @@ class FreepikError(Exception):
 
     attempts: int = 0
     ambiguous_retries: int = 0
+    cutout: Cutout | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -346,65 +346,6 @@ class InvalidImageError(FreepikError):
         self.transient = transient
 
 
-class ResponseBody(Protocol):
-    """A response whose body was read (``httpx.Response``, or the aiohttp pool's)."""
-
-    @property
-    def text(self) -> str: ...
-    def json(self) -> Any: ...
-
-
-class ResponseHead(Protocol):
-    """A response's status line and headers."""
-
-    @property
-    def status_code(self) -> int: ...
-    @property
-    def reason_phrase(self) -> str: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientCreditsError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    422: BadRequestError,
-    429: RateLimitError,
-}
-
-
-def decode_body(response: ResponseBody) -> object:
-    """The JSON body if it parses, else the (truncated) text; never raises."""
-    try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError):
-        try:
-            return response.text[:_MAX_BODY_CHARS]
-        except (UnicodeDecodeError, LookupError):  # pragma: no cover - odd charsets
-            return None
-
-
-def _message_from(body: object, status_code: int, reason: str) -> str:
-    candidates: list[Any] = []
-    if isinstance(body, Mapping):
-        candidates.append(body.get("message"))
-        problem = body.get("problem")
-        if isinstance(problem, Mapping):
-            candidates.append(problem.get("message"))
-            candidates.append(problem.get("detail"))
-        candidates.append(body.get("detail"))
-        candidates.append(body.get("error"))
-    elif isinstance(body, str) and body.strip() and len(body) <= 200:
-        candidates.append(body.strip())
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate.strip():
-            return candidate.strip()
-    return reason or f"HTTP {status_code}"
-
-
 def _parse_invalid_params(body: object) -> tuple[InvalidParam, ...]:
     if not isinstance(body, Mapping):
         return ()
@@ -423,20 +364,6 @@ def _parse_invalid_params(body: object) -> tuple[InvalidParam, ...]:
     return tuple(params)
 
 
-def status_error(
-    response: ResponseHead, body: object, *, retry_after: float | None = None
-) -> APIStatusError:
-    """Build the typed error for an error response whose body was already read."""
-    status = response.status_code
-    message = _message_from(body, status, response.reason_phrase)
-    # Lower-cased, as httpx gives them, whatever carried the response.
-    headers = {name.lower(): value for name, value in response.headers.items()}
-    cls = _STATUS_ERRORS.get(status)
-    if cls is None:
-        cls = InternalServerError if status >= 500 else APIStatusError
-    return cls(message, status_code=status, body=body, headers=headers, retry_after=retry_after)
-
-
 def error_record(error: FreepikError | None) -> dict[str, Any] | None:
     """A JSON-ready summary of an error (type, message, status) for journals and reports."""
     if error is None:
@@ -445,10 +372,3 @@ def error_record(error: FreepikError | None) -> dict[str, Any] | None:
     if isinstance(error, APIStatusError):
         record["status_code"] = error.status_code
     return record
-
-
-def describe_body(body: object) -> str:
-    """A short, single-line rendering of a body for error messages."""
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    text = " ".join(text.split())
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 import attrs
 
-from ._errors import APIResponseValidationError, FreepikError, describe_body, error_record
+from ._error_responses import describe_body
+from ._errors import APIResponseValidationError, FreepikError, error_record
 
 __all__ = [
     "LINK_TTL",

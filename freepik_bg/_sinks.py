@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ __all__ = [
     "MemorySink",
     "Sink",
     "SinkItem",
+    "check_file_target",
     "check_output_name",
     "fit_name",
     "named_output",
@@ -151,6 +153,71 @@ def recorded_source(path: Path) -> str | None:
         return None
 
 
+def check_file_target(path: Path) -> None:
+    """Raise `SinkError` if no write could ever create the file ``path``; blocking.
+
+    For a single paid call: a directory at ``path``, a file where a folder above it
+    should be, or a folder that cannot be written to would fail the write only after
+    the credit, and lose the cutout. Missing folders are fine (the write makes them).
+    """
+    try:
+        found = _stat(path)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise SinkError(
+                f"{path} is a directory: give the path of a file to write, such as "
+                f"{path / 'cutout.png'} (nothing was sent)"
+            )
+        # The nearest folder above that exists is where the write creates something.
+        for ancestor in path.parents:
+            if (above := _stat(ancestor)) is not None:
+                break
+        else:
+            return  # not even the root or the cwd: let the write say what is wrong
+        if not stat.S_ISDIR(above.st_mode):
+            raise SinkError(
+                f"{ancestor} is a file, not a directory, so {path} cannot be written: "
+                "move the file away or choose another path (nothing was sent)"
+            )
+        # access() sees permission bits, ACLs and read-only mounts, and creates nothing.
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise SinkError(
+                f"cannot write to {ancestor}: permission denied; choose another path "
+                "(nothing was sent)"
+            )
+    except OSError as exc:  # a name too long, a loop of links: refused before paying too
+        raise SinkError(f"cannot write {path}: {exc.strerror} (nothing was sent)") from exc
+
+
+def _in_the_way(path: Path) -> str | None:
+    """What other than a regular file is at ``path`` ("a directory", ...), or ``None``."""
+    try:
+        found = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(found.st_mode):
+        return None
+    if stat.S_ISLNK(found.st_mode):
+        try:
+            found = path.stat()
+        except OSError:
+            return "a broken symbolic link"
+        if stat.S_ISREG(found.st_mode):
+            return None
+    return "a directory" if stat.S_ISDIR(found.st_mode) else "something other than a file"
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``path``'s stat (links followed), ``None`` if nothing is there; other errors raise.
+
+    Not `Path.is_dir`/`exists`: newer Pythons make those False on any error, and a
+    name too long must be refused, not taken for a folder the write will create.
+    """
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 @attrs.frozen(slots=True)
 class SinkItem:
     """What a sink is told about the bytes it receives.
@@ -249,7 +316,13 @@ class DirectorySink:
             raise SinkError(f"cannot write to the output {directory}: {exc.strerror}") from exc
 
     async def exists(self, item: SinkItem) -> str | None:
-        """The path if the file is already there and holds ``item``'s cutout."""
+        """The path if the file is already there and holds ``item``'s cutout.
+
+        Raises:
+            OutputConflictError: the file holds another URL's cutout, or something
+                other than a file (a directory, ...) is at the name: no write could
+                store the item there, so it is refused before its credit.
+        """
         import anyio.to_thread
 
         path = self.path_for(item)  # an unsafe name fails here, before any thread
@@ -257,6 +330,14 @@ class DirectorySink:
 
     def _exists(self, item: SinkItem, path: Path) -> str | None:
         if not path.is_file():
+            in_the_way = _in_the_way(path)
+            if in_the_way is not None:
+                # A write there can only fail: say so before the POST, not after the credit.
+                raise OutputConflictError(
+                    f"{in_the_way} is in the way at {path}: this item's cutout cannot be "
+                    "stored under that name; move it away or give the item another name "
+                    "(nothing was sent for it)"
+                )
             return None
         source = recorded_source(path)
         if source is not None and source != item.image_url:
@@ -271,14 +352,26 @@ class DirectorySink:
 
         Raises:
             OutputConflictError: without ``overwrite``, the file exists and holds
-                another (or an unknown) URL's cutout; it is left as it was.
+                another (or an unknown) URL's cutout; or a directory (or other non-file)
+                is at the name. Either is left as it was.
         """
         path = self.path_for(item)
         try:
             await write_atomic(path, chunks, source=item.image_url, replace=self.overwrite)
-        except FileExistsError:
+        except (FileExistsError, IsADirectoryError) as exc:
             import anyio.to_thread
 
+            # Not another writer's file: a directory made during the run (or, with
+            # overwrite, one that exists() was not asked about). Say which.
+            in_the_way = await anyio.to_thread.run_sync(_in_the_way, path)
+            if in_the_way is not None:
+                raise OutputConflictError(
+                    f"{in_the_way} is in the way at {path}: this cutout was not stored; move "
+                    "it away or give the item another name, then rerun (with a journal, "
+                    "without paying again while the links live)"
+                ) from None
+            if isinstance(exc, IsADirectoryError):
+                raise
             if await anyio.to_thread.run_sync(recorded_source, path) == item.image_url:
                 return str(path)  # this URL's cutout is there already: nothing lost
             raise OutputConflictError(

@@ -18,13 +18,12 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 
+from ._error_responses import ResponseBody, ResponseHead
 from ._errors import (
     APIConnectionError,
     APIResponseValidationError,
     APITimeoutError,
     RedirectError,
-    ResponseBody,
-    ResponseHead,
     without_secrets,
 )
 from ._urls import Origin, origin_of

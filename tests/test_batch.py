@@ -15,6 +15,7 @@ import freepik_bg
 from freepik_bg import (
     AsyncClient,
     AuthenticationError,
+    ConfigurationError,
     InvalidRequestError,
     ItemResult,
     MemorySink,
@@ -22,6 +23,7 @@ from freepik_bg import (
 )
 from freepik_bg._atomic import SPILL_BYTES
 from freepik_bg._ratelimit import AdaptiveConcurrency, RateGate
+from freepik_bg.testing import Emulator
 
 from .conftest import API, KEY, PNG, FakeService, urls
 
@@ -306,6 +308,32 @@ async def test_adaptive_concurrency_aimd() -> None:
         AdaptiveConcurrency(0)
     with pytest.raises(ValueError, match="rate"):
         RateGate(rate=0)
+
+
+@pytest.mark.parametrize("dest", ["", "   "])
+async def test_an_empty_dest_is_refused_before_any_credit(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dest: str
+) -> None:
+    # os.environ.get("CUTOUT_DIR", ""): never the current directory.
+    monkeypatch.chdir(tmp_path)
+    url = emu.image_url("ball-small.png")
+    async with AsyncClient(KEY, base_url=emu.base_url) as c:
+        with pytest.raises(ConfigurationError, match="is empty: give an output directory"):
+            await c.run_batch([url], dest)
+    assert emu.stats.posts == 0
+    assert emu.stats.credits_charged == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_backgrounds_refuses_an_empty_dest_before_any_credit(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = emu.image_url("ball-small.png")
+    with pytest.raises(ConfigurationError, match="is empty"):
+        freepik_bg.remove_backgrounds([url], "", api_key=KEY, base_url=emu.base_url)
+    assert emu.stats.posts == 0
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_single_string_is_rejected(client: AsyncClient) -> None:

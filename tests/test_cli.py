@@ -135,6 +135,8 @@ def test_csv_input(emu: Emulator, tmp_path: Path) -> None:
         (["remove", "urls.txt", "-o", "out", "--base-url", "ftp://x"], KEY, "base_url"),
         (["remove", "urls.txt", "-o", "out", "--concurrency", "0"], KEY, "at least 1"),
         (["remove", "urls.txt"], KEY, "--output"),
+        # Had it been taken for the cwd, the POST would go to a port where nothing listens.
+        (["remove", "urls.txt", "-o", "", "--base-url", "http://127.0.0.1:9"], KEY, "is empty"),
         (["frobnicate"], KEY, "invalid choice"),
     ],
 )

@@ -33,8 +33,10 @@ from freepik_bg import (
     PermissionDeniedError,
     RateLimitError,
     RedirectError,
+    SinkError,
 )
 from freepik_bg._retries import Classification, classify_post_error, parse_retry_after
+from freepik_bg.testing import Emulator
 
 from .conftest import API, ENDPOINT, KEY, PNG, links
 
@@ -184,6 +186,69 @@ async def test_download_to_is_atomic_and_complete(
         path = await c.download_to(fresh_cutout(), tmp_path / "sub" / "a.png")
     assert path.read_bytes() == PNG
     assert os.listdir(path.parent) == ["a.png"]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("taken", r"taken is a directory: give the path of a file"),
+        ("a_file/out.png", r"a_file is a file, not a directory"),
+        ("a_file/sub/out.png", r"a_file is a file, not a directory"),
+    ],
+)
+async def test_remove_background_to_refuses_a_bad_path_before_paying(
+    emu: Emulator, tmp_path: Path, target: str, message: str
+) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "a_file").write_bytes(b"")
+    async with AsyncClient(KEY, base_url=emu.base_url) as c:
+        with pytest.raises(SinkError, match=message) as caught:
+            await c.remove_background_to(emu.image_url("ball-small.png"), tmp_path / target)
+    assert "nothing was sent" in str(caught.value)
+    assert caught.value.cutout is None
+    assert emu.stats.posts == 0
+    assert emu.stats.credits_charged == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "taken"]
+    assert list((tmp_path / "taken").iterdir()) == []
+
+
+async def test_remove_background_to_keeps_the_paid_cutout_when_the_write_fails(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def disk_full(path: Path, chunks: AsyncIterator[bytes]) -> Path:
+        async for _ in chunks:
+            pass
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("freepik_bg._client.write_atomic", disk_full)
+    url = emu.image_url("ball-small.png")
+    async with AsyncClient(KEY, base_url=emu.base_url) as c:
+        with pytest.raises(SinkError, match="paid for but not written") as caught:
+            await c.remove_background_to(url, tmp_path / "out.png")
+        error = caught.value
+        assert isinstance(error.__cause__, OSError)
+        assert "No space left on device" in str(error)
+        assert error.cutout is not None
+        assert error.cutout.image_url == url
+        monkeypatch.undo()
+        # The paid result is stored from the error, without a second credit.
+        path = await c.download_to(error.cutout, tmp_path / "out.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert emu.stats.posts == 1
+    assert emu.stats.credits_charged == 1
+
+
+async def test_remove_background_to_keeps_the_paid_cutout_when_the_download_fails(
+    respx_mock: respx.MockRouter, tmp_path: Path
+) -> None:
+    respx_mock.post(ENDPOINT).respond(200, json=links())
+    respx_mock.get(links()["high_resolution"]).respond(200, content=b"<html>oops</html>")
+    async with client(max_retries=0) as c:
+        with pytest.raises(InvalidImageError) as caught:
+            await c.remove_background_to("https://img.test/a.jpg", tmp_path / "a.png")
+    assert caught.value.cutout is not None
+    assert caught.value.cutout.high_resolution == links()["high_resolution"]
+    assert os.listdir(tmp_path) == []
 
 
 # -- status to error -------------------------------------------------------------

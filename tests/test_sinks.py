@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from freepik_bg import DirectorySink, OutputConflictError, SinkItem, output_name
-from freepik_bg._sinks import SOURCE_XATTR, recorded_source, write_atomic
+import freepik_bg
+from freepik_bg import DirectorySink, OutputConflictError, SinkError, SinkItem, output_name
+from freepik_bg._sinks import SOURCE_XATTR, check_file_target, recorded_source, write_atomic
+from freepik_bg.testing import Emulator
 
-from .conftest import PNG
+from .conftest import KEY, PNG
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +87,71 @@ async def test_a_failed_overwrite_keeps_the_old_file(tmp_path: Path) -> None:
         await write_atomic(target, broken())
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_a_file_target_is_refused_when_its_folder_is_unwritable_or_its_name_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_file_target(tmp_path / "new" / "a.png")  # missing folders are made by the write
+    with pytest.raises(SinkError, match="too long"):
+        check_file_target(tmp_path / ("x" * 300) / "a.png")
+    # access() rather than the mode bits: root passes those, a read-only mount does not.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(SinkError, match=f"cannot write to {tmp_path}: permission denied"):
+        check_file_target(tmp_path / "new" / "a.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_directory_at_an_output_name_is_refused_before_paying(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    urls = [emu.image_url("ball-small.png") + f"?i={i}" for i in range(2)]
+    for url in urls:
+        (tmp_path / output_name(url)).mkdir()
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch(urls, tmp_path, rate=None)
+    assert len(report.failed) == 2
+    for failed in report.failed:
+        assert isinstance(failed.error, OutputConflictError)
+        assert "a directory is in the way" in str(failed.error)
+        assert "nothing was sent" in str(failed.error)
+    assert emu.stats.posts == 0
+    assert emu.stats.credits_charged == 0
+    assert all(p.is_dir() and not any(p.iterdir()) for p in tmp_path.iterdir())
+
+
+async def test_exists_names_what_is_in_the_way(tmp_path: Path) -> None:
+    sink = DirectorySink(tmp_path)
+    url = "https://a.test/x.jpg"
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "to-dir.png").symlink_to(tmp_path / "dir.png")
+    (tmp_path / "broken.png").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "target.png").write_bytes(PNG)
+    (tmp_path / "to-file.png").symlink_to(tmp_path / "target.png")
+    expected = {
+        "dir.png": "a directory",
+        "to-dir.png": "a directory",
+        "broken.png": "a broken symbolic link",
+        "fifo.png": "something other than a file",
+    }
+    for name, what in expected.items():
+        with pytest.raises(OutputConflictError, match=f"^{what} is in the way at "):
+            await sink.exists(item(url, name=name))
+    assert await sink.exists(item(url, name="missing.png")) is None
+    assert await sink.exists(item(url, name="to-file.png")) == str(tmp_path / "to-file.png")
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+async def test_a_directory_made_during_the_run_is_named_at_store(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    sink = DirectorySink(tmp_path, overwrite=overwrite)
+    url = "https://a.test/x.jpg"
+    assert await sink.exists(item(url)) is None  # checked before the POST: free then
+    (tmp_path / output_name(url)).mkdir()  # ... and taken before the store
+    with pytest.raises(OutputConflictError) as caught:
+        await sink.store(item(url), chunks())
+    assert str(caught.value).startswith(f"a directory is in the way at {tmp_path}")
+    assert "another item or process" not in str(caught.value)
+    assert [p.name for p in tmp_path.iterdir()] == [output_name(url)]

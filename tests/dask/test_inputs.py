@@ -110,6 +110,9 @@ def test_wrong_inputs_are_refused_before_anything_runs(tmp_path: Path) -> None:
         fbd.remove_backgrounds(table["url"], tmp_path, rate=-1)
     with pytest.raises(freepik_bg.ConfigurationError, match="cannot hold outputs"):
         fbd.remove_backgrounds(table["url"], "https://example.com/out/")
+    for empty in ("", "  "):
+        with pytest.raises(freepik_bg.ConfigurationError, match="is empty"):
+            fbd.remove_backgrounds(table["url"], empty)
 
 
 def test_the_key_is_not_in_the_task_graph(cluster: Client, emu: Emulator, tmp_path: Path) -> None:
