@@ -28,8 +28,9 @@ from ._errors import (
     SkippedError,
     StagingError,
 )
+from ._retries import Classification, classify_post_error
 
-__all__ = ["Breaker"]
+__all__ = ["AMBIGUOUS_RUN_LIMIT", "Breaker"]
 
 logger = logging.getLogger("freepik_bg")
 
@@ -42,6 +43,13 @@ CONNECT_RUN_LIMIT = 8
 # broken. Each may have cost a credit, so the run stops instead of paying for every
 # item; a failure mix where one in three answers is garbage stays far below it.
 GARBAGE_RUN_LIMIT = 20
+# POST attempts in a row that failed after the service may have processed them (a 5xx,
+# a connection lost after sending, a read timeout), with no clear answer in between:
+# each may have cost a credit, and with retries on, every item pays for several. A
+# service in that state is failing, not the items: stop, and resume later. At least
+# twice the concurrency: a blip fails every POST in flight at once, and a batch of 32
+# should ride out one round of those.
+AMBIGUOUS_RUN_LIMIT = 20
 
 
 def _origin(error: APIConnectionError) -> str:
@@ -49,6 +57,10 @@ def _origin(error: APIConnectionError) -> str:
     if request is None:
         return "the API host"
     return str(request.url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+
+
+def _status(error: FreepikError) -> int | None:
+    return error.status_code if isinstance(error, APIStatusError) else None
 
 
 def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
@@ -70,7 +82,11 @@ def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
     if isinstance(error, ConfigurationError):
         return str(error)  # the client's set-up (an HTTP backend this event loop cannot run)
     if isinstance(error, SinkError):
-        return f"results cannot be stored ({error}): fix the destination, then resume"
+        return (
+            f"results cannot be stored ({error}): fix the destination, then resume within "
+            "5 minutes: what was paid for is downloaded then from the journal's links, "
+            "without paying again"
+        )
     if isinstance(error, StagingError):
         return f"local images cannot be staged ({error}): fix the staging bucket, then resume"
     return None
@@ -86,10 +102,13 @@ class Breaker:
 
     max_retry_after: float
     fail_fast: bool = False
+    ambiguous_limit: int = AMBIGUOUS_RUN_LIMIT
     error: FreepikError | None = None
     reason: str | None = None
     _connect_run: int = 0
     _garbage_run: int = 0
+    _ambiguous_run: int = 0
+    _answered: bool = False  # a POST got through: the base URL is the API's
 
     @property
     def tripped(self) -> bool:
@@ -108,7 +127,8 @@ class Breaker:
 
     def post_succeeded(self) -> None:
         """A POST got through: the API host is reachable and answers as the API."""
-        self._connect_run = self._garbage_run = 0
+        self._connect_run = self._garbage_run = self._ambiguous_run = 0
+        self._answered = True
 
     def attempt_failed(self, error: FreepikError, *, on_post: bool) -> None:
         """One attempt failed (it may still be retried)."""
@@ -118,6 +138,10 @@ class Breaker:
             self._garbage_answer(error)
             return
         self._garbage_run = 0  # an answer of another kind: not a run of garbage
+        if classify_post_error(error) is Classification.AMBIGUOUS:
+            self._ambiguous_failure(error)
+        else:
+            self._ambiguous_run = 0  # a clear answer (a 400, say): the service works
         if not isinstance(error, APIConnectionError) or error.maybe_processed:
             return
         self._connect_run += 1
@@ -138,6 +162,16 @@ class Breaker:
                 f"{_BASE_URL_HINT}; if it is right, the service is failing: resume later",
             )
 
+    def _ambiguous_failure(self, error: FreepikError) -> None:
+        self._ambiguous_run += 1
+        if self._ambiguous_run >= self.ambiguous_limit:
+            self.trip(
+                error,
+                f"{self._ambiguous_run} POSTs in a row failed after the service may have "
+                f"processed them (the last: {error}); each may have cost a credit: the "
+                "service is failing; resume later",
+            )
+
     def item_failed(self, error: FreepikError, *, on_post: bool) -> None:
         """An item failed for good: does that stop everything?"""
         if isinstance(error, SkippedError):
@@ -151,6 +185,10 @@ class Breaker:
         if reason is None and blocked:
             reason = f"the service asked to wait over {self.max_retry_after:.0f} s ({error}): "
             reason += "a temporary block; resume later"
+        if reason is None and on_post and not self._answered and _status(error) == 501:
+            # A server that takes no POST there (python -m http.server); from the API,
+            # once it has answered, a 501 is one item's failure.
+            reason = f"the remove-background endpoint answered {error}: {_BASE_URL_HINT}"
         if reason is None and self.fail_fast:
             reason = f"fail_fast is on and an item failed: {error}"
         if reason is not None:

@@ -43,9 +43,9 @@ from ._transport import (
     make_http_client,
     open_stream,
     send,
-    translate_transport_error,
     urls_of,
 )
+from ._transport_errors import translate_transport_error
 from ._urls import validate_image_url
 
 __all__ = ["AsyncClient"]

@@ -29,7 +29,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ._breaker import Breaker
+from ._breaker import AMBIGUOUS_RUN_LIMIT, Breaker
 from ._config import BatchConfig
 from ._dedupe import Duplicates
 from ._errors import (
@@ -104,7 +104,11 @@ class Runner:
             gate=RateGate(config.rate, config.burst, learn=learn),
             slots=AdaptiveConcurrency(config.concurrency, slow_start=SLOW_START if learn else None),
             stats=BatchStats(concurrency=config.concurrency),
-            breaker=Breaker(client.retry_policy.max_retry_after, fail_fast=config.fail_fast),
+            breaker=Breaker(
+                client.retry_policy.max_retry_after,
+                fail_fast=config.fail_fast,
+                ambiguous_limit=max(AMBIGUOUS_RUN_LIMIT, 2 * config.concurrency),
+            ),
             staging=Staging.create(config.stage, keep=config.keep_staged),
             renditions=Renditions(
                 sink, config.sizes, journal, overwrite=config.overwrite, output=output

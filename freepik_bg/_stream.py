@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 
 from ._errors import InvalidImageError
-from ._transport import Reply, translate_transport_error
+from ._transport import Reply
+from ._transport_errors import translate_transport_error
 
 __all__ = ["ImageStream"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal, Protocol, TypeVar
@@ -20,11 +19,8 @@ import httpx
 
 from ._error_responses import ResponseBody, ResponseHead
 from ._errors import (
-    APIConnectionError,
     APIResponseValidationError,
-    APITimeoutError,
     RedirectError,
-    without_secrets,
 )
 from ._urls import Origin, origin_of
 from ._version import __version__
@@ -43,7 +39,6 @@ __all__ = [
     "new_request",
     "open_stream",
     "send",
-    "translate_transport_error",
     "urls_of",
 ]
 
@@ -57,9 +52,6 @@ HTTP_BACKENDS: tuple[HttpBackend, ...] = ("httpx", "aiohttp")
 # generous budget; connecting should be quick. No pool timeout: a task waiting
 # for a free connection is queueing, not failing.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=None)
-
-# Failures that happen before the request can have reached the server.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 
 class _NoCookies(httpx.Cookies):
@@ -357,54 +349,6 @@ class ApiKeyAuth:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("ApiKeyAuth cannot be pickled")
-
-
-def _detail(exc: BaseException) -> str:
-    """The most telling message of an exception chain.
-
-    Some backends hide the reason: under trio a failed TLS handshake surfaces as
-    ``httpx.ConnectError('')`` caused by a bare ``BrokenResourceError``, the
-    certificate error sitting further down the chain. A TLS error is always the
-    best explanation; otherwise httpx's own message, else the first non-empty one.
-    """
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for link in chain:
-        if isinstance(link, ssl.SSLError):
-            return str(link)
-    for link in chain:
-        if str(link):
-            return str(link)
-    return type(exc).__name__
-
-
-def translate_transport_error(exc: httpx.HTTPError, *, what: str) -> APIConnectionError:
-    """Map an httpx transport error to ours, recording whether it may have been processed."""
-    maybe_processed = not isinstance(exc, _NOT_SENT)
-    detail = _detail(exc)
-    request: httpx.Request | None
-    try:
-        request = exc.request
-    except RuntimeError:
-        request = None
-    if request is not None:
-        # The original stays chained as __cause__, and tools that pickle causes
-        # (tblib, which Dask installs; error reporters) would carry the key in it.
-        exc.request = without_secrets(request)  # type: ignore[assignment]
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(
-            f"{what} timed out ({type(exc).__name__}): {detail}",
-            request=request,
-            maybe_processed=maybe_processed,
-        )
-    return APIConnectionError(
-        f"{what} failed ({type(exc).__name__}): {detail}",
-        request=request,
-        maybe_processed=maybe_processed,
-    )
 
 
 @asynccontextmanager

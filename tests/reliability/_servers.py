@@ -34,7 +34,7 @@ class OriginServer:
     """Serves ``body`` (as ``content_type``) for every GET, on 127.0.0.1, in a thread.
 
     With ``set_cookie``, every GET answer sets that cookie; with ``post_ok``, every POST
-    is answered 200 with the same body (else 404).
+    is answered 200 with the same body (else ``post_status``, 404 by default).
     """
 
     def __init__(
@@ -44,6 +44,7 @@ class OriginServer:
         *,
         set_cookie: str | None = None,
         post_ok: bool = False,
+        post_status: int = 404,
     ) -> None:
         self.body = body
         self.content_type = content_type
@@ -81,7 +82,7 @@ class OriginServer:
                     self.end_headers()
                     self.wfile.write(outer.body)
                     return
-                self.send_response(404)
+                self.send_response(post_status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -20,7 +20,7 @@ import pytest
 
 import freepik_bg
 from freepik_bg import output_name
-from freepik_bg._breaker import GARBAGE_RUN_LIMIT
+from freepik_bg._breaker import AMBIGUOUS_RUN_LIMIT, GARBAGE_RUN_LIMIT
 from freepik_bg.testing import Emulator, Fault
 
 from ..conftest import CLI, KEY, cli_env, run_cli
@@ -287,6 +287,43 @@ def test_posts_answered_with_garbage_stop_the_run(
     assert "Traceback" not in result.stderr
     # The run (4 at a time) stopped within its in-flight POSTs of the limit.
     assert GARBAGE_RUN_LIMIT <= posts <= GARBAGE_RUN_LIMIT + 4
+
+
+def test_posts_that_keep_failing_after_processing_stop_the_run(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """Every POST answered 500 after the service processed it (billed): each item paid for
+    six attempts, 240 credits for 40 URLs and nothing stored, and the run went on. It now
+    stops after a bounded run of such failures, with exit 3."""
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls_for(emu, 60)) + "\n")
+    charged = emu.stats.credits_charged
+    emu.inject("post", *[Fault.http_error(500, after_processing=True)] * 400)
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    try:
+        result = run_cli([*args, "--rate", "off", "--concurrency", "4", "--progress", "plain"])
+    finally:
+        emu.clear_faults()
+    paid = emu.stats.credits_charged - charged
+    assert result.returncode == 3, result.stderr
+    assert "POSTs in a row failed after the service may have processed them" in result.stderr
+    assert "resume later" in result.stderr
+    # Stopped within its in-flight POSTs of the limit (4 at a time: the limit is 20).
+    assert AMBIGUOUS_RUN_LIMIT <= paid <= AMBIGUOUS_RUN_LIMIT + 4
+
+
+def test_a_base_url_that_does_not_take_posts_stops_the_run(tmp_path: Path) -> None:
+    """A web server answering 501 to a POST (``python -m http.server``): every line was
+    POSTed, key and all, and the run ended with exit 1 and no hint."""
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"https://img.example/{i}.jpg\n" for i in range(50)))
+    with OriginServer(b"<html>nope</html>", "text/html", post_status=501) as site:
+        args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", site.base_url]
+        result = run_cli([*args, "--rate", "off", "--concurrency", "2", "--progress", "plain"])
+        posts = sum(r.method == "POST" for r in site.requests)
+    assert result.returncode == 3, result.stderr
+    assert "check base_url" in result.stderr
+    assert posts <= 2
 
 
 # -- 9. the key ----------------------------------------------------------------------
