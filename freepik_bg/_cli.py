@@ -121,7 +121,8 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         "input",
         metavar="INPUT",
         help="a text file of URLs or local paths (one per line; # comments), a CSV/TSV file, "
-        "a folder of .jpg/.png images (needs --stage), or - for stdin",
+        "a folder of .jpg/.png images (needs --stage), or - for stdin (a pipe path such as "
+        "<(...) is read once, like -)",
     )
     remove.add_argument(
         "-o",

@@ -24,7 +24,7 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._cli_inputs import Input, UsageError, check_own_files, open_input
+from ._cli_inputs import Input, UsageError, check_own_files, open_input, open_stream
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._destination_lock import DestinationBusy, lock_destination, release
@@ -156,7 +156,8 @@ def _checks(config: BatchConfig) -> dict[str, Any]:
 
 async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     # No key, no client, no journal lock, nothing created: only reads.
-    source = open_input(args, **_checks(config))
+    stream = await open_stream(args.input)
+    source = open_input(args, **_checks(config), stream=stream)
     sink = make_sink(args.output, overwrite=config.overwrite)
     await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
     return EXIT_OK
@@ -190,7 +191,8 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
     )
     # Closed however the checks below end: no open input or pool left behind.
     async with client:
-        source = open_input(args, **_checks(config))
+        stream = await open_stream(args.input)
+        source = open_input(args, **_checks(config), stream=stream)
         try:
             return await _checked_run(args, argv, config, client, source)
         finally:
