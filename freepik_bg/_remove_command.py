@@ -67,7 +67,8 @@ def read_api_key(key_file: Path | None) -> str:
             raise UsageError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
         return resolve_api_key(None)
     try:
-        lines = key_file.read_text(encoding="utf-8").strip().splitlines()
+        # utf-8-sig: a key saved by Windows Notepad starts with a byte-order mark.
+        lines = key_file.read_text(encoding="utf-8-sig").strip().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise UsageError(f"cannot read --api-key-file {key_file}: {reason}") from None

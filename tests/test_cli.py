@@ -151,6 +151,14 @@ def test_usage_errors_exit_2_with_one_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_api_key_file_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    from freepik_bg._remove_command import read_api_key
+
+    key_file = tmp_path / "key"
+    key_file.write_bytes(("\ufeff" + KEY + "\r\n").encode())  # Windows Notepad's UTF-8
+    assert read_api_key(key_file) == KEY
+
+
 def test_api_key_file_and_key_never_echoed(emu: Emulator, tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
