@@ -171,7 +171,12 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         help="what carries the requests: httpx's own pool (default), or aiohttp's "
         "(less CPU per request; needs pip install 'freepik-bg[aiohttp]')",
     )
-    remove.add_argument("-q", "--quiet", action="store_true", help="no per-item lines")
+    remove.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no ok/skip lines: only FAIL lines and the summary",
+    )
     remove.add_argument(
         "--progress",
         choices=("auto", "bar", "plain", "none"),

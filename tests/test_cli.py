@@ -97,6 +97,19 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
+def test_quiet_prints_failures_and_the_summary_as_its_help_says(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{urls_for(emu, 1)[0]}\nftp://example.com/x.png\n")
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    result = run_cli([*args, "-q", "--progress", "plain"])
+    assert result.returncode == 1
+    assert [line.split()[0] for line in result.stdout.splitlines()][:2] == ["FAIL", "done:"]
+    shown = " ".join(run_cli(["remove", "--help"]).stdout.split())  # unwrapped
+    assert "-q, --quiet no ok/skip lines: only FAIL lines and the summary" in shown
+
+
 def test_stdin_input(emu: Emulator, tmp_path: Path) -> None:
     urls = urls_for(emu, 3)
     result = run_cli(
