@@ -3,8 +3,8 @@
 Exit codes: 0 every item stored (or already stored), 1 some items failed,
 2 a usage or configuration error (nothing was sent), 3 the batch was stopped
 by an account or configuration problem (a refused key, no credits, a wrong
-base URL, an unreachable API, a destination that cannot be written),
-130 interrupted.
+base URL, an unreachable API, a destination that cannot be written, a closed
+standard output), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ._cli_inputs import Input, UsageError, check_own_files, open_input, open_st
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._destination_lock import DestinationBusy, lock_destination, release
-from ._display import Display, make_display, not_attempted
+from ._display import Display, make_display, not_attempted, silence_stdout
 from ._errors import JournalError
 from ._journal import Journal
 from ._journal_reserve import NO_SPACE
@@ -160,7 +160,17 @@ async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     stream = await open_stream(args.input)
     source = open_input(args, **_checks(config), stream=stream)
     sink = make_sink(args.output, overwrite=config.overwrite)
-    await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+    try:
+        await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+        sys.stdout.flush()  # here, not at exit: a reader that is gone is found below
+    except BrokenPipeError as exc:
+        silence_stdout()
+        print(
+            f"freepik-bg: stopped: standard output was closed ({exc.strerror or exc}) before "
+            "the plan was shown (nothing was sent): pipe it into a reader that reads it all",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
     return EXIT_OK
 
 
@@ -247,6 +257,7 @@ async def _checked_run(
     tally = _Tally()
     start = anyio.current_time()
     stop_reason: str | None = None
+    closed: str | None = None
     try:
         try:
             async with anyio.create_task_group() as tg:
@@ -260,6 +271,11 @@ async def _checked_run(
                             duplicate=item.duplicate_of is not None,
                         )
                         display.item(item)
+                        if display.closed is not None and closed is None:
+                            # Its reader is gone (`| head`): spend nothing more on lines no
+                            # one reads; what was sent is finished, as on a first Ctrl-C.
+                            closed = display.closed
+                            results.stop()
                         if report is not None:
                             report.add(item)
                     stop_reason = results.stop_reason
@@ -279,6 +295,12 @@ async def _checked_run(
         journal.close()
         release(held)
     elapsed = anyio.current_time() - start
+    if closed is not None:
+        closed += (
+            ": its per-item lines stopped there, and nothing more was sent "
+            "(what was sent was finished)"
+        )
+        stop_reason = closed if stop_reason is None else f"{stop_reason}; {closed}"
     summary = {
         **tally.counts,
         "total": sum(tally.counts.values()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 from freepik_bg import output_name
 from freepik_bg.testing import Emulator
 
-from .conftest import CLI, cli_env, run_cli
+from .conftest import CLI, KEY, cli_env, run_cli
 
 
 def _urls(emu: Emulator, n: int) -> list[str]:
@@ -92,3 +93,71 @@ def test_dev_stdin_fed_by_a_pipe_is_processed_and_planned(emu: Emulator, tmp_pat
     result = run_cli(args, stdin=listing)
     assert result.returncode == 0, result.stderr
     _stored_once_each(emu, tmp_path / "out", urls, credits)
+
+
+def test_a_closed_stdout_stops_the_run_cleanly_and_keeps_the_report(tmp_path: Path) -> None:
+    # `freepik-bg remove ... | head -1`: the reader goes away mid-run.
+    with Emulator(fast=True, api_key=KEY, latency=0.05) as slow:
+        urls = [f"{slow.image_url('ball-small.png')}?head={i}" for i in range(40)]
+        (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+        out, report = tmp_path / "out", tmp_path / "r.json"
+        args = [
+            "remove",
+            "urls.txt",
+            "-o",
+            "out",
+            "--base-url",
+            slow.base_url,
+            "--report",
+            "r.json",
+        ]
+        proc = subprocess.Popen(
+            [*CLI, *args, "--concurrency", "2", "--progress", "plain"],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert proc.stdout.readline().startswith("ok")
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 3, stderr
+        assert "Traceback" not in stderr
+        assert "Exception ignored" not in stderr
+        assert "stopped: standard output was closed (Broken pipe)" in stderr
+        assert "Rerun the same command to resume." in stderr
+        assert "done: " in stderr  # the summary, on stderr now
+        data = json.loads(report.read_text())
+        assert "standard output was closed" in data["summary"]["stop_reason"]
+        posted = {r.image_url for r in slow.stats.log if r.endpoint == "post"}
+        assert len(posted) < len(urls)  # nothing more was sent once no one read
+        # Every item paid for was stored, and the report says where.
+        assert all((out / output_name(url)).is_file() for url in posted)
+        stored = {item["url"] for item in data["items"] if item["status"] == "ok"}
+        assert stored == posted
+
+
+def test_a_dry_run_into_a_closed_pipe_says_so_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "urls.txt").write_text("https://example.com/a.png\n")
+    read, write = os.pipe()
+    os.close(read)  # `--dry-run | true`: the reader is gone before the plan is printed
+    try:
+        result = subprocess.run(
+            [*CLI, "remove", "urls.txt", "-o", "out", "--dry-run"],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("freepik-bg: stopped: standard output was closed")
+    assert "Traceback" not in result.stderr
+    assert "Exception ignored" not in result.stderr
