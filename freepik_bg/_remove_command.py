@@ -24,7 +24,7 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._cli_inputs import Input, UsageError, check_own_files, open_input, open_stream
+from ._cli_inputs import Input, UsageError, check_own_files, open_input, open_stream, streamed
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._destination_lock import DestinationBusy, lock_destination, release
@@ -174,13 +174,20 @@ async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     return EXIT_OK
 
 
-def stopped(reason: str, not_attempted: int = 0) -> int:
-    """Say why the run stopped, and how to resume; `EXIT_STOPPED`."""
+def _again(args: argparse.Namespace) -> str:
+    """What a resume needs besides the command, when INPUT was read as it came: the list."""
+    if args.input == "-":
+        return " (feed it the same list on standard input again)"
+    if streamed(args.input):
+        return f" (feed it the same list in a new pipe: {args.input} was read to its end)"
+    return ""
+
+
+def stopped(reason: str, not_attempted: int = 0, again: str = "") -> int:
+    """Say why the run stopped, and how to resume (``again``: see `_again`); `EXIT_STOPPED`."""
     untried = f" {not_attempted} item(s) were not attempted." if not_attempted else ""
-    print(
-        f"freepik-bg: stopped: {reason}.{untried} Rerun the same command to resume.",
-        file=sys.stderr,
-    )
+    rerun = f"Rerun the same command to resume{again}."
+    print(f"freepik-bg: stopped: {reason}.{untried} {rerun}", file=sys.stderr)
     return EXIT_STOPPED
 
 
@@ -324,10 +331,13 @@ async def _checked_run(
             stop_reason = failure if stop_reason is None else f"{stop_reason}; {failure}"
     display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))
     if stop_reason is not None:
-        return stopped(stop_reason, tally.not_attempted)
+        return stopped(stop_reason, tally.not_attempted, _again(args))
     if tally.signals:
         if tally.not_attempted:
             print(f"{tally.not_attempted} item(s) were not attempted.", file=sys.stderr)
-        print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        resume = _resume_command(argv)
+        print(f"Interrupted. Resume with:\n  {resume}", file=sys.stderr)
+        if _again(args):
+            print(_again(args).strip(), file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if tally.counts["failed"] else EXIT_OK

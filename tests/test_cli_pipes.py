@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -161,3 +162,43 @@ def test_a_dry_run_into_a_closed_pipe_says_so_without_a_traceback(tmp_path: Path
     assert result.stderr.startswith("freepik-bg: stopped: standard output was closed")
     assert "Traceback" not in result.stderr
     assert "Exception ignored" not in result.stderr
+
+
+def test_a_stdin_run_says_its_resume_needs_the_list_again(tmp_path: Path) -> None:
+    with Emulator(fast=True, api_key=KEY, latency=0.05) as slow:
+        urls = [f"{slow.image_url('ball-small.png')}?again={i}" for i in range(40)]
+        args = ["remove", "-", "-o", "out", "--base-url", slow.base_url, "--concurrency", "2"]
+        proc = subprocess.Popen(
+            [*CLI, *args, "--progress", "plain"],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write("\n".join(urls) + "\n")
+        proc.stdin.close()
+        assert proc.stdout.readline().startswith("ok")
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        proc.stdout.read()  # to its end: the run drains, then exits
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=30) == 130, stderr
+    resume = stderr.split("Resume with:")[1].strip().splitlines()
+    assert resume[0].startswith("freepik-bg remove - -o out ")
+    assert resume[1] == "(feed it the same list on standard input again)"
+
+
+def test_a_stopped_stdin_run_says_its_rerun_needs_the_list_again(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    urls = _urls(emu, 3)
+    args = ["remove", "-", "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    refused = run_cli(args, key="wrong-key", stdin="\n".join(urls) + "\n")
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.rstrip().endswith(
+        "Rerun the same command to resume (feed it the same list on standard input again)."
+    )
