@@ -121,7 +121,8 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         "input",
         metavar="INPUT",
         help="a text file of URLs or local paths (one per line; # comments), a CSV/TSV file, "
-        "a folder of .jpg/.png images (needs --stage), or - for stdin",
+        "a folder of .jpg/.png images (needs --stage), or - for stdin (a pipe path such as "
+        "<(...) is read once, like -)",
     )
     remove.add_argument(
         "-o",
@@ -170,7 +171,12 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
         help="what carries the requests: httpx's own pool (default), or aiohttp's "
         "(less CPU per request; needs pip install 'freepik-bg[aiohttp]')",
     )
-    remove.add_argument("-q", "--quiet", action="store_true", help="no per-item lines")
+    remove.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no ok/skip lines: only FAIL lines and the summary",
+    )
     remove.add_argument(
         "--progress",
         choices=("auto", "bar", "plain", "none"),

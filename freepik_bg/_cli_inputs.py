@@ -8,12 +8,16 @@ that would be stored under one name, an output that would land on an input.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import anyio
 import attrs
 
 from ._dedupe import duplicate_key
@@ -23,7 +27,7 @@ from ._models import Size
 from ._targets import LocalImage, Target, local_images, resolve, safe_name
 from ._urls import MAX_URL_LENGTH
 
-__all__ = ["Input", "UsageError", "open_input", "plain_url"]
+__all__ = ["Input", "UsageError", "open_input", "open_stream", "plain_url", "streamed"]
 
 # Collisions are reported by the first few; the rest would only repeat the point.
 _SHOWN = 3
@@ -62,12 +66,70 @@ class Input:
     entries: Iterator[Any]
     total: int | None
     unusable: int = 0
+    # A pipe INPUT opened by `open_stream`: read_entries never closes a stream it is given.
+    stream: IO[bytes] | None = None
 
     def close(self) -> None:
         """Close the input file, if one is open."""
         close = getattr(self.entries, "close", None)
         if close is not None:
             close()
+        if self.stream is not None:
+            self.stream.close()
+
+
+def streamed(path: str) -> bool:
+    """Whether INPUT can be read only once: ``-``, or a path that is neither a regular file
+    nor a folder (``<(...)``, ``/dev/stdin`` fed by a pipe, a FIFO, a terminal).
+
+    Such an input is read as it comes, as ``-`` is, with no scan first: the scan would
+    drain it, and the run would then find nothing (or wait on the FIFO forever).
+
+    Examples:
+        >>> streamed("-"), streamed("."), streamed("no/such/file.txt")
+        (True, False, False)
+    """
+    if path == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False  # missing or unreadable: reading it says so
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+async def open_stream(path: str) -> IO[bytes] | None:
+    """A streamed INPUT, opened once its first bytes (or its end) arrived; None for ``-``
+    (stdin is open already) and for files and folders.
+
+    Opened without blocking, then waited for on the event loop: a blocking ``open`` of a
+    FIFO nobody writes to yet, or a read of an idle pipe, would hold the main thread where
+    the first Ctrl-C cannot stop it. ``-`` is waited for here too, without being opened.
+
+    Raises:
+        UsageError: the path cannot be opened; nothing was spent.
+    """
+    if not streamed(path):
+        return None
+    if path == "-":
+        # No stdin, or one that cannot be polled (a file, /dev/null): read_entries reads it.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            await anyio.wait_readable(sys.stdin.fileno())
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        with contextlib.suppress(OSError):  # a device that cannot be polled: read it as is
+            await anyio.wait_readable(fd)
+        os.set_blocking(fd, True)
+        # Named after the path, for read_entries' messages. No I/O: the opener hands over
+        # the descriptor opened above.
+        return open(path, "rb", opener=lambda _path, _flags: fd)  # noqa: ASYNC230
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _is_url(text: str) -> bool:
@@ -115,9 +177,9 @@ def check_own_files(args: Any, journal: Path | None) -> None:
         )
 
 
-def _read(args: Any) -> Iterator[Any]:
+def _read(args: Any, stream: IO[bytes] | None = None) -> Iterator[Any]:
     root = Path(args.input)
-    if args.input != "-" and root.is_dir():
+    if stream is None and args.input != "-" and root.is_dir():
         if args.column or getattr(args, "name_column", None):
             raise UsageError("--column and --name-column are for CSV input, not a folder")
         if not _is_url(args.output) and _overlaps(root, Path(args.output)):
@@ -128,7 +190,7 @@ def _read(args: Any) -> Iterator[Any]:
         return local_images(root)
     try:
         return read_entries(
-            args.input,
+            args.input if stream is None else stream,
             column=args.column,
             name_column=getattr(args, "name_column", None),
             delimiter=args.delimiter,
@@ -146,18 +208,25 @@ def open_input(
     stage: str | None,
     sizes: Sequence[Size],
     rename: Callable[[str], str] | None = None,
+    stream: IO[bytes] | None = None,
 ) -> Input:
-    """Open INPUT and check all of it before any POST (but stdin, read as it comes).
+    """Open INPUT and check all of it before any POST (but stdin or a pipe, read as it comes).
 
     ``sizes``: the renditions asked for; ``rename``: what the output stage makes
     of a name (``--format jpg``: ``x.png`` to ``x.jpg``). Names are compared as
-    the files will be called, rendition suffix and extension included.
+    the files will be called, rendition suffix and extension included. ``stream``:
+    INPUT as `open_stream` opened it, if it is a pipe; it is read once, like ``-``.
 
     Raises:
         UsageError: the input cannot be used as it is; nothing was spent.
     """
-    if args.input == "-":
-        return Input(_read(args), None)
+    if stream is not None or streamed(args.input):
+        try:
+            return Input(_read(args, stream), None, stream=stream)
+        except BaseException:
+            if stream is not None:
+                stream.close()
+            raise
     checker = _Checker(args, stage=stage, sizes=tuple(sizes), rename=rename)
     named = getattr(args, "name_column", None) is not None
     scan = _read(args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -13,11 +15,32 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-__all__ = ["Display", "make_display"]
+__all__ = ["Display", "make_display", "silence_stdout"]
+
+
+def silence_stdout() -> None:
+    """Point standard output at the null device, once its reader is gone (``| head``).
+
+    Whatever is still buffered, and Python's own flush at exit, then go nowhere instead of
+    ending the run with "Exception ignored ... BrokenPipeError" (the Python docs' advice).
+    """
+    # Not a real descriptor (a test's captured stdout): nothing will flush into a pipe.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 class Display(Protocol):
-    """The CLI's view of a running batch."""
+    """The CLI's view of a running batch.
+
+    ``closed``: why its per-item lines could not be written (their reader is gone), or
+    None; the run then sends nothing more, and says so.
+    """
+
+    closed: str | None
 
     def start(self, stats: BatchStats, total: int | None = None) -> None: ...
     def on_event(self, event: ProgressEvent) -> None: ...
@@ -68,6 +91,7 @@ class PlainDisplay:
         self._stream = stream or sys.stdout
         self._last = time.monotonic()
         self._stats: BatchStats | None = None
+        self.closed: str | None = None
 
     def start(self, stats: BatchStats, total: int | None = None) -> None:
         self._stats = stats
@@ -76,12 +100,27 @@ class PlainDisplay:
         pass
 
     def item(self, item: ItemResult) -> None:
-        if not self._per_item:
+        if not self._per_item or self.closed is not None:
             return
         if not_attempted(item):
             return  # one line in the summary says how many, and why
         if not self._quiet or not item.ok:
-            print(_describe(item), file=self._stream, flush=True)
+            self._print(_describe(item))
+
+    def _print(self, line: str, *, keep: bool = False) -> None:
+        """``line`` on the stream. Once the stream's reader is gone, per-item lines stop and
+        what must be seen (``keep``: the summary) goes to stderr instead."""
+        if self.closed is None:
+            try:
+                print(line, file=self._stream, flush=True)
+                return
+            except BrokenPipeError as exc:
+                name = "standard output" if self._stream is sys.stdout else "the output"
+                self.closed = f"{name} was closed ({exc.strerror or exc})"
+                if self._stream is sys.stdout:
+                    silence_stdout()
+        if keep:
+            print(line, file=sys.stderr, flush=True)
 
     def interrupted(self, *, drain: bool) -> None:
         print(_interrupt_message(drain), file=sys.stderr, flush=True)
@@ -96,9 +135,9 @@ class PlainDisplay:
             f"done: {counts['ok']} stored, {counts['failed']} failed, "
             f"{counts['skipped']} skipped in {elapsed:.1f} s ({_rate(counts, elapsed):.1f}/s)"
         )
-        print(line, file=self._stream, flush=True)
+        self._print(line, keep=True)
         for name, value in where.items():
-            print(f"{name}: {value}", file=self._stream, flush=True)
+            self._print(f"{name}: {value}", keep=True)
 
 
 class RichDisplay:
@@ -118,6 +157,7 @@ class RichDisplay:
         self._started = time.monotonic()
         self._stats: BatchStats | None = None
         self._total: int | None = None
+        self.closed: str | None = None  # on stderr: no reader of stdout to lose
 
     @staticmethod
     def available() -> bool:

@@ -3,8 +3,8 @@
 Exit codes: 0 every item stored (or already stored), 1 some items failed,
 2 a usage or configuration error (nothing was sent), 3 the batch was stopped
 by an account or configuration problem (a refused key, no credits, a wrong
-base URL, an unreachable API, a destination that cannot be written),
-130 interrupted.
+base URL, an unreachable API, a destination that cannot be written, a closed
+standard output), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import anyio
 import attrs
 
 from ._batch import BatchResults, make_sink, raise_single
-from ._cli_inputs import Input, UsageError, check_own_files, open_input
+from ._cli_inputs import Input, UsageError, check_own_files, open_input, open_stream, streamed
 from ._cli_plan import confirm_spending, dry_run
 from ._config import API_KEY_ENV, BatchConfig, resolve_api_key
 from ._destination_lock import DestinationBusy, lock_destination, release
-from ._display import Display, make_display, not_attempted
+from ._display import Display, make_display, not_attempted, silence_stdout
 from ._errors import JournalError
 from ._journal import Journal
 from ._journal_reserve import NO_SPACE
@@ -67,7 +67,8 @@ def read_api_key(key_file: Path | None) -> str:
             raise UsageError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
         return resolve_api_key(None)
     try:
-        lines = key_file.read_text(encoding="utf-8").strip().splitlines()
+        # utf-8-sig: a key saved by Windows Notepad starts with a byte-order mark.
+        lines = key_file.read_text(encoding="utf-8-sig").strip().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise UsageError(f"cannot read --api-key-file {key_file}: {reason}") from None
@@ -156,19 +157,37 @@ def _checks(config: BatchConfig) -> dict[str, Any]:
 
 async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     # No key, no client, no journal lock, nothing created: only reads.
-    source = open_input(args, **_checks(config))
+    stream = await open_stream(args.input)
+    source = open_input(args, **_checks(config), stream=stream)
     sink = make_sink(args.output, overwrite=config.overwrite)
-    await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+    try:
+        await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+        sys.stdout.flush()  # here, not at exit: a reader that is gone is found below
+    except BrokenPipeError as exc:
+        silence_stdout()
+        print(
+            f"freepik-bg: stopped: standard output was closed ({exc.strerror or exc}) before "
+            "the plan was shown (nothing was sent): pipe it into a reader that reads it all",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
     return EXIT_OK
 
 
-def stopped(reason: str, not_attempted: int = 0) -> int:
-    """Say why the run stopped, and how to resume; `EXIT_STOPPED`."""
+def _again(args: argparse.Namespace) -> str:
+    """What a resume needs besides the command, when INPUT was read as it came: the list."""
+    if args.input == "-":
+        return " (feed it the same list on standard input again)"
+    if streamed(args.input):
+        return f" (feed it the same list in a new pipe: {args.input} was read to its end)"
+    return ""
+
+
+def stopped(reason: str, not_attempted: int = 0, again: str = "") -> int:
+    """Say why the run stopped, and how to resume (``again``: see `_again`); `EXIT_STOPPED`."""
     untried = f" {not_attempted} item(s) were not attempted." if not_attempted else ""
-    print(
-        f"freepik-bg: stopped: {reason}.{untried} Rerun the same command to resume.",
-        file=sys.stderr,
-    )
+    rerun = f"Rerun the same command to resume{again}."
+    print(f"freepik-bg: stopped: {reason}.{untried} {rerun}", file=sys.stderr)
     return EXIT_STOPPED
 
 
@@ -190,7 +209,8 @@ async def run_remove(args: argparse.Namespace, argv: Sequence[str], config: Batc
     )
     # Closed however the checks below end: no open input or pool left behind.
     async with client:
-        source = open_input(args, **_checks(config))
+        stream = await open_stream(args.input)
+        source = open_input(args, **_checks(config), stream=stream)
         try:
             return await _checked_run(args, argv, config, client, source)
         finally:
@@ -244,6 +264,7 @@ async def _checked_run(
     tally = _Tally()
     start = anyio.current_time()
     stop_reason: str | None = None
+    closed: str | None = None
     try:
         try:
             async with anyio.create_task_group() as tg:
@@ -257,6 +278,11 @@ async def _checked_run(
                             duplicate=item.duplicate_of is not None,
                         )
                         display.item(item)
+                        if display.closed is not None and closed is None:
+                            # Its reader is gone (`| head`): spend nothing more on lines no
+                            # one reads; what was sent is finished, as on a first Ctrl-C.
+                            closed = display.closed
+                            results.stop()
                         if report is not None:
                             report.add(item)
                     stop_reason = results.stop_reason
@@ -276,6 +302,12 @@ async def _checked_run(
         journal.close()
         release(held)
     elapsed = anyio.current_time() - start
+    if closed is not None:
+        closed += (
+            ": its per-item lines stopped there, and nothing more was sent "
+            "(what was sent was finished)"
+        )
+        stop_reason = closed if stop_reason is None else f"{stop_reason}; {closed}"
     summary = {
         **tally.counts,
         "total": sum(tally.counts.values()),
@@ -299,10 +331,13 @@ async def _checked_run(
             stop_reason = failure if stop_reason is None else f"{stop_reason}; {failure}"
     display.summary(tally.counts, elapsed, output=str(args.output), journal=str(journal.path))
     if stop_reason is not None:
-        return stopped(stop_reason, tally.not_attempted)
+        return stopped(stop_reason, tally.not_attempted, _again(args))
     if tally.signals:
         if tally.not_attempted:
             print(f"{tally.not_attempted} item(s) were not attempted.", file=sys.stderr)
-        print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        resume = _resume_command(argv)
+        print(f"Interrupted. Resume with:\n  {resume}", file=sys.stderr)
+        if _again(args):
+            print(_again(args).strip(), file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if tally.counts["failed"] else EXIT_OK

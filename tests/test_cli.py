@@ -97,6 +97,19 @@ def test_some_failed_exit_1_and_typed_report(emu: Emulator, tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
+def test_quiet_prints_failures_and_the_summary_as_its_help_says(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{urls_for(emu, 1)[0]}\nftp://example.com/x.png\n")
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    result = run_cli([*args, "-q", "--progress", "plain"])
+    assert result.returncode == 1
+    assert [line.split()[0] for line in result.stdout.splitlines()][:2] == ["FAIL", "done:"]
+    shown = " ".join(run_cli(["remove", "--help"]).stdout.split())  # unwrapped
+    assert "-q, --quiet no ok/skip lines: only FAIL lines and the summary" in shown
+
+
 def test_stdin_input(emu: Emulator, tmp_path: Path) -> None:
     urls = urls_for(emu, 3)
     result = run_cli(
@@ -149,6 +162,14 @@ def test_usage_errors_exit_2_with_one_line(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_api_key_file_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    from freepik_bg._remove_command import read_api_key
+
+    key_file = tmp_path / "key"
+    key_file.write_bytes(("\ufeff" + KEY + "\r\n").encode())  # Windows Notepad's UTF-8
+    assert read_api_key(key_file) == KEY
 
 
 def test_api_key_file_and_key_never_echoed(emu: Emulator, tmp_path: Path) -> None:
