@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._errors import SkippedError
+from ._errors import LinkExpiredError, SkippedError
 from ._models import BatchStats, ItemResult, ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
@@ -74,7 +74,18 @@ def _describe(item: ItemResult) -> str:
     if item.ok:
         verb = "skip" if item.skipped else "ok"
         return f"{verb:<5}{item.index:>7}  {item.image_url} -> {item.location}"
-    return f"FAIL {item.index:>7}  {item.image_url}: {item.error}"
+    return f"FAIL {item.index:>7}  {item.image_url}: {item.error}{_paid_note(item)}"
+
+
+def _paid_note(item: ItemResult) -> str:
+    # Paid for in this run, then not stored (a broken download, a full disk): the links
+    # are in the command's journal, and the next step is the free rerun, not a repayment.
+    if item.posted_at is None or isinstance(item.error, SkippedError | LinkExpiredError):
+        return ""
+    return (
+        " (paid for: its links are in the journal; rerun within 5 minutes to store it "
+        "without paying again)"
+    )
 
 
 def _rate(counts: dict[str, int], elapsed: float) -> float:

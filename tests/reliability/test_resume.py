@@ -221,3 +221,33 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     assert summary["interrupted"] is True
     # No temp file; every output complete (one may have landed just before its journal line).
     assert len(assert_outputs_valid(out)) >= len(done_urls(journal))
+
+
+def test_a_paid_item_whose_download_failed_says_the_rerun_is_free(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """Paid, then every download attempt cut short: the FAIL line showed only the transport
+    error. It says now that the item was paid for and that a rerun within 5 minutes stores
+    it without paying; and the rerun does."""
+    from freepik_bg.testing import Fault
+
+    from ..conftest import run_cli
+
+    url = emu.image_url("ball-small.png") + "?paid-then-cut=1"
+    listing = tmp_path / "urls.txt"
+    listing.write_text(url + "\n")
+    args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
+    charged = emu.stats.credits_charged
+    emu.inject("download", *[Fault.truncate()] * 10)
+    try:
+        first = run_cli([*args, "--progress", "plain", "--max-retries", "2"])
+    finally:
+        emu.clear_faults()
+    assert first.returncode == 1, first.stderr
+    fail = next(line for line in first.stdout.splitlines() if line.startswith("FAIL"))
+    assert "paid for: its links are in the journal; rerun within 5 minutes" in fail
+    assert emu.stats.credits_charged == charged + 1
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    assert emu.stats.credits_charged == charged + 1  # stored from the journal's links
+    assert (tmp_path / "out" / freepik_bg.output_name(url)).is_file()
