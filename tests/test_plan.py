@@ -258,3 +258,35 @@ def test_no_question_without_a_terminal_or_with_yes(emu: Emulator, tmp_path: Pat
     assert yes.returncode == 0, yes.stderr
     assert "Continue?" not in yes.stderr
     assert emu.stats.posts == 4
+
+
+@pytest.mark.anyio
+async def test_a_plan_lists_an_output_folder_once_and_checks_only_what_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker-thread hop per URL was most of a 200,000-line dry run's minutes: the folder
+    is listed once, and only the names found there get the full check."""
+    import freepik_bg._plan as plan_module
+
+    entries = [f"https://img.test/{i}.jpg" for i in range(50)]
+    out = tmp_path / "out"
+    out.mkdir()
+    for url in entries[:10]:
+        (out / output_name(url)).write_bytes(b"\x89PNG")
+    (out / output_name(entries[10])).mkdir()  # in the way: refused, as a batch would
+    listed: list[Path] = []
+    real = plan_module._names_in
+
+    def names_in(folder: Path) -> frozenset[str]:
+        listed.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(plan_module, "_names_in", names_in)
+    plan = await plan_batch(entries, out, concurrency=1, rate=None)
+    assert (plan.done, plan.invalid, plan.to_submit) == (10, 1, 39)
+    assert "a directory is in the way" in plan.invalid_reasons[0]
+    assert listed == [out]
+    assert not await plan_module._ListedFolders(tmp_path / "none").exists(
+        freepik_bg.SinkItem(0, entries[0], output_name(entries[0]), "high_resolution")
+    )
+    assert not (tmp_path / "none").exists()  # a plan creates nothing
