@@ -190,6 +190,6 @@ class Breaker:
             # once it has answered, a 501 is one item's failure.
             reason = f"the remove-background endpoint answered {error}: {_BASE_URL_HINT}"
         if reason is None and self.fail_fast:
-            reason = f"fail_fast is on and an item failed: {error}"
+            reason = f"fail_fast (--fail-fast) is on and an item failed: {error}"
         if reason is not None:
             self.trip(error, reason)

@@ -119,7 +119,9 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 def _check_rate(_instance: object, _attribute: object, value: float | None) -> None:
     if value is not None and (not math.isfinite(value) or value <= 0):
-        raise ValueError(f"rate must be a positive number of POSTs per second, or None: {value!r}")
+        raise ValueError(
+            f"rate must be a positive number of POSTs per second, or None (--rate off): {value!r}"
+        )
 
 
 def parse_rate(text: str) -> float | None:

@@ -343,7 +343,7 @@ class DirectorySink:
         if source is not None and source != item.image_url:
             raise OutputConflictError(
                 f"{path} holds the cutout of {source}, not of {item.image_url}: "
-                "move it away, or pass overwrite=True to replace it"
+                "move it away, or pass overwrite=True (--overwrite) to replace it"
             )
         return str(path)
 

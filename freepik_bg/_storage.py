@@ -206,7 +206,8 @@ class ObjectStoreSink:
         if recorded is not None and recorded != encode_source(item.image_url):
             raise OutputConflictError(
                 f"{self.location(item.name)} holds the cutout of {_describe_source(recorded)}, "
-                f"not of {item.image_url}: move it away, or pass overwrite=True to replace it"
+                f"not of {item.image_url}: move it away, or pass overwrite=True (--overwrite) "
+                "to replace it"
             )
         return self.location(item.name)
 
