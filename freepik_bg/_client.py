@@ -24,7 +24,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._error_responses import decode_body, status_error
+from ._error_responses import decode_body, gone_message, status_error
 from ._errors import (
     APIResponseValidationError,
     FreepikError,
@@ -356,9 +356,7 @@ class AsyncClient(BatchMethods):
                     logger.debug("GET %s -> %d", response.url, response.status_code)
                     if response.status_code in _GONE_STATUSES:
                         raise LinkExpiredError(
-                            f"result link answered {response.status_code}: it has expired "
-                            f"(links live 5 minutes; this one was issued at "
-                            f"{cutout.received_at.isoformat()})",
+                            gone_message(response.status_code, cutout),
                             status_code=response.status_code,
                         )
                     if not response.is_success:

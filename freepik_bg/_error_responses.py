@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import (
     APIStatusError,
@@ -22,7 +22,17 @@ from ._errors import (
     RateLimitError,
 )
 
-__all__ = ["ResponseBody", "ResponseHead", "decode_body", "describe_body", "status_error"]
+if TYPE_CHECKING:
+    from ._models import Cutout
+
+__all__ = [
+    "ResponseBody",
+    "ResponseHead",
+    "decode_body",
+    "describe_body",
+    "gone_message",
+    "status_error",
+]
 
 # Bodies are kept for debugging, but a misbehaving server could send megabytes.
 _MAX_BODY_CHARS = 2000
@@ -106,3 +116,20 @@ def describe_body(body: object) -> str:
     text = body if isinstance(body, str) else json.dumps(body, default=str)
     text = " ".join(text.split())
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def gone_message(status: int, cutout: Cutout) -> str:
+    """Why a result link answered 404/403/410: its 5 minutes ran out, or it was refused
+    early (said so: a resubmission pays again, and the reason is not the clock)."""
+    from ._models import LINK_TTL  # here: _models imports this module
+
+    issued = cutout.received_at.isoformat(timespec="seconds")
+    left = cutout.seconds_left()
+    if left > 0:
+        return (
+            f"result link answered {status} {LINK_TTL.total_seconds() - left:.0f} s after it "
+            f"was issued (at {issued}; links should live 5 minutes): taken as expired"
+        )
+    return (
+        f"result link answered {status}: it has expired (links live 5 minutes; issued at {issued})"
+    )

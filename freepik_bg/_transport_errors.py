@@ -68,6 +68,9 @@ def translate_transport_error(exc: httpx.HTTPError, *, what: str) -> APIConnecti
     except RuntimeError:
         request = None
     detail = _timeout_detail(exc, request) or _detail(exc)
+    if request is not None and not maybe_processed and request.url.host not in what:
+        # "All connection attempts failed" does not say where: the host is what to check.
+        detail += f" (connecting to {request.url.scheme}://{request.url.netloc.decode()})"
     if request is not None:
         # The original stays chained as __cause__, and tools that pickle causes
         # (tblib, which Dask installs; error reporters) would carry the key in it.

@@ -639,6 +639,16 @@ async def test_gone_link_raises_link_expired(respx_mock: respx.MockRouter, statu
             await c.download(fresh_cutout())
     assert info.value.status_code == status
     assert route.call_count == 1
+    # Refused seconds after it was issued: said so, not "it has expired" (a resubmission
+    # then pays again, and the reason is not the clock).
+    assert "s after it was issued" in str(info.value)
+    assert "taken as expired" in str(info.value)
+
+    issued = datetime.now(timezone.utc) - timedelta(minutes=6)
+    stale = Cutout.from_response(links(), image_url="https://img.test/a.jpg", received_at=issued)
+    async with client() as c:
+        with pytest.raises(LinkExpiredError, match=r"it has expired \(links live 5 minutes"):
+            await c.download(stale)
 
 
 async def test_download_retries_stop_at_expiry(respx_mock: respx.MockRouter) -> None:
@@ -746,3 +756,12 @@ async def test_connection_errors_keep_the_request_but_not_the_key() -> None:
     assert str(exc.request.url) == ENDPOINT
     assert "x-freepik-api-key" not in exc.request.headers
     assert KEY.encode() not in pickle.dumps(exc)
+
+
+async def test_a_failed_connection_says_where_it_tried() -> None:
+    # "All connection attempts failed" alone left the user guessing which host was down.
+    async with AsyncClient(KEY, base_url="http://127.0.0.1:9", max_retries=0) as c:
+        with pytest.raises(freepik_bg.APIConnectionError) as info:
+            await c.remove_background("https://img.test/a.jpg")
+    assert "(connecting to http://127.0.0.1:9)" in str(info.value)
+    assert not info.value.maybe_processed
