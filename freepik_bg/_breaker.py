@@ -74,10 +74,7 @@ def stop_reason(error: FreepikError, *, on_post: bool) -> str | None:
         return f"the account has no credits left ({error}): top up, then resume"
     if isinstance(error, PermissionDeniedError):
         return f"the API key may not use this endpoint ({error})"
-    if on_post and (
-        isinstance(error, NotFoundError)
-        or (isinstance(error, APIStatusError) and error.status_code == 405)
-    ):
+    if on_post and (isinstance(error, NotFoundError) or _status(error) == 405):
         return f"the remove-background endpoint answered {error}: {_BASE_URL_HINT}"
     if isinstance(error, ConfigurationError):
         return str(error)  # the client's set-up (an HTTP backend this event loop cannot run)

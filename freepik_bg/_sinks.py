@@ -188,22 +188,31 @@ def check_file_target(path: Path) -> None:
         raise SinkError(f"cannot write {path}: {exc.strerror} (nothing was sent)") from exc
 
 
-def _in_the_way(path: Path) -> str | None:
-    """What other than a regular file is at ``path`` ("a directory", ...), or ``None``."""
+_A_FILE = "a file"
+
+
+def _found_at(path: Path) -> str | None:
+    """What is at ``path``: ``None`` for nothing, `_A_FILE` for a regular file (links
+    followed), else what is in the way ("a directory", "a broken symbolic link", ...).
+    One ``lstat`` when nothing is there, the common case before a POST."""
     try:
         found = path.lstat()
     except (FileNotFoundError, NotADirectoryError):
-        return None
-    if stat.S_ISREG(found.st_mode):
         return None
     if stat.S_ISLNK(found.st_mode):
         try:
             found = path.stat()
         except OSError:
             return "a broken symbolic link"
-        if stat.S_ISREG(found.st_mode):
-            return None
+    if stat.S_ISREG(found.st_mode):
+        return _A_FILE
     return "a directory" if stat.S_ISDIR(found.st_mode) else "something other than a file"
+
+
+def _in_the_way(path: Path) -> str | None:
+    """What other than a regular file is at ``path`` ("a directory", ...), or ``None``."""
+    found = _found_at(path)
+    return None if found == _A_FILE else found
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -329,16 +338,16 @@ class DirectorySink:
         return await anyio.to_thread.run_sync(self._exists, item, path)
 
     def _exists(self, item: SinkItem, path: Path) -> str | None:
-        if not path.is_file():
-            in_the_way = _in_the_way(path)
-            if in_the_way is not None:
-                # A write there can only fail: say so before the POST, not after the credit.
-                raise OutputConflictError(
-                    f"{in_the_way} is in the way at {path}: this item's cutout cannot be "
-                    "stored under that name; move it away or give the item another name "
-                    "(nothing was sent for it)"
-                )
+        found = _found_at(path)
+        if found is None:
             return None
+        if found != _A_FILE:
+            # A write there can only fail: say so before the POST, not after the credit.
+            raise OutputConflictError(
+                f"{found} is in the way at {path}: this item's cutout cannot be "
+                "stored under that name; move it away or give the item another name "
+                "(nothing was sent for it)"
+            )
         source = recorded_source(path)
         if source is not None and source != item.image_url:
             raise OutputConflictError(
