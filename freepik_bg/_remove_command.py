@@ -335,9 +335,8 @@ async def _checked_run(
     if tally.signals:
         if tally.not_attempted:
             print(f"{tally.not_attempted} item(s) were not attempted.", file=sys.stderr)
-        resume = _resume_command(argv)
-        print(f"Interrupted. Resume with:\n  {resume}", file=sys.stderr)
-        if _again(args):
-            print(_again(args).strip(), file=sys.stderr)
+        print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        if again := _again(args):
+            print(again.strip(), file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if tally.counts["failed"] else EXIT_OK
