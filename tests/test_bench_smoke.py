@@ -49,7 +49,7 @@ def results() -> dict[str, ScenarioResult]:
 def test_overhead(results: dict[str, ScenarioResult]) -> None:
     result = overhead.run(SMOKE)
     _check(result)
-    assert {r.label for r in result.runs} == {"sdk", "raw"}
+    assert {r.label for r in result.runs} == {"sdk", "raw", "raw again"}
     assert all(r.ok == SMOKE.overhead_n and r.cpu > 0 for r in result.runs)
     results["overhead"] = result
 
