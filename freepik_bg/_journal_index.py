@@ -1,13 +1,14 @@
 """A checkpoint beside a journal (``<journal>.idx``): resuming a long journal reads a few
 megabytes instead of parsing a million JSON lines.
 
-It holds what `Journal` builds from the journal's first ``offset`` bytes (the done keys
-as packed 64-bit ints, the posted records that may still be live, the torn-line count)
-and the CRC-32 of those bytes. A load trusts it only if the journal's first ``offset``
-bytes still have that CRC (reading them costs ~0.1 s per 400 MB), and then parses only
-the lines after ``offset``. Anything else (no checkpoint, another format, a damaged or
-foreign one, a journal rewritten, truncated or replaced) means a full parse: a wrong
-checkpoint could skip an item that is not stored, a missing one only costs time.
+It holds what `Journal` builds from the journal's first ``offset`` bytes (the done keys,
+as the `U64Set` hash table they are in memory; the posted records that may still be
+live; the torn-line count) and the CRC-32 of those bytes. A load trusts it only if the
+journal's first ``offset`` bytes still have that CRC (reading them costs ~0.1 s per
+400 MB), and then parses only the lines after ``offset``. Anything else (no checkpoint,
+another format, a damaged or foreign one, a journal rewritten, truncated or replaced)
+means a full parse: a wrong checkpoint could skip an item that is not stored, a missing
+one only costs time.
 
 It is written atomically (temp file, then rename) and only after the journal lines it
 covers were flushed, so a kill -9 between the two leaves one covering fewer bytes than
@@ -25,11 +26,12 @@ import os
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
+
+from ._u64map import U64Set
 
 __all__ = ["Checkpoint", "extend_crc", "index_path", "read_checkpoint", "write_checkpoint"]
 
@@ -38,7 +40,7 @@ logger = logging.getLogger("freepik_bg")
 _MAGIC = b"freepik-bg journal index\n"
 # Bump when the journal's key functions or this layout change: an old checkpoint is
 # then ignored (full parse) instead of read wrongly.
-_FORMAT = 1
+_FORMAT = 2
 _DIGEST = 32
 _CHUNK = 1 << 20
 
@@ -55,23 +57,26 @@ class Checkpoint:
     offset: int
     crc: int
     torn_lines: int
-    done: array[int] = attrs.field(eq=False)
+    done: U64Set = attrs.field(eq=False)
     posted: list[dict[str, Any]]
 
 
-def _pack(keys: Iterable[int]) -> bytes:
-    packed = array("Q", keys)
+def _pack(keys: U64Set) -> bytes:
+    # The table whole, empty slots and all: one copy to write, one to load, where
+    # packing the keys alone took a pass in Python over every slot.
+    table = keys.table()
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
-        packed.byteswap()
-    return packed.tobytes()
+        table = array("Q", table)
+        table.byteswap()
+    return table.tobytes()
 
 
-def _unpack(data: bytes) -> array[int]:
+def _unpack(data: bytes) -> U64Set | None:
     packed = array("Q")
     packed.frombytes(data)
     if sys.byteorder == "big":  # pragma: no cover
         packed.byteswap()
-    return packed
+    return U64Set.from_table(packed)
 
 
 def write_checkpoint(
@@ -80,7 +85,7 @@ def write_checkpoint(
     offset: int,
     crc: int,
     torn_lines: int,
-    done: Iterable[int],
+    done: U64Set,
     posted: list[dict[str, Any]],
 ) -> None:
     """Write ``journal``'s checkpoint atomically; a failure only costs the next resume time."""
@@ -180,10 +185,14 @@ def read_checkpoint(journal: Path, fh: IO[bytes]) -> Checkpoint | None:
     if _prefix_crc(fh, header["offset"]) != header["crc"]:
         logger.info("journal %s changed since its checkpoint; reading the whole journal", journal)
         return None
+    done = _unpack(keys)
+    if done is None:
+        logger.info("journal %s: its checkpoint is unreadable; reading the whole journal", journal)
+        return None
     return Checkpoint(
         offset=header["offset"],
         crc=header["crc"],
         torn_lines=header["torn_lines"],
-        done=_unpack(keys),
+        done=done,
         posted=posted,
     )

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from freepik_bg import Cutout, InternalServerError, ItemResult, Journal, _journal as journal_module
-from freepik_bg._journal_index import index_path
+from freepik_bg._journal_index import _FORMAT, index_path
 
 from .conftest import links
 
@@ -234,7 +234,7 @@ def flip_a_key_byte(data: bytes) -> bytes:
         lambda data: data[: len(data) // 2],
         lambda data: b"",
         lambda data: b"garbage\n" * 40,
-        lambda data: data.replace(b'"format": 1', b'"format": 9'),
+        lambda data: data.replace(b'"format": %d' % _FORMAT, b'"format": 99'),
     ],
     ids=["flipped", "short", "half", "empty", "garbage", "other-format"],
 )
@@ -254,6 +254,73 @@ def test_a_damaged_checkpoint_means_a_full_parse(tmp_path: Path, damage: Any) ->
     resumed.record(ItemResult(index=5, image_url="https://a.test/5.jpg", ok=True, location="5"))
     resumed.close()
     assert Journal(path)._checkpointed == path.stat().st_size
+
+
+def reseal(data: bytes, change: Any) -> bytes:
+    """A checkpoint changed by ``change(header, table) -> (header, table)``, with a valid
+    digest again: what only a bug (or a hand) could write."""
+    import hashlib
+    import json
+
+    body = data[:-32]
+    magic_end = body.index(b"\n") + 1
+    header_end = body.index(b"\n", magic_end) + 1
+    header = json.loads(body[magic_end:header_end])
+    table_end = header_end + 8 * header["keys"]
+    header, table = change(header, body[header_end:table_end])
+    body = body[:magic_end] + json.dumps(header).encode() + b"\n" + table + body[table_end:]
+    return body + hashlib.blake2b(body, digest_size=32).digest()
+
+
+def not_a_power_of_two(header: dict[str, Any], table: bytes) -> tuple[dict[str, Any], bytes]:
+    return {**header, "keys": header["keys"] - 1}, table[:-8]
+
+
+def over_full(header: dict[str, Any], table: bytes) -> tuple[dict[str, Any], bytes]:
+    # Every slot taken: a lookup of a key not there would probe forever.
+    return header, b"\x07" * len(table)
+
+
+@pytest.mark.parametrize("change", [not_a_power_of_two, over_full])
+def test_a_checkpoint_whose_table_is_not_one_means_a_full_parse(
+    tmp_path: Path, change: Any
+) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    every_kind(journal)
+    journal.close()
+    idx = index_path(path)
+    idx.write_bytes(reseal(idx.read_bytes(), change))
+
+    resumed = Journal(path)
+    assert resumed._checkpointed == 0
+    assert state(resumed) == state(full_parse(path))
+    assert not resumed.is_stored("https://a.test/not-there.jpg")
+
+
+def test_done_keys_take_a_table_not_a_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A journal of tens of millions of stored items is resumed: a set of ints (~75 bytes a
+    # key) held gigabytes for it. Measured on what a resume keeps, both ways it loads.
+    import tracemalloc
+
+    monkeypatch.setattr(journal_module, "CHECKPOINT_LINES", 1_000_000)  # one, at close
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.open()
+    n = 20_000
+    for i in range(n):
+        journal.record(ItemResult(index=i, image_url=f"https://a.test/{i}.jpg", ok=True))
+    journal.close()
+    for resume in (lambda: Journal(path), lambda: full_parse(path)):
+        tracemalloc.start()
+        try:
+            resumed = resume()
+            kept, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert resumed.completed == n
+        assert resumed.is_stored(f"https://a.test/{n - 1}.jpg")
+        assert kept < 30 * n, kept  # a set of them: ~75 bytes a key
 
 
 def test_a_run_between_our_load_and_our_lock_is_caught_up(tmp_path: Path) -> None:
