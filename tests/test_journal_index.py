@@ -14,8 +14,15 @@ from typing import Any
 
 import pytest
 
-from freepik_bg import Cutout, InternalServerError, ItemResult, Journal, _journal as journal_module
-from freepik_bg._journal_index import index_path
+from freepik_bg import (
+    Cutout,
+    InternalServerError,
+    ItemResult,
+    Journal,
+    _journal as journal_module,
+    _journal_index as journal_index,
+)
+from freepik_bg._journal_index import _FORMAT, index_path, read_checkpoint, write_checkpoint
 
 from .conftest import links
 
@@ -234,7 +241,7 @@ def flip_a_key_byte(data: bytes) -> bytes:
         lambda data: data[: len(data) // 2],
         lambda data: b"",
         lambda data: b"garbage\n" * 40,
-        lambda data: data.replace(b'"format": 1', b'"format": 9'),
+        lambda data: data.replace(b'"format": %d' % _FORMAT, b'"format": 9'),
     ],
     ids=["flipped", "short", "half", "empty", "garbage", "other-format"],
 )
@@ -254,6 +261,32 @@ def test_a_damaged_checkpoint_means_a_full_parse(tmp_path: Path, damage: Any) ->
     resumed.record(ItemResult(index=5, image_url="https://a.test/5.jpg", ok=True, location="5"))
     resumed.close()
     assert Journal(path)._checkpointed == path.stat().st_size
+
+
+def test_a_checkpoint_from_before_url_identities_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Format 1 keyed URLs as written: trusted, it would not know HTTPS://A.test/x.jpg is
+    # https://a.test/x.jpg. Its journal's lines are read again instead.
+    path = tmp_path / "j.jsonl"
+    url = "HTTPS://A.test/x.jpg"
+    journal = Journal(path)
+    journal.record(ItemResult(index=0, image_url=url, ok=True, location="x.png"))
+    journal.close()
+    with path.open("rb") as fh:
+        current = read_checkpoint(path, fh)
+    assert current is not None
+    monkeypatch.setattr(journal_index, "_FORMAT", 1)
+    old_key = journal_module._digest(url)  # what format 1's _key made of it
+    write_checkpoint(
+        path, offset=current.offset, crc=current.crc, torn_lines=0, done=[old_key], posted=[]
+    )
+    monkeypatch.undo()
+
+    resumed = Journal(path)
+    assert resumed._checkpointed == 0
+    assert resumed.is_stored("https://a.test/x.jpg")
+    assert resumed.is_stored(url)
 
 
 def test_a_run_between_our_load_and_our_lock_is_caught_up(tmp_path: Path) -> None:

@@ -143,6 +143,24 @@ async def test_a_plan_counts_what_a_batch_fails_without_a_request_as_invalid(
     assert (staged.invalid, staged.to_submit, staged.credits) == (3, 2, 2)
 
 
+@pytest.mark.anyio
+async def test_a_plan_counts_other_spellings_of_a_url_as_duplicates(tmp_path: Path) -> None:
+    # As the batch pays: once per image, however its URL is spelled.
+    spellings = [
+        "https://img.test/a.png",
+        "HTTPS://IMG.test/a.png",
+        "https://img.test:443/a.png",
+        "https://img.test/a.png#x",
+    ]
+    plan = await plan_batch([*spellings, "https://img.test/A.png"], tmp_path / "out", rate=None)
+    assert (plan.total, plan.to_submit, plan.duplicates, plan.credits) == (5, 2, 3, 2)
+    # ... and a journal's URL spelled otherwise is done.
+    journal = tmp_path / "j.jsonl"
+    journal_lines(journal, stored("HTTPS://IMG.TEST:443/a.png#top", "high_resolution"))
+    resumed = await plan_batch(spellings[2:], tmp_path / "out", journal=journal, rate=None)
+    assert (resumed.done, resumed.duplicates, resumed.credits) == (1, 1, 0)
+
+
 def urls_for(emu: Emulator, n: int, tag: str) -> list[str]:
     return [f"{emu.image_url('ball-small.png')}?{tag}={i}" for i in range(n)]
 
