@@ -8,9 +8,9 @@ import os
 import stat
 from pathlib import Path
 
-from ._errors import SinkError
+from ._errors import OutputConflictError, SinkError
 
-__all__ = ["A_FILE", "check_file_target", "found_at", "in_the_way"]
+__all__ = ["A_FILE", "check_file_target", "found_at", "in_the_way", "refuse_in_the_way"]
 
 
 def check_file_target(path: Path) -> None:
@@ -85,3 +85,14 @@ def _stat(path: Path) -> os.stat_result | None:
         return path.stat()
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def refuse_in_the_way(path: Path, found: str | None) -> None:
+    """`OutputConflictError` if ``found`` (what `found_at` saw) is in the way of a write."""
+    if found is not None and found != A_FILE:
+        # A write there can only fail: say so before the POST, not after the credit.
+        raise OutputConflictError(
+            f"{found} is in the way at {path}: this item's cutout cannot be "
+            "stored under that name; move it away or give the item another name "
+            "(nothing was sent for it)"
+        )

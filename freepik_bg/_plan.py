@@ -257,16 +257,23 @@ class _ListedFolders(DirectorySink):
         super().__init__(directory, overwrite=overwrite)
         self._listed: dict[Path, frozenset[str]] = {}
 
-    async def exists(self, item: SinkItem) -> str | None:
+    async def _absent(self, item: SinkItem) -> bool:
+        """Whether the listing of its folder says nothing is at ``item``'s name."""
         path = self.path_for(item)
-        if len(os.fsencode(path.name)) <= _PLAIN_NAME_BYTES:  # longer: let the check say
-            names = self._listed.get(path.parent)
-            if names is None:
-                names = await anyio.to_thread.run_sync(_names_in, path.parent)
-                self._listed[path.parent] = names
-            if path.name not in names:
-                return None
-        return await super().exists(item)
+        if len(os.fsencode(path.name)) > _PLAIN_NAME_BYTES:
+            return False  # longer: let the check say
+        names = self._listed.get(path.parent)
+        if names is None:
+            names = await anyio.to_thread.run_sync(_names_in, path.parent)
+            self._listed[path.parent] = names
+        return path.name not in names
+
+    async def exists(self, item: SinkItem) -> str | None:
+        return None if await self._absent(item) else await super().exists(item)
+
+    async def check_replaceable(self, item: SinkItem) -> None:
+        if not await self._absent(item):
+            await super().check_replaceable(item)
 
 
 _PLAIN_NAME_BYTES = 240

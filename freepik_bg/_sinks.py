@@ -16,7 +16,7 @@ import attrs
 
 from ._atomic import SOURCE_XATTR, write_atomic
 from ._errors import OutputConflictError, SinkError
-from ._file_targets import A_FILE, check_file_target, found_at, in_the_way
+from ._file_targets import check_file_target, found_at, in_the_way, refuse_in_the_way
 from ._models import Cutout, Size
 
 __all__ = [
@@ -215,7 +215,8 @@ class DirectorySink:
 
     With ``overwrite=False`` (a batch's default) a file that exists is never
     replaced, even one another writer created a moment before: that store
-    fails with `OutputConflictError`. ``overwrite=True`` replaces it.
+    fails with `OutputConflictError`. ``overwrite=True`` replaces it; a directory
+    (or anything but a file) at the name is refused before the POST either way.
 
     Examples:
         >>> sink = DirectorySink("out/")
@@ -267,13 +268,7 @@ class DirectorySink:
         found = found_at(path)
         if found is None:
             return None
-        if found != A_FILE:
-            # A write there can only fail: say so before the POST, not after the credit.
-            raise OutputConflictError(
-                f"{found} is in the way at {path}: this item's cutout cannot be "
-                "stored under that name; move it away or give the item another name "
-                "(nothing was sent for it)"
-            )
+        refuse_in_the_way(path, found)
         source = recorded_source(path)
         if source is not None and source != item.image_url:
             raise OutputConflictError(
@@ -281,6 +276,21 @@ class DirectorySink:
                 "move it away, or pass overwrite=True (--overwrite) to replace it"
             )
         return str(path)
+
+    async def check_replaceable(self, item: SinkItem) -> None:
+        """With ``overwrite=True``, before the POST: can ``item``'s file be written?
+
+        A regular file there is replaced; `exists` is not asked (it would skip it).
+
+        Raises:
+            OutputConflictError: something other than a file (a directory, ...) is
+                at the name: the write could only fail, after the credit.
+        """
+        import anyio.to_thread
+
+        path = self.path_for(item)
+        found = await anyio.to_thread.run_sync(found_at, path)
+        refuse_in_the_way(path, found)
 
     async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
         """Write atomically, recording the source URL; return the path.
@@ -296,8 +306,8 @@ class DirectorySink:
         except (FileExistsError, IsADirectoryError) as exc:
             import anyio.to_thread
 
-            # Not another writer's file: a directory made during the run (or, with
-            # overwrite, one that exists() was not asked about). Say which.
+            # Not another writer's file: a directory made during the run, after the
+            # check before its POST. Say which.
             blocking = await anyio.to_thread.run_sync(in_the_way, path)
             if blocking is not None:
                 raise OutputConflictError(

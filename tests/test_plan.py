@@ -304,6 +304,12 @@ async def test_a_plan_lists_an_output_folder_once_and_checks_only_what_is_there(
     assert (plan.done, plan.invalid, plan.to_submit) == (10, 1, 39)
     assert "a directory is in the way" in plan.invalid_reasons[0]
     assert listed == [out]
+    # Overwriting replaces the files, and a directory is in the way all the same.
+    listed.clear()
+    plan = await plan_batch(entries, out, concurrency=1, rate=None, overwrite=True)
+    assert (plan.done, plan.invalid, plan.to_submit) == (0, 1, 49)
+    assert "a directory is in the way" in plan.invalid_reasons[0]
+    assert listed == [out]
     assert not await plan_module._ListedFolders(tmp_path / "none").exists(
         freepik_bg.SinkItem(0, entries[0], output_name(entries[0]), "high_resolution")
     )
