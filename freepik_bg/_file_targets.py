@@ -1,6 +1,6 @@
 """What is at a file's path before it is written: checked before the POST, so that no
-credit pays for a write that can only fail (a directory at the name, a file where one
-of its folders should be)."""
+credit pays for a write that can only fail (a directory at the name, a file or a broken
+link where one of its folders should be)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def check_file_target(path: Path) -> None:
         for ancestor in path.parents:
             if (above := _stat(ancestor)) is not None:
                 break
+            if ancestor.is_symlink():  # the write's mkdir could only fail on it
+                raise SinkError(
+                    f"{ancestor} is a broken symbolic link, not a directory, so {path} "
+                    "cannot be written: fix or remove the link (nothing was sent)"
+                )
         else:
             return  # not even the root or the cwd: let the write say what is wrong
         if not stat.S_ISDIR(above.st_mode):
@@ -51,14 +56,23 @@ def check_file_target(path: Path) -> None:
 A_FILE = "a file"
 
 
-def found_at(path: Path) -> str | None:
+def found_at(path: Path, top: Path | None = None) -> str | None:
     """What is at ``path``: ``None`` for nothing, `A_FILE` for a regular file (links
-    followed), else what is in the way ("a directory", "a broken symbolic link", ...).
-    One ``lstat`` when nothing is there, the common case before a POST."""
+    followed), else what is in the way ("a directory", "a broken symbolic link", a file
+    in place of one of its folders, ...).
+
+    ``top``: the folder the write's own folders are made under; a broken link in place
+    of one of those is found too. One ``lstat`` when nothing is there and ``path`` is
+    directly in ``top``, the common case before a POST.
+    """
     try:
         found = path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    except FileNotFoundError:
+        return None if top is None else _link_above(path, top)
+    except NotADirectoryError:
+        # No write can make the folder a file holds the name of (shoes/red.png
+        # under a file shoes): found before the POST, not after its credit.
+        return f"a file in place of the folder {_file_above(path)}"
     if stat.S_ISLNK(found.st_mode):
         try:
             found = path.stat()
@@ -69,10 +83,51 @@ def found_at(path: Path) -> str | None:
     return "a directory" if stat.S_ISDIR(found.st_mode) else "something other than a file"
 
 
-def in_the_way(path: Path) -> str | None:
+def _file_above(path: Path) -> Path:
+    """The nearest folder of ``path`` that is something else (a file); its parent if none
+    is now (one was when ``lstat`` said "not a directory")."""
+    for ancestor in path.parents:
+        try:
+            found = ancestor.stat()
+        except OSError:
+            continue  # not there (below the file), or below it too
+        if not stat.S_ISDIR(found.st_mode):
+            return ancestor
+        break
+    return path.parent
+
+
+def _link_above(path: Path, top: Path) -> str | None:
+    """A broken symbolic link in place of a folder of ``path`` below ``top``, or ``None``
+    (the folders are missing: the write makes them)."""
+    for ancestor in path.parents:
+        if ancestor == top:
+            return None
+        try:
+            if not stat.S_ISLNK(ancestor.lstat().st_mode) or ancestor.exists():
+                return None  # the nearest entry above is a folder (or a link to one)
+        except FileNotFoundError:
+            continue
+        # The write's mkdir could only fail on it ("File exists").
+        return f"a broken symbolic link in place of the folder {ancestor}"
+    return None
+
+
+def in_the_way(path: Path, top: Path | None = None) -> str | None:
     """What other than a regular file is at ``path`` ("a directory", ...), or ``None``."""
-    found = found_at(path)
+    found = found_at(path, top)
     return None if found == A_FILE else found
+
+
+def refuse_in_the_way(path: Path, found: str | None) -> None:
+    """`OutputConflictError` if ``found`` (what `found_at` saw) is in the way of a write."""
+    if found is not None and found != A_FILE:
+        # A write there can only fail: say so before the POST, not after the credit.
+        raise OutputConflictError(
+            f"{found} is in the way at {path}: this item's cutout cannot be "
+            "stored under that name; move it away or give the item another name "
+            "(nothing was sent for it)"
+        )
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -85,14 +140,3 @@ def _stat(path: Path) -> os.stat_result | None:
         return path.stat()
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def refuse_in_the_way(path: Path, found: str | None) -> None:
-    """`OutputConflictError` if ``found`` (what `found_at` saw) is in the way of a write."""
-    if found is not None and found != A_FILE:
-        # A write there can only fail: say so before the POST, not after the credit.
-        raise OutputConflictError(
-            f"{found} is in the way at {path}: this item's cutout cannot be "
-            "stored under that name; move it away or give the item another name "
-            "(nothing was sent for it)"
-        )

@@ -216,7 +216,8 @@ class DirectorySink:
     With ``overwrite=False`` (a batch's default) a file that exists is never
     replaced, even one another writer created a moment before: that store
     fails with `OutputConflictError`. ``overwrite=True`` replaces it; a directory
-    (or anything but a file) at the name is refused before the POST either way.
+    (or anything but a file) at the name, or in place of one of its folders, is
+    refused before the POST either way.
 
     Examples:
         >>> sink = DirectorySink("out/")
@@ -256,8 +257,9 @@ class DirectorySink:
 
         Raises:
             OutputConflictError: the file holds another URL's cutout, or something
-                other than a file (a directory, ...) is at the name: no write could
-                store the item there, so it is refused before its credit.
+                other than a file (a directory, ...) is at the name, or a file or a
+                broken link is in place of one of its folders: no write could store
+                the item there, so it is refused before its credit.
         """
         import anyio.to_thread
 
@@ -265,7 +267,7 @@ class DirectorySink:
         return await anyio.to_thread.run_sync(self._exists, item, path)
 
     def _exists(self, item: SinkItem, path: Path) -> str | None:
-        found = found_at(path)
+        found = found_at(path, self.directory)
         if found is None:
             return None
         refuse_in_the_way(path, found)
@@ -284,12 +286,13 @@ class DirectorySink:
 
         Raises:
             OutputConflictError: something other than a file (a directory, ...) is
-                at the name: the write could only fail, after the credit.
+                at the name, or a file or a broken link is in place of one of its
+                folders: the write could only fail, after the credit.
         """
         import anyio.to_thread
 
         path = self.path_for(item)
-        found = await anyio.to_thread.run_sync(found_at, path)
+        found = await anyio.to_thread.run_sync(found_at, path, self.directory)
         refuse_in_the_way(path, found)
 
     async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
@@ -308,7 +311,7 @@ class DirectorySink:
 
             # Not another writer's file: a directory made during the run, after the
             # check before its POST. Say which.
-            blocking = await anyio.to_thread.run_sync(in_the_way, path)
+            blocking = await anyio.to_thread.run_sync(in_the_way, path, self.directory)
             if blocking is not None:
                 raise OutputConflictError(
                     f"{blocking} is in the way at {path}: this cutout was not stored; move "

@@ -161,6 +161,32 @@ async def test_a_plan_counts_other_spellings_of_a_url_as_duplicates(tmp_path: Pa
     assert (resumed.done, resumed.duplicates, resumed.credits) == (1, 1, 0)
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("blocker", ["a file", "a broken symbolic link"])
+async def test_a_plan_refuses_an_output_under_a_file_as_a_batch_would(
+    tmp_path: Path, overwrite: bool, blocker: str
+) -> None:
+    photos = tmp_path / "photos"
+    (photos / "shoes" / "kids").mkdir(parents=True)
+    for name in ("shoes/red", "shoes/kids/blue", "cover"):
+        (photos / f"{name}.png").write_bytes(b"\x89PNG")
+    out = tmp_path / "out"
+    out.mkdir()
+    # Where the folder of two outputs should be: the write could only fail.
+    if blocker == "a file":
+        (out / "shoes").write_bytes(b"")
+    else:
+        (out / "shoes").symlink_to(tmp_path / "nowhere")
+    entries = list(freepik_bg.local_images(photos))
+    plan = await plan_batch(
+        entries, out, stage="s3://bucket/staging/", overwrite=overwrite, rate=None
+    )
+    assert (plan.invalid, plan.to_submit) == (2, 1)
+    for reason in plan.invalid_reasons:
+        assert f"{blocker} in place of the folder {out / 'shoes'} is in the way at" in reason
+
+
 def urls_for(emu: Emulator, n: int, tag: str) -> list[str]:
     return [f"{emu.image_url('ball-small.png')}?{tag}={i}" for i in range(n)]
 
@@ -295,9 +321,9 @@ async def test_a_plan_lists_an_output_folder_once_and_checks_only_what_is_there(
     listed: list[Path] = []
     real = plan_module._names_in
 
-    def names_in(folder: Path) -> frozenset[str]:
+    def names_in(folder: Path, top: Path) -> frozenset[str] | None:
         listed.append(folder)
-        return real(folder)
+        return real(folder, top)
 
     monkeypatch.setattr(plan_module, "_names_in", names_in)
     plan = await plan_batch(entries, out, concurrency=1, rate=None)

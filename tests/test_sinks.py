@@ -127,6 +127,8 @@ def things_in_the_way(folder: Path) -> dict[str, str]:
     (folder / "to-dir.png").symlink_to(folder / "dir.png")
     (folder / "broken.png").symlink_to(folder / "nowhere")
     os.mkfifo(folder / "fifo.png")
+    (folder / "shoes").write_bytes(b"")
+    (folder / "bags").symlink_to(folder / "nowhere")
     (folder / "target.png").write_bytes(PNG)
     (folder / "to-file.png").symlink_to(folder / "target.png")
     return {
@@ -134,6 +136,10 @@ def things_in_the_way(folder: Path) -> dict[str, str]:
         "to-dir.png": "a directory",
         "broken.png": "a broken symbolic link",
         "fifo.png": "something other than a file",
+        "shoes/red.png": f"a file in place of the folder {folder / 'shoes'}",
+        "shoes/deeper/red.png": f"a file in place of the folder {folder / 'shoes'}",
+        "bags/tote.png": f"a broken symbolic link in place of the folder {folder / 'bags'}",
+        "bags/deeper/tote.png": f"a broken symbolic link in place of the folder {folder / 'bags'}",
     }
 
 
