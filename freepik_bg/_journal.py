@@ -53,6 +53,7 @@ from ._journal_lines import (
 )
 from ._models import LINK_TTL, SIZES, Cutout, ItemResult
 from ._u64map import U64Set
+from ._urls import url_identity
 
 __all__ = ["Journal"]
 
@@ -71,11 +72,18 @@ replays at most about this many (~1 s) instead of the whole journal."""
 
 # Changing _key or _done_key: bump _journal_index._FORMAT, so that checkpoints holding
 # the old keys are ignored.
-def _key(url: str) -> int:
+def _digest(text: str) -> int:
     # A 64-bit digest as an int keeps a million-entry resume set small (~60 MB
     # less than the URLs themselves), with a collision chance near 1e-8.
-    digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def _key(url: str) -> int:
+    # By the URL's identity, as duplicates are: a resume whose list spells a URL
+    # otherwise (HTTPS://, :443, #x) finds what the first run paid for. Keys are
+    # computed when lines are read, so lines written before this count too.
+    return _digest(url_identity(url))
 
 
 def _done_key(url: str, size: str, name: str | None = None) -> int:
@@ -84,8 +92,8 @@ def _done_key(url: str, size: str, name: str | None = None) -> int:
     # A chosen output name (a SKU) is part of it: the same URL under another
     # name is another output.
     if name is not None:
-        return _key(f"{size}\0{name}\0{url}")
-    return _key(url) if size == _DEFAULT_SIZE else _key(f"{size}\0{url}")
+        return _digest(f"{size}\0{name}\0{url_identity(url)}")
+    return _key(url) if size == _DEFAULT_SIZE else _digest(f"{size}\0{url_identity(url)}")
 
 
 # A run asks for an item's keys several times (before its POST: its links, what is

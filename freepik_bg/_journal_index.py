@@ -39,8 +39,9 @@ logger = logging.getLogger("freepik_bg")
 
 _MAGIC = b"freepik-bg journal index\n"
 # Bump when the journal's key functions or this layout change: an old checkpoint is
-# then ignored (full parse) instead of read wrongly.
-_FORMAT = 2
+# then ignored (full parse) instead of read wrongly. 2: keys are of the URL's identity;
+# 3: the done keys are a U64Set's table.
+_FORMAT = 3
 _DIGEST = 32
 _CHUNK = 1 << 20
 

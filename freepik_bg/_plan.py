@@ -26,6 +26,7 @@ from ._batch import Dest, _entries, make_sink
 from ._config import BatchConfig
 from ._dedupe import duplicate_key
 from ._errors import FreepikError
+from ._file_targets import found_at
 from ._input import BadLine, InputLine
 from ._journal import Journal
 from ._lifecycle import iterate
@@ -255,25 +256,36 @@ class _ListedFolders(DirectorySink):
 
     def __init__(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         super().__init__(directory, overwrite=overwrite)
-        self._listed: dict[Path, frozenset[str]] = {}
+        self._listed: dict[Path, frozenset[str] | None] = {}
+
+    async def _absent(self, item: SinkItem) -> bool:
+        """Whether the listing of its folder says nothing is at ``item``'s name."""
+        path = self.path_for(item)
+        if len(os.fsencode(path.name)) > _PLAIN_NAME_BYTES:
+            return False  # longer: let the check say
+        if path.parent not in self._listed:
+            listed = await anyio.to_thread.run_sync(_names_in, path.parent, self.directory)
+            self._listed[path.parent] = listed
+        names = self._listed[path.parent]
+        return names is not None and path.name not in names
 
     async def exists(self, item: SinkItem) -> str | None:
-        path = self.path_for(item)
-        if len(os.fsencode(path.name)) <= _PLAIN_NAME_BYTES:  # longer: let the check say
-            names = self._listed.get(path.parent)
-            if names is None:
-                names = await anyio.to_thread.run_sync(_names_in, path.parent)
-                self._listed[path.parent] = names
-            if path.name not in names:
-                return None
-        return await super().exists(item)
+        return None if await self._absent(item) else await super().exists(item)
+
+    async def check_replaceable(self, item: SinkItem) -> None:
+        if not await self._absent(item):
+            await super().check_replaceable(item)
 
 
 _PLAIN_NAME_BYTES = 240
 
 
-def _names_in(folder: Path) -> frozenset[str]:
+def _names_in(folder: Path, top: Path) -> frozenset[str] | None:
+    """The names in ``folder`` (below ``top``); ``None`` if a file or a broken link is in
+    place of it (or of a folder above): the full check names it, as a batch refuses it."""
     try:
         return frozenset(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return frozenset()
+    except FileNotFoundError:
+        return frozenset() if found_at(folder, top) is None else None
+    except NotADirectoryError:
+        return None

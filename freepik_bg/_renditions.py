@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 REPAY_FLAG = "repay_missing_renditions=True (--repay-missing-renditions)"
+
+T = TypeVar("T")
 
 
 def repay_needed(
@@ -153,6 +155,23 @@ class Renditions:
                     )
         return None
 
+    def first_locations(
+        self, target: Target, items: dict[Size, SinkItem], duplicates: Duplicates
+    ) -> dict[Size, str]:
+        """Where a duplicate's renditions are: the first occurrence's outputs, by size.
+
+        ``items``: what `items` returned for the duplicate. A hash-based name is
+        of the URL as written, so a duplicate spelled otherwise (``HTTPS://``,
+        ``:443``) names the first occurrence's outputs, not ones of its own
+        name that nothing was stored under.
+        """
+        if target.stem is None:
+            first = duplicates.first_url(target.identity, ",".join(self.sizes))
+            if first != target.identity:
+                index = next(iter(items.values())).index
+                items = self.items(index, attrs.evolve(target, identity=first))
+        return {size: self.location(item) for size, item in items.items()}
+
     def location(self, item: SinkItem) -> str:
         """Where ``item`` is (or would be) stored, without asking the sink."""
         if isinstance(self.sink, DirectorySink):
@@ -173,6 +192,11 @@ class Renditions:
         journal, url, name = self.journal, target.identity, self.output.journal_name(target.stem)
         links = journal.live_cutout(url) if journal is not None else None
         if self.overwrite:
+            if isinstance(self.sink, DirectorySink):
+                # Overwriting replaces files, not a directory at the name: refused now,
+                # not after the credit (exists() is not asked: it would skip the file).
+                for item in (items or self.items(index, target)).values():
+                    await self._checked(self.sink.check_replaceable, item)
             return Assessment(stored={}, missing=self.sizes, links=links)
         stored: dict[Size, str] = {}
         if items is None:
@@ -183,16 +207,7 @@ class Renditions:
                 # The journal is enough: no need to ask the sink (a request, for object storage).
                 stored[size] = self.location(item)
                 continue
-            try:
-                location = await self.sink.exists(item)
-            except FreepikError:
-                raise  # typed already (an OutputConflictError, a SinkError)
-            except OSError as exc:  # a sink's own OSError: typed, never a crash of the batch
-                raise sink_failure("checking", item, exc) from exc
-            except Exception as exc:
-                # As for store: a typed failure that stops the batch (every item would
-                # fail the same way), the sink's exception its cause.
-                raise SinkError(f"checking {item.name} failed: {exc!r}") from exc
+            location = await self._checked(self.sink.exists, item)
             if location is not None:
                 stored[size] = location
         missing = tuple(size for size in self.sizes if size not in stored)
@@ -201,6 +216,20 @@ class Renditions:
             and any(journal.is_stored(url, size, n) for size in SIZES for n in {name, target.stem})
         )
         return Assessment(stored=stored, missing=missing, links=links, paid_before=paid_before)
+
+    @staticmethod
+    async def _checked(check: Callable[[SinkItem], Awaitable[T]], item: SinkItem) -> T:
+        """``check(item)``, a sink's lookup before the POST, with its failures typed."""
+        try:
+            return await check(item)
+        except FreepikError:
+            raise  # typed already (an OutputConflictError, a SinkError)
+        except OSError as exc:  # a sink's own OSError: typed, never a crash of the batch
+            raise sink_failure("checking", item, exc) from exc
+        except Exception as exc:
+            # As for store: a typed failure that stops the batch (every item would
+            # fail the same way), the sink's exception its cause.
+            raise SinkError(f"checking {item.name} failed: {exc!r}") from exc
 
     def storer(self, item: SinkItem) -> Callable[[AsyncIterator[bytes]], Awaitable[str]]:
         """The consumer that streams one rendition's bytes into the sink."""

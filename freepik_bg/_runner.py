@@ -266,7 +266,7 @@ class Runner:
         return self._journal(await self._run_target(target, flight), name)
 
     async def _run_target(self, target: Target, flight: Flight) -> ItemResult:
-        # Duplicates are the same URL asking for the same renditions.
+        # Duplicates are the same URL (by identity) asking for the same renditions.
         url, key = target.identity, ",".join(self.config.sizes)
         items = self.renditions.items(flight.index, target)
         item = items[self.config.sizes[0]]
@@ -281,7 +281,7 @@ class Runner:
                 return result
             kept = self.duplicates.links(url, key) if target.stem is not None else None
             if target.stem is None or (kept is not None and kept[1] == item.name):
-                where = {size: self.renditions.location(items[size]) for size in items}
+                where = self.renditions.first_locations(target, items, self.duplicates)
                 return attrs.evolve(result, location=where[item.size], locations=where)
             # Its own name (another SKU, say): stored from the first one's links,
             # without paying again while they live.

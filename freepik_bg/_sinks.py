@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ import attrs
 
 from ._atomic import SOURCE_XATTR, write_atomic
 from ._errors import OutputConflictError, SinkError
+from ._file_targets import check_file_target, found_at, in_the_way, refuse_in_the_way
 from ._models import Cutout, Size
 
 __all__ = [
@@ -153,80 +153,6 @@ def recorded_source(path: Path) -> str | None:
         return None
 
 
-def check_file_target(path: Path) -> None:
-    """Raise `SinkError` if no write could ever create the file ``path``; blocking.
-
-    For a single paid call: a directory at ``path``, a file where a folder above it
-    should be, or a folder that cannot be written to would fail the write only after
-    the credit, and lose the cutout. Missing folders are fine (the write makes them).
-    """
-    try:
-        found = _stat(path)
-        if found is not None and stat.S_ISDIR(found.st_mode):
-            raise SinkError(
-                f"{path} is a directory: give the path of a file to write, such as "
-                f"{path / 'cutout.png'} (nothing was sent)"
-            )
-        # The nearest folder above that exists is where the write creates something.
-        for ancestor in path.parents:
-            if (above := _stat(ancestor)) is not None:
-                break
-        else:
-            return  # not even the root or the cwd: let the write say what is wrong
-        if not stat.S_ISDIR(above.st_mode):
-            raise SinkError(
-                f"{ancestor} is a file, not a directory, so {path} cannot be written: "
-                "move the file away or choose another path (nothing was sent)"
-            )
-        # access() sees permission bits, ACLs and read-only mounts, and creates nothing.
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            raise SinkError(
-                f"cannot write to {ancestor}: permission denied; choose another path "
-                "(nothing was sent)"
-            )
-    except OSError as exc:  # a name too long, a loop of links: refused before paying too
-        raise SinkError(f"cannot write {path}: {exc.strerror} (nothing was sent)") from exc
-
-
-_A_FILE = "a file"
-
-
-def _found_at(path: Path) -> str | None:
-    """What is at ``path``: ``None`` for nothing, `_A_FILE` for a regular file (links
-    followed), else what is in the way ("a directory", "a broken symbolic link", ...).
-    One ``lstat`` when nothing is there, the common case before a POST."""
-    try:
-        found = path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if stat.S_ISLNK(found.st_mode):
-        try:
-            found = path.stat()
-        except OSError:
-            return "a broken symbolic link"
-    if stat.S_ISREG(found.st_mode):
-        return _A_FILE
-    return "a directory" if stat.S_ISDIR(found.st_mode) else "something other than a file"
-
-
-def _in_the_way(path: Path) -> str | None:
-    """What other than a regular file is at ``path`` ("a directory", ...), or ``None``."""
-    found = _found_at(path)
-    return None if found == _A_FILE else found
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    """``path``'s stat (links followed), ``None`` if nothing is there; other errors raise.
-
-    Not `Path.is_dir`/`exists`: newer Pythons make those False on any error, and a
-    name too long must be refused, not taken for a folder the write will create.
-    """
-    try:
-        return path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 @attrs.frozen(slots=True)
 class SinkItem:
     """What a sink is told about the bytes it receives.
@@ -289,7 +215,9 @@ class DirectorySink:
 
     With ``overwrite=False`` (a batch's default) a file that exists is never
     replaced, even one another writer created a moment before: that store
-    fails with `OutputConflictError`. ``overwrite=True`` replaces it.
+    fails with `OutputConflictError`. ``overwrite=True`` replaces it; a directory
+    (or anything but a file) at the name, or in place of one of its folders, is
+    refused before the POST either way.
 
     Examples:
         >>> sink = DirectorySink("out/")
@@ -329,8 +257,9 @@ class DirectorySink:
 
         Raises:
             OutputConflictError: the file holds another URL's cutout, or something
-                other than a file (a directory, ...) is at the name: no write could
-                store the item there, so it is refused before its credit.
+                other than a file (a directory, ...) is at the name, or a file or a
+                broken link is in place of one of its folders: no write could store
+                the item there, so it is refused before its credit.
         """
         import anyio.to_thread
 
@@ -338,16 +267,10 @@ class DirectorySink:
         return await anyio.to_thread.run_sync(self._exists, item, path)
 
     def _exists(self, item: SinkItem, path: Path) -> str | None:
-        found = _found_at(path)
+        found = found_at(path, self.directory)
         if found is None:
             return None
-        if found != _A_FILE:
-            # A write there can only fail: say so before the POST, not after the credit.
-            raise OutputConflictError(
-                f"{found} is in the way at {path}: this item's cutout cannot be "
-                "stored under that name; move it away or give the item another name "
-                "(nothing was sent for it)"
-            )
+        refuse_in_the_way(path, found)
         source = recorded_source(path)
         if source is not None and source != item.image_url:
             raise OutputConflictError(
@@ -355,6 +278,22 @@ class DirectorySink:
                 "move it away, or pass overwrite=True (--overwrite) to replace it"
             )
         return str(path)
+
+    async def check_replaceable(self, item: SinkItem) -> None:
+        """With ``overwrite=True``, before the POST: can ``item``'s file be written?
+
+        A regular file there is replaced; `exists` is not asked (it would skip it).
+
+        Raises:
+            OutputConflictError: something other than a file (a directory, ...) is
+                at the name, or a file or a broken link is in place of one of its
+                folders: the write could only fail, after the credit.
+        """
+        import anyio.to_thread
+
+        path = self.path_for(item)
+        found = await anyio.to_thread.run_sync(found_at, path, self.directory)
+        refuse_in_the_way(path, found)
 
     async def store(self, item: SinkItem, chunks: AsyncIterator[bytes]) -> str:
         """Write atomically, recording the source URL; return the path.
@@ -370,12 +309,12 @@ class DirectorySink:
         except (FileExistsError, IsADirectoryError) as exc:
             import anyio.to_thread
 
-            # Not another writer's file: a directory made during the run (or, with
-            # overwrite, one that exists() was not asked about). Say which.
-            in_the_way = await anyio.to_thread.run_sync(_in_the_way, path)
-            if in_the_way is not None:
+            # Not another writer's file: a directory made during the run, after the
+            # check before its POST. Say which.
+            blocking = await anyio.to_thread.run_sync(in_the_way, path, self.directory)
+            if blocking is not None:
                 raise OutputConflictError(
-                    f"{in_the_way} is in the way at {path}: this cutout was not stored; move "
+                    f"{blocking} is in the way at {path}: this cutout was not stored; move "
                     "it away or give the item another name, then rerun (with a journal, "
                     "without paying again while the links live)"
                 ) from None

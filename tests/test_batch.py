@@ -30,6 +30,16 @@ from .conftest import API, KEY, PNG, FakeService, urls
 pytestmark = pytest.mark.anyio
 
 
+# One image, spelled four ways: the fragment is never sent, scheme and host are
+# case-insensitive, and 443 is https's port with or without saying so.
+SPELLINGS = [
+    "https://img.test/a.png",
+    "HTTPS://IMG.test/a.png",
+    "https://img.test:443/a.png",
+    "https://img.test/a.png#x",
+]
+
+
 async def test_run_batch_to_directory(
     service: FakeService, client: AsyncClient, tmp_path: Path
 ) -> None:
@@ -168,6 +178,35 @@ async def test_journal_resume_posts_only_unfinished(
     records = [json.loads(line) for line in journal.read_text().splitlines()]
     assert {r["event"] for r in records} == {"posted", "stored", "failed"}
     assert all(KEY not in line for line in journal.read_text().splitlines())
+
+
+async def test_a_resume_spelling_urls_otherwise_posts_nothing(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    first = await client.run_batch(SPELLINGS[:1], MemorySink(), rate=None, journal=journal)
+    assert len(first.stored) == 1
+    # Stored: the journal says so whatever the spelling.
+    again = await client.run_batch(SPELLINGS[1:], MemorySink(), rate=None, journal=journal)
+    assert len(again.skipped) == 3
+    assert service.posts == SPELLINGS[:1]
+
+    # Paid for, never stored: another spelling downloads the live links, with no POST.
+    service.posts.clear()
+    service.get_route.side_effect = [httpx.Response(503)] * 10
+    url = "https://img.test/b.png"
+    failed = await client.run_batch([url], MemorySink(), rate=None, journal=journal)
+    assert len(failed.failed) == 1
+    service.get_route.side_effect = lambda request: httpx.Response(200, content=PNG)
+    report = await client.run_batch(
+        ["HTTPS://IMG.TEST:443/b.png#top"], MemorySink(), rate=None, journal=journal
+    )
+    assert len(report.stored) == 1
+    assert report.stored[0].attempts == 0
+    assert service.posts == [url]
+    # The journal keeps each URL as the user wrote it.
+    written = {json.loads(line)["url"] for line in journal.read_text().splitlines()}
+    assert written == {SPELLINGS[0], url, "HTTPS://IMG.TEST:443/b.png#top"}
 
 
 async def test_journal_downloads_paid_links_without_posting(
@@ -603,3 +642,17 @@ async def test_duplicates_share_one_post_and_one_output(
     assert {results[i].status for i in (2, 4, 6)} == {"skipped"}
     assert isinstance(results[5].error, freepik_bg.BadRequestError)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([output_name(a), output_name(b)])
+
+
+async def test_spellings_of_one_url_share_one_post(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    report = await client.run_batch(SPELLINGS, tmp_path, concurrency=4, rate=None)
+    assert service.posts == SPELLINGS[:1]  # as written
+    assert report.posts == 1
+    results = sorted((*report.stored, *report.skipped), key=lambda r: r.index)
+    assert [r.duplicate_of for r in results] == [None, 0, 0, 0]
+    # Each reports the URL as written, and where the one cutout is.
+    assert [r.image_url for r in results] == SPELLINGS
+    assert {r.location for r in results} == {str(tmp_path / output_name(SPELLINGS[0]))}
+    assert [p.name for p in tmp_path.iterdir()] == [output_name(SPELLINGS[0])]

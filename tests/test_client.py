@@ -194,6 +194,8 @@ async def test_download_to_is_atomic_and_complete(
         ("taken", r"taken is a directory: give the path of a file"),
         ("a_file/out.png", r"a_file is a file, not a directory"),
         ("a_file/sub/out.png", r"a_file is a file, not a directory"),
+        ("dangling/out.png", r"dangling is a broken symbolic link, not a directory"),
+        ("dangling/sub/out.png", r"dangling is a broken symbolic link, not a directory"),
     ],
 )
 async def test_remove_background_to_refuses_a_bad_path_before_paying(
@@ -201,6 +203,7 @@ async def test_remove_background_to_refuses_a_bad_path_before_paying(
 ) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "a_file").write_bytes(b"")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     async with AsyncClient(KEY, base_url=emu.base_url) as c:
         with pytest.raises(SinkError, match=message) as caught:
             await c.remove_background_to(emu.image_url("ball-small.png"), tmp_path / target)
@@ -208,7 +211,7 @@ async def test_remove_background_to_refuses_a_bad_path_before_paying(
     assert caught.value.cutout is None
     assert emu.stats.posts == 0
     assert emu.stats.credits_charged == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "taken"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "dangling", "taken"]
     assert list((tmp_path / "taken").iterdir()) == []
 
 

@@ -78,3 +78,27 @@ def test_done_is_per_rendition(tmp_path: Path) -> None:
     assert again.is_stored(url)
     assert again.is_stored(url, "preview")
     assert not again.is_stored(url, "original")
+
+
+def test_a_url_is_known_by_its_identity_however_a_line_spells_it(tmp_path: Path) -> None:
+    # Lines hold URLs as written (and did before identities): keys are made on load.
+    path = tmp_path / "j.jsonl"
+    with path.open("w") as fh:
+        fh.write('{"v":1,"event":"done","url":"HTTP://A.test:80/x.jpg#f","size":"preview"}\n')
+    journal = Journal(path)
+    journal.record_posted(0, cutout("https://a.test/paid.jpg#top"))
+    named = ItemResult(index=1, image_url="HTTPS://a.TEST/n.jpg", ok=True, location="SKU.png")
+    journal.record(named, name="SKU")
+    journal.close()
+
+    again = Journal(path)
+    assert again.is_stored("http://a.test/x.jpg", "preview")
+    assert not again.is_stored("http://a.test/X.jpg", "preview")  # a path's case counts
+    assert not again.is_stored("http://a.test:8080/x.jpg", "preview")
+    assert again.is_stored("https://a.test:443/n.jpg", name="SKU")
+    assert again.pending_cutout("HTTPS://A.TEST:443/paid.jpg") is not None
+    assert [json.loads(line)["url"] for line in path.read_text().splitlines()] == [
+        "HTTP://A.test:80/x.jpg#f",
+        "https://a.test/paid.jpg#top",
+        "HTTPS://a.TEST/n.jpg",
+    ]

@@ -14,8 +14,16 @@ from typing import Any
 
 import pytest
 
-from freepik_bg import Cutout, InternalServerError, ItemResult, Journal, _journal as journal_module
-from freepik_bg._journal_index import _FORMAT, index_path
+from freepik_bg import (
+    Cutout,
+    InternalServerError,
+    ItemResult,
+    Journal,
+    _journal as journal_module,
+    _journal_index as journal_index,
+)
+from freepik_bg._journal_index import _FORMAT, index_path, read_checkpoint, write_checkpoint
+from freepik_bg._u64map import U64Set
 
 from .conftest import links
 
@@ -321,6 +329,37 @@ def test_done_keys_take_a_table_not_a_set(tmp_path: Path, monkeypatch: pytest.Mo
         assert resumed.completed == n
         assert resumed.is_stored(f"https://a.test/{n - 1}.jpg")
         assert kept < 30 * n, kept  # a set of them: ~75 bytes a key
+
+
+def test_a_checkpoint_from_before_url_identities_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Format 1 keyed URLs as written: trusted, it would not know HTTPS://A.test/x.jpg is
+    # https://a.test/x.jpg. Its journal's lines are read again instead.
+    path = tmp_path / "j.jsonl"
+    url = "HTTPS://A.test/x.jpg"
+    journal = Journal(path)
+    journal.record(ItemResult(index=0, image_url=url, ok=True, location="x.png"))
+    journal.close()
+    with path.open("rb") as fh:
+        current = read_checkpoint(path, fh)
+    assert current is not None
+    monkeypatch.setattr(journal_index, "_FORMAT", 1)
+    old_key = journal_module._digest(url)  # what format 1's _key made of it
+    write_checkpoint(
+        path,
+        offset=current.offset,
+        crc=current.crc,
+        torn_lines=0,
+        done=U64Set([old_key]),
+        posted=[],
+    )
+    monkeypatch.undo()
+
+    resumed = Journal(path)
+    assert resumed._checkpointed == 0
+    assert resumed.is_stored("https://a.test/x.jpg")
+    assert resumed.is_stored(url)
 
 
 def test_a_run_between_our_load_and_our_lock_is_caught_up(tmp_path: Path) -> None:

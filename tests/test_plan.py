@@ -143,6 +143,50 @@ async def test_a_plan_counts_what_a_batch_fails_without_a_request_as_invalid(
     assert (staged.invalid, staged.to_submit, staged.credits) == (3, 2, 2)
 
 
+@pytest.mark.anyio
+async def test_a_plan_counts_other_spellings_of_a_url_as_duplicates(tmp_path: Path) -> None:
+    # As the batch pays: once per image, however its URL is spelled.
+    spellings = [
+        "https://img.test/a.png",
+        "HTTPS://IMG.test/a.png",
+        "https://img.test:443/a.png",
+        "https://img.test/a.png#x",
+    ]
+    plan = await plan_batch([*spellings, "https://img.test/A.png"], tmp_path / "out", rate=None)
+    assert (plan.total, plan.to_submit, plan.duplicates, plan.credits) == (5, 2, 3, 2)
+    # ... and a journal's URL spelled otherwise is done.
+    journal = tmp_path / "j.jsonl"
+    journal_lines(journal, stored("HTTPS://IMG.TEST:443/a.png#top", "high_resolution"))
+    resumed = await plan_batch(spellings[2:], tmp_path / "out", journal=journal, rate=None)
+    assert (resumed.done, resumed.duplicates, resumed.credits) == (1, 1, 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("blocker", ["a file", "a broken symbolic link"])
+async def test_a_plan_refuses_an_output_under_a_file_as_a_batch_would(
+    tmp_path: Path, overwrite: bool, blocker: str
+) -> None:
+    photos = tmp_path / "photos"
+    (photos / "shoes" / "kids").mkdir(parents=True)
+    for name in ("shoes/red", "shoes/kids/blue", "cover"):
+        (photos / f"{name}.png").write_bytes(b"\x89PNG")
+    out = tmp_path / "out"
+    out.mkdir()
+    # Where the folder of two outputs should be: the write could only fail.
+    if blocker == "a file":
+        (out / "shoes").write_bytes(b"")
+    else:
+        (out / "shoes").symlink_to(tmp_path / "nowhere")
+    entries = list(freepik_bg.local_images(photos))
+    plan = await plan_batch(
+        entries, out, stage="s3://bucket/staging/", overwrite=overwrite, rate=None
+    )
+    assert (plan.invalid, plan.to_submit) == (2, 1)
+    for reason in plan.invalid_reasons:
+        assert f"{blocker} in place of the folder {out / 'shoes'} is in the way at" in reason
+
+
 def urls_for(emu: Emulator, n: int, tag: str) -> list[str]:
     return [f"{emu.image_url('ball-small.png')}?{tag}={i}" for i in range(n)]
 
@@ -277,13 +321,19 @@ async def test_a_plan_lists_an_output_folder_once_and_checks_only_what_is_there(
     listed: list[Path] = []
     real = plan_module._names_in
 
-    def names_in(folder: Path) -> frozenset[str]:
+    def names_in(folder: Path, top: Path) -> frozenset[str] | None:
         listed.append(folder)
-        return real(folder)
+        return real(folder, top)
 
     monkeypatch.setattr(plan_module, "_names_in", names_in)
     plan = await plan_batch(entries, out, concurrency=1, rate=None)
     assert (plan.done, plan.invalid, plan.to_submit) == (10, 1, 39)
+    assert "a directory is in the way" in plan.invalid_reasons[0]
+    assert listed == [out]
+    # Overwriting replaces the files, and a directory is in the way all the same.
+    listed.clear()
+    plan = await plan_batch(entries, out, concurrency=1, rate=None, overwrite=True)
+    assert (plan.done, plan.invalid, plan.to_submit) == (0, 1, 49)
     assert "a directory is in the way" in plan.invalid_reasons[0]
     assert listed == [out]
     assert not await plan_module._ListedFolders(tmp_path / "none").exists(

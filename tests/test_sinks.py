@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -120,26 +121,67 @@ async def test_a_directory_at_an_output_name_is_refused_before_paying(
     assert all(p.is_dir() and not any(p.iterdir()) for p in tmp_path.iterdir())
 
 
-async def test_exists_names_what_is_in_the_way(tmp_path: Path) -> None:
-    sink = DirectorySink(tmp_path)
-    url = "https://a.test/x.jpg"
-    (tmp_path / "dir.png").mkdir()
-    (tmp_path / "to-dir.png").symlink_to(tmp_path / "dir.png")
-    (tmp_path / "broken.png").symlink_to(tmp_path / "nowhere")
-    os.mkfifo(tmp_path / "fifo.png")
-    (tmp_path / "target.png").write_bytes(PNG)
-    (tmp_path / "to-file.png").symlink_to(tmp_path / "target.png")
-    expected = {
+def things_in_the_way(folder: Path) -> dict[str, str]:
+    """Names in ``folder`` that no write could store a file under, and what is there."""
+    (folder / "dir.png").mkdir()
+    (folder / "to-dir.png").symlink_to(folder / "dir.png")
+    (folder / "broken.png").symlink_to(folder / "nowhere")
+    os.mkfifo(folder / "fifo.png")
+    (folder / "shoes").write_bytes(b"")
+    (folder / "bags").symlink_to(folder / "nowhere")
+    (folder / "target.png").write_bytes(PNG)
+    (folder / "to-file.png").symlink_to(folder / "target.png")
+    return {
         "dir.png": "a directory",
         "to-dir.png": "a directory",
         "broken.png": "a broken symbolic link",
         "fifo.png": "something other than a file",
+        "shoes/red.png": f"a file in place of the folder {folder / 'shoes'}",
+        "shoes/deeper/red.png": f"a file in place of the folder {folder / 'shoes'}",
+        "bags/tote.png": f"a broken symbolic link in place of the folder {folder / 'bags'}",
+        "bags/deeper/tote.png": f"a broken symbolic link in place of the folder {folder / 'bags'}",
     }
-    for name, what in expected.items():
-        with pytest.raises(OutputConflictError, match=f"^{what} is in the way at "):
+
+
+async def test_exists_names_what_is_in_the_way(tmp_path: Path) -> None:
+    sink = DirectorySink(tmp_path)
+    url = "https://a.test/x.jpg"
+    for name, what in things_in_the_way(tmp_path).items():
+        with pytest.raises(OutputConflictError, match=f"^{re.escape(what)} is in the way at "):
             await sink.exists(item(url, name=name))
     assert await sink.exists(item(url, name="missing.png")) is None
     assert await sink.exists(item(url, name="to-file.png")) == str(tmp_path / "to-file.png")
+
+
+async def test_overwrite_refuses_what_is_in_the_way_and_replaces_a_file(tmp_path: Path) -> None:
+    sink = DirectorySink(tmp_path, overwrite=True)
+    url = "https://a.test/x.jpg"
+    for name, what in things_in_the_way(tmp_path).items():
+        with pytest.raises(OutputConflictError, match=f"^{re.escape(what)} is in the way at "):
+            await sink.check_replaceable(item(url, name=name))
+    for name in ("missing.png", "new/folder/a.png", "target.png", "to-file.png"):
+        await sink.check_replaceable(item(url, name=name))
+    await sink.store(item(url, name="target.png"), chunks(PNG + b"new"))
+    assert (tmp_path / "target.png").read_bytes() == PNG + b"new"
+
+
+async def test_overwrite_replaces_files_and_refuses_a_directory_before_paying(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    replaced, blocked = (emu.image_url("ball-small.png") + f"?o={i}" for i in range(2))
+    (tmp_path / output_name(replaced)).write_bytes(b"old")
+    (tmp_path / output_name(blocked)).mkdir()
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        report = await client.run_batch([replaced, blocked], tmp_path, rate=None, overwrite=True)
+    assert emu.stats.posts == 1  # the replaced file's only
+    assert emu.stats.credits_charged == 1
+    assert [r.image_url for r in report.stored] == [replaced]
+    assert (tmp_path / output_name(replaced)).read_bytes()[:8] == PNG[:8]
+    [failed] = report.failed
+    assert isinstance(failed.error, OutputConflictError)
+    assert str(failed.error).startswith("a directory is in the way at")
+    assert "nothing was sent" in str(failed.error)
+    assert not any((tmp_path / output_name(blocked)).iterdir())
 
 
 @pytest.mark.parametrize("overwrite", [False, True])

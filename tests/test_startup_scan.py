@@ -206,6 +206,25 @@ def test_a_name_clash_at_the_end_of_a_long_csv_still_stops_the_run(tmp_path: Pat
         open_input(args, stage=None, sizes=(SIZE,))
 
 
+def test_one_image_under_one_name_twice_is_no_clash_however_spelled(tmp_path: Path) -> None:
+    # The run pays for it once and stores it once: the scan must not refuse it.
+    table = tmp_path / "feed.csv"
+    rows = [
+        "url,sku",
+        "https://cdn.example.com/a.jpg,sku-1",
+        "HTTPS://CDN.example.com/a.jpg#x,sku-1",
+    ]
+    table.write_text("\n".join(rows) + "\n")
+    args = _args(table, tmp_path, column="url", name_column="sku")
+    source = open_input(args, stage=None, sizes=(SIZE,))
+    source.close()
+    assert source.total == 2
+    # Another image (a path's case counts) under that name is still a clash.
+    table.write_text("\n".join([*rows, "https://cdn.example.com/A.jpg,sku-1"]) + "\n")
+    with pytest.raises(UsageError, match=r"line 2 and line 4 are both named 'sku-1.png'"):
+        open_input(args, stage=None, sizes=(SIZE,))
+
+
 # -- local files: the scan's path resolution ------------------------------------------
 
 
