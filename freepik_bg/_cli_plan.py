@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONFIRM_OVER",
     "add_plan_options",
+    "approved",
     "confirm_spending",
     "dry_run",
+    "may_ask",
     "parse_delimiter",
 ]
 
@@ -72,19 +74,50 @@ def add_plan_options(parser: argparse.ArgumentParser, number: Callable[[str], An
 
 
 async def dry_run(source: Input, sink: Sink, config: BatchConfig) -> Plan:
-    """Print the plan of ``source`` into ``sink``; nothing is sent or written."""
+    """The plan of ``source`` into ``sink``; nothing is sent or written."""
     from ._plan import plan_batch
 
     with closing(source):
-        plan = await plan_batch(source.entries, sink, config)
-    print("Dry run: nothing was sent.")
-    print(plan.summary())
-    return plan
+        return await plan_batch(source.entries, sink, config)
 
 
 def _interactive() -> bool:
     stdin = sys.stdin
     return stdin is not None and stdin.isatty()
+
+
+def may_ask(args: argparse.Namespace, count: Callable[[], int | None]) -> bool:
+    """Whether a run could be asked about its spending, so its plan is needed first.
+
+    Only on a terminal, without ``--yes``, and when the input's URL count could
+    exceed ``--confirm-over``: every other run reaches its first POST without a plan
+    (which reads the whole input once more). ``count`` gives that count (``None``
+    for standard input, which cannot be read twice); it is called last, as it may
+    read the input (a parquet column on Dask).
+    """
+    if args.yes or not _interactive():
+        return False
+    upper_bound = count()
+    limit: int = args.confirm_over
+    return upper_bound is not None and upper_bound > limit
+
+
+def approved(args: argparse.Namespace, credits: int, summary: str) -> bool:
+    """Whether to spend ``credits``: asks, showing the plan's ``summary``, when over the limit."""
+    limit: int = args.confirm_over
+    if credits <= limit:
+        return True
+    print(summary, file=sys.stderr)
+    print(
+        f"This run would spend {credits} credits, more than --confirm-over {limit}. "
+        "Continue? [y/N] ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+    # A blocking read: nothing else runs yet, and a thread would outlive a Ctrl-C here.
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
 
 
 async def confirm_spending(
@@ -97,26 +130,13 @@ async def confirm_spending(
     """Whether to go on: asks on a terminal when the plan spends over ``--confirm-over``.
 
     ``upper_bound`` (the input's URL count, or ``None`` for standard input)
-    spares the plan when the input cannot reach the limit.
+    spares the plan when the input cannot reach the limit (see `may_ask`).
     """
-    limit: int = args.confirm_over
-    if args.yes or upper_bound is None or upper_bound <= limit or not _interactive():
+    if not may_ask(args, lambda: upper_bound):
         return True
     # Only now: a run that is not asked about reaches its first POST without the planner.
     from ._plan import plan_batch
 
     with closing(reopen()) as source:
         plan = await plan_batch(source.entries, sink, config)
-    if plan.credits <= limit:
-        return True
-    print(plan.summary(), file=sys.stderr)
-    print(
-        f"This run would spend {plan.credits} credits, more than --confirm-over {limit}. "
-        "Continue? [y/N] ",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
-    # A blocking read: nothing else runs yet, and a thread would outlive a Ctrl-C here.
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
+    return approved(args, plan.credits, plan.summary())

@@ -69,7 +69,6 @@ def _ignored_flags(args: argparse.Namespace) -> list[str]:
     """The flags given that the Dask path would not honour."""
     import attrs
 
-    from ._cli_plan import DEFAULT_CONFIRM_OVER
     from ._config import BatchConfig
 
     flags = [
@@ -83,7 +82,6 @@ def _ignored_flags(args: argparse.Namespace) -> list[str]:
         flag
         for flag, given in (
             ("--name-column", args.name_column is not None),
-            ("--confirm-over", args.confirm_over != DEFAULT_CONFIRM_OVER),
             ("--progress", args.progress != "auto"),
             ("--timeout", args.timeout is not None),
             ("--max-retries", args.max_retries is not None),
@@ -105,11 +103,6 @@ def _check(args: argparse.Namespace) -> None:
     instead = (
         "convert the .parquet INPUT to a CSV and run" if args.input.endswith(".parquet") else "run"
     ) + " without --workers and --scheduler"
-    if args.dry_run:
-        # The plan reads the journal, and Dask keeps one per partition: no plan to show yet.
-        raise UsageError(
-            f"--dry-run cannot be used with Dask yet (nothing was sent): to see the plan, {instead}"
-        )
     if args.journal:
         raise UsageError(
             "--journal is not used on Dask: each partition keeps its own journal next to "
@@ -125,8 +118,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("a .parquet INPUT needs --column NAME (the column of URLs)")
 
 
-def _urls(args: argparse.Namespace, workers: int) -> Any:
-    import dask.bag as db
+def _read(args: argparse.Namespace) -> Any:
+    """INPUT, read: a lazy Series for a .parquet INPUT; else its entries, in a list."""
     import dask.dataframe as dd
 
     from ._remove_command import UsageError
@@ -138,17 +131,56 @@ def _urls(args: argparse.Namespace, workers: int) -> Any:
         return table[args.column]
     try:
         entries = read_entries(args.input, column=args.column, delimiter=args.delimiter)
-        # A bad line goes on as itself: the batch fails it without a request, as the plain
-        # path does. Its text (U+FFFD for the bad bytes) is no URL the user wrote.
-        items = [
-            entry.url if isinstance(entry, InputLine) else entry
-            for entry in entries
-            if isinstance(entry, InputLine | BadLine)
-        ]
+        return [entry for entry in entries if isinstance(entry, InputLine | BadLine)]
     except InputError as exc:
         raise UsageError(str(exc).replace("column=NAME", "--column NAME")) from None
+
+
+def _urls(source: Any, workers: int, *, lines: bool = False) -> Any:
+    """The partitions of INPUT (`_read`): the same for a run and for its plan.
+
+    A run gets the URLs; a plan may get their `InputLine` (``lines``), so that its
+    reasons name lines as the plain plan's do.
+    """
+    import dask.bag as db
+
+    if not isinstance(source, list):
+        return source  # a parquet column: partitioned by its file
+    # A bad line goes on as itself: the batch fails it without a request, as the plain
+    # path does. Its text (U+FFFD for the bad bytes) is no URL the user wrote.
+    items = source if lines else [e.url if isinstance(e, InputLine) else e for e in source]
     partitions = max(1, min(len(items), max(2 * workers, math.ceil(len(items) / _PARTITION_SIZE))))
     return db.from_sequence(items, npartitions=partitions)
+
+
+def _count(source: Any) -> int:
+    """INPUT's entries (reads a parquet column: only for a run that may be asked)."""
+    return len(source)
+
+
+def _options(config: BatchConfig) -> dict[str, Any]:
+    """The options each partition's batch gets (the cluster's gate paces, not them)."""
+    return {name: getattr(config, name) for name in _DASK_FIELDS - {"rate", "burst"}}
+
+
+def _plan(
+    args: argparse.Namespace, source: Any, workers: int, config: BatchConfig
+) -> tuple[int, str]:
+    """The run's credits and plan, computed on the cluster (see `_dask_plan`); nothing is
+    sent or created."""
+    from dask.base import compute
+
+    from ._dask_plan import add_up, build_plan, summary
+
+    urls = _urls(source, workers, lines=True)
+    parts = build_plan(urls, args.output, _options(config), secrets.token_hex(8))
+    plan, repeats = add_up(compute(*parts), config.rate, config.burst)
+    return plan.credits, summary(plan, repeats, overwrite=config.overwrite)
+
+
+def _cluster(args: argparse.Namespace) -> contextlib.AbstractContextManager[int]:
+    """`_client`, or Dask's local threaded scheduler for a .parquet INPUT without either flag."""
+    return _client(args) if (args.workers or args.scheduler) else contextlib.nullcontext(1)
 
 
 @contextlib.contextmanager
@@ -202,44 +234,65 @@ def run_dask_remove(args: argparse.Namespace, argv: Sequence[str], config: Batch
             f"--workers, --scheduler and .parquet inputs need the 'dask' extra: "
             f"pip install 'freepik-bg[dask]' ({exc})"
         ) from None
+    if args.dry_run:
+        return _dry_run(args, config)
     api_key = read_api_key(args.api_key_file)
     if args.report is not None:
         try:
             check_report_path(args.report)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    options = {name: getattr(config, name) for name in _DASK_FIELDS - {"rate", "burst"}}
     job = secrets.token_hex(8)
     held = lock_output(args.output)  # before the cluster starts: refused, nothing was sent
     try:
-        return _compute(args, argv, api_key, options, job, config)
+        return _compute(args, argv, api_key, job, config)
     finally:
         release(held)
+
+
+def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
+    """Print the plan, as the plain dry run does; the exit code."""
+    from ._remove_command import print_dry_run
+
+    # No key, no lock, nothing created (no marker, no journal folder): only reads.
+    source = _read(args)
+    with _cluster(args) as workers:
+        _, text = _plan(args, source, workers, config)
+    return print_dry_run(text)  # once the cluster is gone: the plan is the last word
 
 
 def _compute(
     args: argparse.Namespace,
     argv: Sequence[str],
     api_key: str,
-    options: dict[str, Any],
     job: str,
     config: BatchConfig,
 ) -> int:
-    """The computation on the cluster, with its signals handled; the exit code."""
+    """The question, then the computation on the cluster, with its signals handled; the
+    exit code."""
+    from ._cli_plan import approved, may_ask
     from ._dask_graph import budget_spec, build_frame
     from ._dask_stop import Stopper
-    from ._remove_command import EXIT_INTERRUPTED, _resume_command
+    from ._remove_command import EXIT_INTERRUPTED, EXIT_USAGE, _resume_command
 
-    with _client(args) if (args.workers or args.scheduler) else contextlib.nullcontext(1) as n:
+    source = _read(args)
+    with _cluster(args) as n:
+        # The plain path's rule (`may_ask`): the plan, which reads the whole input once
+        # more on the cluster, only for a run that would be asked, on a terminal.
+        if may_ask(args, lambda: _count(source)) and not approved(
+            args, *_plan(args, source, n, config)
+        ):
+            print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
+            return EXIT_USAGE
         frame = build_frame(
-            _urls(args, n),
+            _urls(source, n),
             args.output,
             column=None,
             rate=config.rate,
             burst=config.burst,
             api_key=api_key,
             base_url=args.base_url,
-            options=options,
+            options=_options(config),
             job=job,
         )
         budget = budget_spec(job, config.rate, config.burst).from_caller()

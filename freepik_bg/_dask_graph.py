@@ -2,7 +2,8 @@
 
 One task per input partition runs `run_partition`; it learns its first row's
 global position from the lengths of the partitions before it (a chain of
-small tasks), so the ``index`` column numbers the whole input from 0.
+small tasks, `per_partition`), so the ``index`` column numbers the whole input
+from 0. The CLI's plan (`_dask_plan`) is built the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ._dask_secret import share_key
 from ._sinks import Sink
 from ._urls import is_storage_url
 
-__all__ = ["budget_spec", "build_frame"]
+__all__ = ["budget_spec", "build_frame", "partitions", "per_partition", "shared_dest"]
 
 # Options the Dask integration decides itself (why, in the error below).
 _NOT_OPTIONS = {
@@ -34,7 +35,7 @@ _NOT_OPTIONS = {
 }
 
 
-def _partitions(urls: object, column: str | None) -> list[Delayed]:
+def partitions(urls: object, column: str | None) -> list[Delayed]:
     if isinstance(urls, dd.DataFrame):
         if column is None:
             raise TypeError("urls is a Dask DataFrame: name the column of URLs with column=...")
@@ -52,8 +53,8 @@ def _partitions(urls: object, column: str | None) -> list[Delayed]:
     )
 
 
-def _prepare_dest(dest: Dest, job: str) -> tuple[Dest, str | None]:
-    """``dest`` as the workers get it, and the name of the marker proving it is shared."""
+def shared_dest(dest: Dest) -> tuple[Dest, Path | None]:
+    """``dest`` as the workers get it, and, for a directory, that directory; nothing is made."""
     if isinstance(dest, Sink):
         return dest, None  # pickled to every worker: it must reach shared storage itself
     if isinstance(dest, str) and (_URL_LIKE.match(dest) or not dest.strip()):
@@ -66,10 +67,37 @@ def _prepare_dest(dest: Dest, job: str) -> tuple[Dest, str | None]:
         raise TypeError("dest must be a directory path, a storage URL or a Sink")
     # Workers may have another working directory: send them the absolute path.
     folder = Path(dest).expanduser().absolute()
+    return str(folder), folder
+
+
+def _prepare_dest(dest: Dest, job: str) -> tuple[Dest, str | None]:
+    """``dest`` as the workers get it, and the name of the marker proving it is shared."""
+    shared, folder = shared_dest(dest)
+    if folder is None:
+        return shared, None
     marker = f"job-{job}"
     (folder / JOURNAL_DIR).mkdir(parents=True, exist_ok=True)
     (folder / JOURNAL_DIR / marker).write_text("freepik-bg dask job marker\n", encoding="utf-8")
-    return str(folder), marker
+    return shared, marker
+
+
+def per_partition(task: Any, parts: list[Delayed], spec: object, name: str) -> list[Delayed]:
+    """``task(part, offset, number, spec)`` on each partition, lazily: ``offset`` is the
+    position of the partition's first row in the whole input, from the lengths of the
+    partitions before it (a chain of small tasks)."""
+    results: list[Delayed] = []
+    offset: Any = 0
+    for number, part in enumerate(parts):
+        results.append(
+            delayed(task, pure=False)(
+                part, offset, number, spec, dask_key_name=f"freepik-bg-{name}-{number}"
+            )
+        )
+        length = delayed(len, pure=True)(part, dask_key_name=f"freepik-bg-len-{name}-{number}")
+        offset = delayed(operator.add, pure=True)(
+            offset, length, dask_key_name=f"freepik-bg-offset-{name}-{number}"
+        )
+    return results
 
 
 def budget_spec(job: str, rate: float | None, burst: int) -> BudgetSpec:
@@ -103,29 +131,18 @@ def build_frame(
     # The batch in each partition paces nothing itself (rate=None keeps its 429 pause):
     # the cluster's gate does, for every partition at once.
     config = BatchConfig.build(None, options).evolve(rate=None)
-    parts = _partitions(urls, column)
+    parts = partitions(urls, column)
     job = job or secrets.token_hex(8)
-    shared_dest, marker = _prepare_dest(dest, job)
+    shared, marker = _prepare_dest(dest, job)
     spec = JobSpec(
-        dest=shared_dest,
+        dest=shared,
         config=config,
         budget=budget_spec(job, rate, burst),
         key=share_key(api_key),
         base_url=base_url,
         marker=marker,
     )
-    results: list[Delayed] = []
-    offset: Any = 0
-    for number, part in enumerate(parts):
-        results.append(
-            delayed(run_partition, pure=False)(
-                part, offset, number, spec, dask_key_name=f"freepik-bg-{job}-{number}"
-            )
-        )
-        length = delayed(len, pure=True)(part, dask_key_name=f"freepik-bg-len-{job}-{number}")
-        offset = delayed(operator.add, pure=True)(
-            offset, length, dask_key_name=f"freepik-bg-offset-{job}-{number}"
-        )
+    results = per_partition(run_partition, parts, spec, job)
     if not results:
         frame: dd.DataFrame = dd.from_pandas(empty_frame(), npartitions=1)
         return frame

@@ -27,7 +27,14 @@ from ._errors import ConfigurationError
 from ._models import ItemResult
 from ._sync import batch_client
 
-__all__ = ["COLUMNS", "JOURNAL_DIR", "JobSpec", "empty_frame", "run_partition"]
+__all__ = [
+    "COLUMNS",
+    "JOURNAL_DIR",
+    "JobSpec",
+    "empty_frame",
+    "partition_journal",
+    "run_partition",
+]
 
 JOURNAL_DIR = ".freepik-bg-dask"
 """Under a directory ``dest``: one journal per partition, and the marker of each job."""
@@ -83,14 +90,20 @@ def _check_shared(spec: JobSpec) -> None:
     )
 
 
-def _journal_for(spec: JobSpec, number: int, urls: list[Any]) -> Path | None:
-    folder = spec.journal_dir()
-    if folder is None:
-        return None
-    # Named by content as well as position: the same partition of a rerun resumes
-    # from it, and another job's partition of the same number never shares it.
+def partition_journal(folder: Path, number: int, urls: list[Any]) -> Path:
+    """The journal in ``folder`` of the ``number``-th partition, holding ``urls``.
+
+    Named by content as well as position: the same partition of a rerun resumes
+    from it (and its plan reads it), and another job's partition of the same
+    number never shares it.
+    """
     digest = hashlib.sha256("\n".join(map(str, urls)).encode("utf-8", "surrogatepass"))
     return folder / f"partition-{number:05d}-{digest.hexdigest()[:16]}.jsonl"
+
+
+def _journal_for(spec: JobSpec, number: int, urls: list[Any]) -> Path | None:
+    folder = spec.journal_dir()
+    return None if folder is None else partition_journal(folder, number, urls)
 
 
 def _rows(items: Iterable[ItemResult], offset: int) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from collections.abc import AsyncIterable, Iterable
 from functools import partial
 from pathlib import Path
@@ -32,11 +33,11 @@ from ._journal import Journal
 from ._lifecycle import iterate
 from ._output_stage import OutputStage
 from ._renditions import Renditions
-from ._sinks import DirectorySink, SinkItem
+from ._sinks import DirectorySink, Sink, SinkItem
 from ._staging_items import local_problem
 from ._targets import Target, resolve
 
-__all__ = ["Plan", "plan_batch"]
+__all__ = ["Plan", "plan_batch", "plan_entries"]
 
 _REASONS = 5
 """How many reasons for invalid items a plan keeps: enough to see the pattern."""
@@ -173,22 +174,40 @@ async def plan_batch(
     if isinstance(urls, str | bytes):
         raise TypeError("urls must be an iterable of URLs, not a single string")
     config = BatchConfig.build(config, options)
-    journal = config.journal
-    if journal is not None and not isinstance(journal, Journal):
-        journal = Journal(journal)
     sink = make_sink(dest, overwrite=config.overwrite)
     if type(sink) is DirectorySink:
         sink = _ListedFolders(sink.directory, overwrite=sink.overwrite)
+    return await plan_entries(urls, sink, config)
+
+
+async def plan_entries(
+    urls: Iterable[Any] | AsyncIterable[Any],
+    sink: Sink,
+    config: BatchConfig,
+    *,
+    first: int = 0,
+    submit_keys: array[int] | None = None,
+) -> Plan:
+    """`plan_batch` into a sink made already.
+
+    ``first`` numbers the first entry in the reasons (a Dask partition's row in the
+    whole input). ``submit_keys``, if given, gets the duplicate key of each item to
+    submit: a caller that plans in parts (Dask) finds with them the items that more
+    than one part counts. 8 bytes each, and only when asked: a plain plan stays flat.
+    """
+    journal = config.journal
+    if journal is not None and not isinstance(journal, Journal):
+        journal = Journal(journal)
     output = OutputStage.create(config.transform_options)  # the names the outputs will have
     renditions = Renditions(sink, config.sizes, journal, overwrite=config.overwrite, output=output)
     tally = _Tally()
     seen: set[int] = set()
     sizes_key = ",".join(config.sizes)
-    send, receive = anyio.create_memory_object_stream[tuple[int, Target]](config.concurrency)
+    send, receive = anyio.create_memory_object_stream[tuple[int, Target, int]](config.concurrency)
 
-    async def check(items: ObjectReceiveStream[tuple[int, Target]]) -> None:
+    async def check(items: ObjectReceiveStream[tuple[int, Target, int]]) -> None:
         async with items:
-            async for index, target in items:
+            async for index, target, key in items:
                 if target.local is not None:
                     # As the batch would fail it, without a request: no stage, no such file.
                     problem = await anyio.to_thread.run_sync(
@@ -210,6 +229,8 @@ async def plan_batch(
                     kind = "need_repay"
                 else:
                     kind = "to_submit"
+                    if submit_keys is not None:
+                        submit_keys.append(key)
                 tally.counts[kind] += 1
 
     async with anyio.create_task_group() as tg:
@@ -217,17 +238,17 @@ async def plan_batch(
             tg.start_soon(check, receive.clone())
         receive.close()
         async with send:
-            index = 0
+            index = first
             async for entry in iterate(_entries(urls)):
                 tally.counts["total"] += 1
                 target, reason = _checked(index, entry)
                 if target is None:
                     tally.invalid(index, str(reason))
-                elif duplicate_key(target.identity, sizes_key) in seen:
+                elif (key := duplicate_key(target.identity, sizes_key)) in seen:
                     tally.counts["duplicates"] += 1
                 else:
-                    seen.add(duplicate_key(target.identity, sizes_key))
-                    await send.send((index, target))
+                    seen.add(key)
+                    await send.send((index, target, key))
                 index += 1
     return Plan(
         **tally.counts,

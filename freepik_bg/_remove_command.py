@@ -51,6 +51,7 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "lock_output",
+    "print_dry_run",
     "read_api_key",
     "run_remove",
     "stopped",
@@ -160,8 +161,15 @@ async def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     stream = await open_stream(args.input)
     source = open_input(args, **_checks(config), stream=stream)
     sink = make_sink(args.output, overwrite=config.overwrite)
+    plan = await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+    return print_dry_run(plan.summary())
+
+
+def print_dry_run(summary: str) -> int:
+    """Show a dry run's plan (the plain one's or Dask's) on standard output; the exit code."""
     try:
-        await dry_run(source, sink, attrs.evolve(config, journal=_journal_path(args)))
+        print("Dry run: nothing was sent.")
+        print(summary)
         sys.stdout.flush()  # here, not at exit: a reader that is gone is found below
     except BrokenPipeError as exc:
         silence_stdout()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,13 @@ def emu20(limited_emu: Emulator) -> Iterator[Emulator]:
 def image_urls(emu: Emulator, n: int, tag: str = "d") -> list[str]:
     """``n`` distinct URLs of one cheap sample."""
     return [f"{emu.image_url('ball-small.png')}?{tag}={i}" for i in range(n)]
+
+
+class Terminal(io.StringIO):
+    """Standard input that is a terminal, holding what is typed into it."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def count_429(emu: Emulator) -> int:

@@ -16,7 +16,7 @@ from freepik_bg._cli import main
 from freepik_bg.testing import Emulator
 
 from ..conftest import KEY
-from .conftest import image_urls
+from .conftest import Terminal, image_urls
 
 pytestmark = pytest.mark.dask
 
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.dask
 class Done:
     returncode: int
     stderr: str
+    stdout: str
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
             code = main(args)
         except SystemExit as exc:  # argparse refusing a flag
             code = int(exc.code or 0)
-        return Done(code, capsys.readouterr().err)
+        captured = capsys.readouterr()
+        return Done(code, captured.err, captured.out)
 
     return run_main
 
@@ -89,7 +91,6 @@ def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) 
         (["--workers", "0"], "must be at least 1"),
         (["--workers", "2", "--journal", "j.jsonl"], "--journal is not used on Dask"),
         (["--workers", "2", "--timeout", "3"], "--timeout cannot be used with Dask"),
-        (["--workers", "2", "--dry-run"], "--dry-run cannot be used with Dask yet"),
         (
             ["--workers", "2", "--format", "jpeg", "--background", "red", "--trim"],
             "--format, --background, --trim cannot be used with Dask yet",
@@ -100,7 +101,6 @@ def test_workers_start_a_local_cluster(emu: Emulator, tmp_path: Path, run: Any) 
         (["--workers", "2", "--keep-png", "--format", "webp"], "--keep-png cannot be used"),
         (["--workers", "2", "--stage", "s3://b/p/"], "--stage cannot be used with Dask"),
         (["--workers", "2", "--repay-missing-renditions"], "--repay-missing-renditions cannot"),
-        (["--workers", "2", "--confirm-over", "5"], "--confirm-over cannot be used with Dask"),
         (["--workers", "2", "--progress", "bar"], "--progress cannot be used with Dask"),
         (["--workers", "2", "--drain-timeout", "5"], "--drain-timeout cannot be used with"),
         (
@@ -125,19 +125,33 @@ def test_dask_flags_are_checked_before_anything_starts(
 
 
 def test_a_dry_run_of_a_parquet_input_sends_nothing(
-    emu: Emulator, tmp_path: Path, run: Any
+    emu: Emulator, tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A .parquet INPUT goes to Dask without --workers: its dry run was a paid run.
+    # A .parquet INPUT goes to Dask without --workers (the local scheduler): its dry run
+    # was refused, and before that it was a paid run.
     urls = image_urls(emu, 3, "dry")
-    pd.DataFrame({"image": urls}).to_parquet(tmp_path / "in.parquet")
+    pd.DataFrame({"image": [*urls, urls[0], "ftp://example.com/a.jpg"]}).to_parquet(
+        tmp_path / "in.parquet"
+    )
     out = tmp_path / "out"
     args = ["remove", str(tmp_path / "in.parquet"), "--column", "image", "-o", str(out)]
-    done = run([*args, "--base-url", emu.base_url, "--dry-run"])
-    assert done.returncode == 2, done.stderr
-    assert "--dry-run cannot be used with Dask yet (nothing was sent)" in done.stderr
-    assert "convert the .parquet INPUT to a CSV" in done.stderr
+    args += ["--base-url", emu.base_url]
+    done = run([*args, "--dry-run"])
+    assert done.returncode == 0, done.stderr
+    plan = done.stdout
+    assert plan.startswith("Dry run: nothing was sent.\n5 item(s) read\n3 to submit: 3 credit")
+    assert "1 duplicate(s)" in plan
+    assert "1 invalid\n  item 4: " in plan
     assert emu.stats.posts == 0
     assert not out.exists()
+    # On a terminal, past --confirm-over: asked (the column counted, then planned).
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    declined = run([*args, "--confirm-over", "2"])
+    assert declined.returncode == 2
+    assert "would spend 3 credits, more than --confirm-over 2" in declined.stderr
+    assert emu.stats.posts == 0
+    assert run([*args, "--yes"]).returncode == 1  # the ftp:// URL
+    assert emu.stats.posts == 3
 
 
 def test_a_parquet_input_needs_a_column(tmp_path: Path, run: Any) -> None:
