@@ -58,6 +58,9 @@ def _cluster() -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # The scheduler's HTTP server runs even without the dashboard, on port 8787
+            # unless told: with another cluster there (a parallel run), a warning.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         ) as local,
         Client(local) as client,
     ):
