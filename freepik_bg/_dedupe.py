@@ -5,8 +5,9 @@ image (``HTTPS://Example.com:443/a.png#top`` and ``https://example.com/a.png``)
 are one. The first occurrence does the work; later ones wait for it (if it is
 still in flight) and report its outcome as their own, marked ``duplicate_of`` its
 index, so every input line still gets a result and the counts add up.
-Memory is 24 to 48 bytes per distinct URL: a 64-bit key and the first index, unboxed;
-a first occurrence not written in its canonical form also keeps its URL (see `first_url`).
+Memory is 24 to 48 bytes per distinct URL: a 64-bit key and the first index, unboxed.
+Output names are of the identity too (`output_name`), so a duplicate spelled otherwise
+names the first occurrence's file.
 
 A duplicate may want its own output name (another SKU for the same image,
 from a name column). It is not paid for again: it downloads the first
@@ -37,10 +38,7 @@ def duplicate_key(url: str, size: str) -> int:
     Of the URL's `url_identity`: ``HTTPS://Example.com:443/a.png#top`` is
     ``https://example.com/a.png``, one image, paid for once.
     """
-    return _identity_key(url_identity(url), size)
-
-
-def _identity_key(identity: str, size: str) -> int:
+    identity = url_identity(url)
     digest = hashlib.blake2b(f"{size}\0{identity}".encode("utf-8", "surrogatepass"), digest_size=8)
     return int.from_bytes(digest.digest(), "big")
 
@@ -85,14 +83,10 @@ class Duplicates:
     _names: dict[str, tuple[int, int]] = attrs.field(factory=dict)
     # Live links of named leaders, oldest first, for duplicates that want their own name.
     _links: OrderedDict[int, tuple[Cutout, str]] = attrs.field(factory=OrderedDict)
-    # The URL as written of each first occurrence whose spelling is not its identity
-    # (HTTPS://, :443, #x: rare), for `first_url`.
-    _spellings: dict[int, str] = attrs.field(factory=dict)
 
     def claim(self, url: str, size: str, index: int) -> int | _Leader | None:
         """``None`` if this is the first occurrence (now the leader), else the first's record."""
-        identity = url_identity(url)
-        key = _identity_key(identity, size)
+        key = duplicate_key(url, size)
         if key in self._failed:
             return self._failed[key][0]
         first = self._stored.get(key)
@@ -101,20 +95,7 @@ class Duplicates:
         leader = self._leaders.get(key)
         if leader is None:
             self._leaders[key] = _Leader(index)
-            if identity != url:
-                self._spellings[key] = url
         return leader
-
-    def first_url(self, url: str, size: str) -> str:
-        """The first occurrence's URL as written, for a duplicate of it spelled ``url``.
-
-        A hash-based output name is of the URL as written: a duplicate spelled
-        otherwise reports the first one's output, not one of its own name that
-        nothing was stored under.
-        """
-        identity = url_identity(url)
-        # A first occurrence not in the list was written as its identity.
-        return self._spellings.get(_identity_key(identity, size), identity)
 
     def settle(
         self, url: str, size: str, result: ItemResult, *, keep_name: str | None = None

@@ -155,23 +155,6 @@ class Renditions:
                     )
         return None
 
-    def first_locations(
-        self, target: Target, items: dict[Size, SinkItem], duplicates: Duplicates
-    ) -> dict[Size, str]:
-        """Where a duplicate's renditions are: the first occurrence's outputs, by size.
-
-        ``items``: what `items` returned for the duplicate. A hash-based name is
-        of the URL as written, so a duplicate spelled otherwise (``HTTPS://``,
-        ``:443``) names the first occurrence's outputs, not ones of its own
-        name that nothing was stored under.
-        """
-        if target.stem is None:
-            first = duplicates.first_url(target.identity, ",".join(self.sizes))
-            if first != target.identity:
-                index = next(iter(items.values())).index
-                items = self.items(index, attrs.evolve(target, identity=first))
-        return {size: self.location(item) for size, item in items.items()}
-
     def location(self, item: SinkItem) -> str:
         """Where ``item`` is (or would be) stored, without asking the sink."""
         if isinstance(self.sink, DirectorySink):

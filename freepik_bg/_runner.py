@@ -281,7 +281,7 @@ class Runner:
                 return result
             kept = self.duplicates.links(url, key) if target.stem is not None else None
             if target.stem is None or (kept is not None and kept[1] == item.name):
-                where = self.renditions.first_locations(target, items, self.duplicates)
+                where = {size: self.renditions.location(items[size]) for size in items}
                 return attrs.evolve(result, location=where[item.size], locations=where)
             # Its own name (another SKU, say): stored from the first one's links,
             # without paying again while they live.

@@ -18,6 +18,7 @@ from ._atomic import SOURCE_XATTR, write_atomic
 from ._errors import OutputConflictError, SinkError
 from ._file_targets import check_file_target, found_at, in_the_way, refuse_in_the_way
 from ._models import Cutout, Size
+from ._urls import url_identity
 
 __all__ = [
     "SOURCE_XATTR",
@@ -30,6 +31,7 @@ __all__ = [
     "fit_name",
     "named_output",
     "output_name",
+    "same_image",
     "write_atomic",
 ]
 
@@ -71,14 +73,21 @@ def output_name(image_url: str, size: Size = "high_resolution") -> str:
     """A deterministic, filesystem-safe file name for ``image_url``'s cutout.
 
     The URL path's stem (sanitised, shortened) plus 96 bits of a SHA-256 of
-    the whole URL, so distinct URLs do not collide in practice and the same
-    URL always maps to the same name; no separators, so no path traversal.
+    the whole URL's `url_identity`, so distinct URLs do not collide in practice
+    and one image always maps to one name, however it is spelled
+    (``HTTPS://``, ``:443``, ``#top``); no separators, so no path traversal.
 
     Examples:
         >>> output_name("https://cdn.example.com/shoes/red%20shoe.jpg?w=2000")
         'red_shoe-11a89b337575fd3a0817470c.png'
+        >>> output_name("HTTPS://CDN.example.com:443/shoes/red%20shoe.jpg?w=2000#top")
+        'red_shoe-11a89b337575fd3a0817470c.png'
     """
-    digest = hashlib.sha256(image_url.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
+    # Of the identity, as duplicates and the journal compare URLs: a rerun (or a batch
+    # without a journal) that spells a URL otherwise finds the file, instead of paying
+    # for the image again under a second name.
+    identity = url_identity(image_url)
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
     path = PurePosixPath(unquote(urlsplit(image_url).path))
     stem = _UNSAFE.sub("_", path.stem).strip("._-")[:_MAX_STEM] or "image"
     if size == "original":
@@ -141,6 +150,17 @@ def file_mode() -> int:
 
 
 _MODE: int | None = None
+
+
+def same_image(recorded: str, image_url: str) -> bool:
+    """Whether a cutout recorded as made from ``recorded`` is ``image_url``'s: the same URL,
+    however it is spelled (`url_identity`, as names and duplicates compare them).
+
+    Examples:
+        >>> same_image("https://example.com/a.png", "HTTPS://Example.com:443/a.png#top")
+        True
+    """
+    return recorded == image_url or url_identity(recorded) == url_identity(image_url)
 
 
 def recorded_source(path: Path) -> str | None:
@@ -272,7 +292,7 @@ class DirectorySink:
             return None
         refuse_in_the_way(path, found)
         source = recorded_source(path)
-        if source is not None and source != item.image_url:
+        if source is not None and not same_image(source, item.image_url):
             raise OutputConflictError(
                 f"{path} holds the cutout of {source}, not of {item.image_url}: "
                 "move it away, or pass overwrite=True (--overwrite) to replace it"
@@ -320,7 +340,8 @@ class DirectorySink:
                 ) from None
             if isinstance(exc, IsADirectoryError):
                 raise
-            if await anyio.to_thread.run_sync(recorded_source, path) == item.image_url:
+            source = await anyio.to_thread.run_sync(recorded_source, path)
+            if source is not None and same_image(source, item.image_url):
                 return str(path)  # this URL's cutout is there already: nothing lost
             raise OutputConflictError(
                 f"{path} was written by another item or process while this one was being "

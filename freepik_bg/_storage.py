@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from ._errors import OutputConflictError, SinkError
-from ._sinks import SOURCE_XATTR, SinkItem, check_output_name, recorded_source
+from ._sinks import SOURCE_XATTR, SinkItem, check_output_name, recorded_source, same_image
 from ._stores import (
     SIGNING_SCHEMES,
     STORAGE_SCHEMES,
@@ -31,6 +31,7 @@ from ._stores import (
     run_blocking,
     storage_scheme,
 )
+from ._urls import url_identity
 
 try:
     import obstore
@@ -108,12 +109,26 @@ def encode_source(url: str) -> str:
     return "sha256:" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _describe_source(recorded: str) -> str:
+def _decode_source(recorded: str) -> str | None:
+    """The URL that `encode_source` recorded, or None where only its hash was kept."""
     if recorded.startswith("UTF-8''"):
         return unquote(recorded[7:], errors="surrogatepass")
     if recorded.startswith("sha256:"):
-        return f"a URL with SHA-256 {recorded[7:19]}..."
+        return None
     return recorded
+
+
+def _describe_source(recorded: str) -> str:
+    url = _decode_source(recorded)
+    return f"a URL with SHA-256 {recorded[7:19]}..." if url is None else url
+
+
+def _recorded_is(recorded: str, image_url: str) -> bool:
+    """Whether the source recorded on an object is ``image_url``, however spelled."""
+    url = _decode_source(recorded)
+    if url is None:  # a URL over 1 KB: its hash, of the spelling it was stored under
+        return recorded in (encode_source(image_url), encode_source(url_identity(image_url)))
+    return same_image(url, image_url)
 
 
 class ObjectStoreSink:
@@ -203,7 +218,7 @@ class ObjectStoreSink:
             recorded = None if local is None else encode_source(local)
         # No record (written by another tool, or a filesystem without xattrs):
         # the name carries 96 bits of the URL's hash, so trust it.
-        if recorded is not None and recorded != encode_source(item.image_url):
+        if recorded is not None and not _recorded_is(recorded, item.image_url):
             raise OutputConflictError(
                 f"{self.location(item.name)} holds the cutout of {_describe_source(recorded)}, "
                 f"not of {item.image_url}: move it away, or pass overwrite=True (--overwrite) "

@@ -209,6 +209,35 @@ async def test_a_resume_spelling_urls_otherwise_posts_nothing(
     assert written == {SPELLINGS[0], url, "HTTPS://IMG.TEST:443/b.png#top"}
 
 
+async def test_a_rerun_without_a_journal_finds_the_file_of_another_spelling(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    # No journal (an SDK batch into a folder): the only memory is the folder. The file is
+    # named after the image, not its spelling, so the rerun finds it and pays nothing.
+    first = await client.run_batch(SPELLINGS[:1], tmp_path, rate=None)
+    assert len(first.stored) == 1
+    for spelling in SPELLINGS[1:]:
+        again = await client.run_batch([spelling], tmp_path, rate=None)
+        assert len(again.skipped) == 1, spelling
+        assert again.skipped[0].location == first.stored[0].location
+    assert service.posts == SPELLINGS[:1]
+    assert [p.name for p in tmp_path.iterdir()] == [output_name(SPELLINGS[0])]
+
+
+async def test_an_item_the_journal_knows_by_another_spelling_reports_its_file(
+    service: FakeService, client: AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    out = tmp_path / "out"
+    first = await client.run_batch(SPELLINGS[:1], out, rate=None, journal=journal)
+    again = await client.run_batch(SPELLINGS[1:], out, rate=None, journal=journal)
+    assert service.posts == SPELLINGS[:1]
+    # A results table joined on location must find the cutout, whatever the spelling.
+    for result in again.skipped:
+        assert result.location == first.stored[0].location
+        assert Path(result.location).is_file()
+
+
 async def test_journal_downloads_paid_links_without_posting(
     service: FakeService, client: AsyncClient, tmp_path: Path
 ) -> None:

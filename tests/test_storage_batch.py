@@ -227,3 +227,20 @@ def test_a_second_run_into_the_same_bucket_prefix_from_elsewhere_is_refused(
     again = run_cli(args, cwd=there)
     assert again.returncode == 0, again.stderr
     assert emu.stats.credits_charged == len(urls)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_bucket_knows_a_cutout_however_its_url_is_spelled(emu: Emulator, s3: S3) -> None:
+    # No journal: the bucket is the only memory. The object's name and its recorded source
+    # are of the image, so a rerun that spells the URL otherwise pays nothing.
+    url = urls_for(emu, 1)[0]
+    respelled = url.replace("http://", "HTTP://") + "#top"
+    async with freepik_bg.AsyncClient(KEY, base_url=emu.base_url) as client:
+        first = await client.run_batch([url], s3.url("p/"), rate=None)
+        again = await client.run_batch([respelled], s3.url("p/"), rate=None)
+    assert len(first.stored) == 1
+    assert len(again.skipped) == 1
+    assert again.skipped[0].location == first.stored[0].location
+    assert emu.stats.credits_charged == 1
+    assert s3.keys() == [f"p/{output_name(url)}"]
