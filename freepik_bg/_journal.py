@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +41,7 @@ from typing import IO, Any
 from . import _journal_reserve as reserve
 from ._errors import FreepikError, JournalError
 from ._journal_index import extend_crc, read_checkpoint, write_checkpoint
+from ._journal_keys import DEFAULT_SIZE, done_key, recent_done_key, recent_url_key, url_key
 from ._journal_lines import (
     dumps_line,
     item_record,
@@ -53,13 +52,10 @@ from ._journal_lines import (
 )
 from ._models import LINK_TTL, SIZES, Cutout, ItemResult
 from ._u64map import U64Set
-from ._urls import url_identity
 
 __all__ = ["Journal"]
 
 logger = logging.getLogger("freepik_bg")
-
-_DEFAULT_SIZE = "high_resolution"
 
 _LINK_SECONDS = LINK_TTL.total_seconds()
 
@@ -68,46 +64,6 @@ INDEX_MIN_BYTES = 1 << 20
 CHECKPOINT_LINES = 100_000
 """A run writes a checkpoint every this many lines, so that after a kill -9 a resume
 replays at most about this many (~1 s) instead of the whole journal."""
-
-
-# Changing _key or _done_key: bump _journal_index._FORMAT, so that checkpoints holding
-# the old keys are ignored.
-def _digest(text: str) -> int:
-    # A 64-bit digest as an int keeps a million-entry resume set small (~60 MB
-    # less than the URLs themselves), with a collision chance near 1e-8.
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
-def _key(url: str) -> int:
-    # By the URL's identity, as duplicates are: a resume whose list spells a URL
-    # otherwise (HTTPS://, :443, #x) finds what the first run paid for. Keys are
-    # computed when lines are read, so lines written before this count too.
-    return _digest(url_identity(url))
-
-
-def _done_key(url: str, size: str, name: str | None = None) -> int:
-    # Done is per rendition: a high-resolution cutout does not make the preview
-    # done. The default size keeps the plain key, so older journals stay valid.
-    # A chosen output name (a SKU) is part of it: the same URL under another
-    # name is another output.
-    if name is not None:
-        return _digest(f"{size}\0{name}\0{url_identity(url)}")
-    return _key(url) if size == _DEFAULT_SIZE else _digest(f"{size}\0{url_identity(url)}")
-
-
-# A run asks for an item's keys several times (before its POST: its links, what is
-# stored; then for its posted and its stored line), about `concurrency` items apart:
-# remember the last ones asked for. Loading calls the plain functions, so that a
-# million-line resume does not churn these caches.
-_recent_key = functools.lru_cache(maxsize=1024)(_key)
-_recent_other_key = functools.lru_cache(maxsize=1024)(_done_key)
-
-
-def _recent_done_key(url: str, size: str, name: str | None) -> int:
-    if name is None and size == _DEFAULT_SIZE:
-        return _recent_key(url)  # the same key as _done_key's
-    return _recent_other_key(url, size, name)
 
 
 class Journal:
@@ -157,7 +113,7 @@ class Journal:
             if checkpoint is not None:
                 self._done = checkpoint.done
                 for record in checkpoint.posted:
-                    self._remember(_key(str(record.get("url"))), record)
+                    self._remember(url_key(str(record.get("url"))), record)
                 self.torn_lines = checkpoint.torn_lines
                 self._offset = self._checkpointed = checkpoint.offset
                 self._crc = checkpoint.crc
@@ -181,12 +137,12 @@ class Journal:
             return
         if event in ("stored", "done"):
             # Journals before several renditions per item name one "size".
-            sizes = record.get("sizes") or [record.get("size", _DEFAULT_SIZE)]
+            sizes = record.get("sizes") or [record.get("size", DEFAULT_SIZE)]
             name = record.get("name")
             for size in sizes:
-                self._done.add(_done_key(str(url), str(size), None if name is None else str(name)))
+                self._done.add(done_key(str(url), str(size), None if name is None else str(name)))
         elif event == "posted":
-            self._remember(_key(str(url)), record)
+            self._remember(url_key(str(url)), record)
 
     def _remember(self, key: int, record: dict[str, Any], received: float | None = None) -> None:
         if received is None:
@@ -219,13 +175,13 @@ class Journal:
         """How many distinct (URL, rendition) pairs are stored."""
         return len(self._done)
 
-    def is_stored(self, url: str, size: str = _DEFAULT_SIZE, name: str | None = None) -> bool:
+    def is_stored(self, url: str, size: str = DEFAULT_SIZE, name: str | None = None) -> bool:
         """Whether ``url``'s ``size`` rendition (under the chosen ``name``) was stored before."""
-        return _recent_done_key(url, size, name) in self._done
+        return recent_done_key(url, size, name) in self._done
 
     def live_cutout(self, url: str) -> Cutout | None:
         """The links last paid for ``url``, stored or not, if they are still alive."""
-        record = self._posted.get(_recent_key(url))
+        record = self._posted.get(recent_url_key(url))
         cutout = self._cutout_from(record) if record is not None else None
         if cutout is None or cutout.seconds_left() <= 5:
             return None
@@ -233,7 +189,7 @@ class Journal:
 
     def pending_cutout(self, url: str) -> Cutout | None:
         """Links paid for but no rendition of them stored, if they are still alive."""
-        if any(_recent_done_key(url, size, None) in self._done for size in SIZES):
+        if any(recent_done_key(url, size, None) in self._done for size in SIZES):
             return None
         return self.live_cutout(url)
 
@@ -417,12 +373,10 @@ class Journal:
         """
         received_at = cutout.received_at.isoformat()
         record = posted_record(utc_stamp(), index, received_at, cutout)
-        self._remember(_recent_key(cutout.image_url), record, cutout.received_at.timestamp())
+        self._remember(recent_url_key(cutout.image_url), record, cutout.received_at.timestamp())
         self._write(posted_line(record["ts"], index, received_at, cutout))
 
-    def record(
-        self, result: ItemResult, size: str = _DEFAULT_SIZE, name: str | None = None
-    ) -> None:
+    def record(self, result: ItemResult, size: str = DEFAULT_SIZE, name: str | None = None) -> None:
         """Append a finished item, under the chosen output ``name`` (skipped ones are not
         written again).
 
@@ -435,7 +389,7 @@ class Journal:
         sizes: list[str] = [*result.locations] or [size]
         if result.ok or result.locations:
             for stored in sizes:
-                self._done.add(_recent_done_key(result.image_url, stored, name))
+                self._done.add(recent_done_key(result.image_url, stored, name))
             self._write(stored_line(utc_stamp(), sizes, name, result))
         if not result.ok:
             # A failed item stays retryable, and links it paid for stay usable.

@@ -38,7 +38,7 @@ __all__ = ["Checkpoint", "extend_crc", "index_path", "read_checkpoint", "write_c
 logger = logging.getLogger("freepik_bg")
 
 _MAGIC = b"freepik-bg journal index\n"
-# Bump when the journal's key functions or this layout change: an old checkpoint is
+# Bump when the journal's key functions (_journal_keys) or this layout change: an old checkpoint is
 # then ignored (full parse) instead of read wrongly. 2: keys are of the URL's identity;
 # 3: the done keys are a U64Set's table.
 _FORMAT = 3

@@ -23,6 +23,7 @@ from freepik_bg import (
     _journal_index as journal_index,
 )
 from freepik_bg._journal_index import _FORMAT, index_path, read_checkpoint, write_checkpoint
+from freepik_bg._journal_keys import digest64
 from freepik_bg._u64map import U64Set
 
 from .conftest import links
@@ -345,7 +346,7 @@ def test_a_checkpoint_from_before_url_identities_is_ignored(
         current = read_checkpoint(path, fh)
     assert current is not None
     monkeypatch.setattr(journal_index, "_FORMAT", 1)
-    old_key = journal_module._digest(url)  # what format 1's _key made of it
+    old_key = digest64(url)  # what format 1's url_key made of it
     write_checkpoint(
         path,
         offset=current.offset,
