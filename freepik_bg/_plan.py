@@ -203,23 +203,25 @@ async def plan_entries(
     tally = _Tally()
     seen: set[int] = set()
     sizes_key = ",".join(config.sizes)
-    send, receive = anyio.create_memory_object_stream[tuple[int, Target, int]](config.concurrency)
+    send, receive = anyio.create_memory_object_stream[tuple[int, Target, int, str]](
+        config.concurrency
+    )
 
-    async def check(items: ObjectReceiveStream[tuple[int, Target, int]]) -> None:
+    async def check(items: ObjectReceiveStream[tuple[int, Target, int, str]]) -> None:
         async with items:
-            async for index, target, key in items:
+            async for index, target, key, where in items:
                 if target.local is not None:
                     # As the batch would fail it, without a request: no stage, no such file.
                     problem = await anyio.to_thread.run_sync(
                         partial(local_problem, target.local, staging=config.stage is not None)
                     )
                     if problem is not None:
-                        tally.invalid(index, f"item {index}: {problem}")
+                        tally.invalid(index, f"{where}: {problem}")
                         continue
                 try:
                     plan = await renditions.assess(index, target)
                 except FreepikError as exc:
-                    tally.invalid(index, f"item {index}: {exc}")
+                    tally.invalid(index, f"{where}: {exc}")
                     continue
                 if not plan.missing:
                     kind = "done"
@@ -248,7 +250,7 @@ async def plan_entries(
                     tally.counts["duplicates"] += 1
                 else:
                     seen.add(key)
-                    await send.send((index, target, key))
+                    await send.send((index, target, key, _where(index, entry)))
                 index += 1
     return Plan(
         **tally.counts,
@@ -265,8 +267,12 @@ def _checked(index: int, entry: object) -> tuple[Target | None, str | None]:
     try:
         return resolve(entry), None
     except FreepikError as exc:
-        where = f"line {entry.line}" if isinstance(entry, InputLine) else f"item {index}"
-        return None, f"{where}: {exc}"
+        return None, f"{_where(index, entry)}: {exc}"
+
+
+def _where(index: int, entry: object) -> str:
+    """How a reason names its entry: by its line in a file, else by its index."""
+    return f"line {entry.line}" if isinstance(entry, InputLine) else f"item {index}"
 
 
 class _ListedFolders(DirectorySink):

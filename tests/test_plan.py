@@ -135,6 +135,13 @@ async def test_a_plan_counts_what_a_batch_fails_without_a_request_as_invalid(
     assert "its scheme is 'javascript'" in plan.invalid_reasons[1]
     assert "neither an http(s) URL nor a local file" in plan.invalid_reasons[2]
     assert "--stage" in plan.invalid_reasons[3]
+    # Each named by its line, as a dry run of a file shows it.
+    assert [reason.split(":")[0] for reason in plan.invalid_reasons] == [
+        "line 1",
+        "line 2",
+        "line 3",
+        "line 4",
+    ]
 
     # With a stage, the file that exists is submitted (staged first), the others stay invalid.
     staged = await plan_batch(

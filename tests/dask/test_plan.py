@@ -79,7 +79,7 @@ def test_a_dry_run_counts_what_the_run_then_pays(emu: Emulator, tmp_path: Path, 
     assert dry.stdout.startswith("Dry run: nothing was sent.\n10 item(s) read\n")
     assert "3 already done\n1 duplicate(s)" in dry.stdout
     # Numbered in the whole input, not in its partition.
-    assert "1 invalid\n  item 7: 'not a url' is neither an http(s) URL" in dry.stdout
+    assert "1 invalid\n  line 8: 'not a url' is neither an http(s) URL" in dry.stdout
     assert dry.credits() == 5
     # The same lines as the plain command's dry run of the same list.
     assert run([*args, "--dry-run"], dask=False).stdout == dry.stdout
