@@ -203,25 +203,25 @@ async def plan_entries(
     tally = _Tally()
     seen: set[int] = set()
     sizes_key = ",".join(config.sizes)
-    send, receive = anyio.create_memory_object_stream[tuple[int, Target, int, str]](
+    send, receive = anyio.create_memory_object_stream[tuple[int, Target, int, object]](
         config.concurrency
     )
 
-    async def check(items: ObjectReceiveStream[tuple[int, Target, int, str]]) -> None:
+    async def check(items: ObjectReceiveStream[tuple[int, Target, int, object]]) -> None:
         async with items:
-            async for index, target, key, where in items:
+            async for index, target, key, entry in items:
                 if target.local is not None:
                     # As the batch would fail it, without a request: no stage, no such file.
                     problem = await anyio.to_thread.run_sync(
                         partial(local_problem, target.local, staging=config.stage is not None)
                     )
                     if problem is not None:
-                        tally.invalid(index, f"{where}: {problem}")
+                        tally.invalid(index, f"{_where(index, entry)}: {problem}")
                         continue
                 try:
                     plan = await renditions.assess(index, target)
                 except FreepikError as exc:
-                    tally.invalid(index, f"{where}: {exc}")
+                    tally.invalid(index, f"{_where(index, entry)}: {exc}")
                     continue
                 if not plan.missing:
                     kind = "done"
@@ -250,7 +250,7 @@ async def plan_entries(
                     tally.counts["duplicates"] += 1
                 else:
                     seen.add(key)
-                    await send.send((index, target, key, _where(index, entry)))
+                    await send.send((index, target, key, entry))
                 index += 1
     return Plan(
         **tally.counts,
