@@ -77,6 +77,7 @@ __all__ = [
     "remove_backgrounds",
     "set_testing",
     "transform",
+    "url_identity",
     "validate_image_url",
 ]
 

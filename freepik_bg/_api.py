@@ -64,5 +64,5 @@ from ._sync import remove_backgrounds as remove_backgrounds
 from ._targets import LocalImage as LocalImage, local_images as local_images
 from ._transform import transform as transform
 from ._transform_options import TransformOptions as TransformOptions
-from ._urls import validate_image_url as validate_image_url
+from ._urls import url_identity as url_identity, validate_image_url as validate_image_url
 from ._version import __version__ as __version__
