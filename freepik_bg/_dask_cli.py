@@ -16,12 +16,15 @@ import secrets
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import BatchConfig, at_least
 from ._input import BadLine, InputError, InputLine, read_entries
 from ._report import check_report_path
 from ._sinks import file_mode
+
+if TYPE_CHECKING:
+    from ._dask_repeats import Repeats
 
 __all__ = ["add_dask_options", "run_dask_remove", "wants_dask"]
 
@@ -153,6 +156,16 @@ def _urls(source: Any, workers: int, *, lines: bool = False) -> Any:
     return db.from_sequence(items, npartitions=partitions)
 
 
+def _split(source: Any) -> tuple[Any, Repeats | None]:
+    """A text INPUT without the later occurrences of its URLs (`_dask_repeats`: otherwise
+    two partitions may pay for one image); a parquet column as it is."""
+    if not isinstance(source, list):
+        return source, None
+    from ._dask_repeats import Repeats
+
+    return Repeats.split(source)
+
+
 def _count(source: Any) -> int:
     """INPUT's entries (reads a parquet column: only for a run that may be asked)."""
     return len(source)
@@ -164,10 +177,15 @@ def _options(config: BatchConfig) -> dict[str, Any]:
 
 
 def _plan(
-    args: argparse.Namespace, source: Any, workers: int, config: BatchConfig
+    args: argparse.Namespace,
+    source: Any,
+    workers: int,
+    config: BatchConfig,
+    dropped: Repeats | None,
 ) -> tuple[int, str]:
     """The run's credits and plan, computed on the cluster (see `_dask_plan`); nothing is
-    sent or created."""
+    sent or created. ``dropped``: the repeats `_split` took out of ``source``."""
+    import attrs
     from dask.base import compute
 
     from ._dask_plan import add_up, build_plan, summary
@@ -175,6 +193,10 @@ def _plan(
     urls = _urls(source, workers, lines=True)
     parts = build_plan(urls, args.output, _options(config), secrets.token_hex(8))
     plan, repeats = add_up(compute(*parts), config.rate, config.burst)
+    if dropped is not None:  # each shares its first occurrence's POST, as in a batch
+        plan = attrs.evolve(
+            plan, total=plan.total + dropped.count, duplicates=plan.duplicates + dropped.count
+        )
     return plan.credits, summary(plan, repeats, overwrite=config.overwrite)
 
 
@@ -255,9 +277,9 @@ def _dry_run(args: argparse.Namespace, config: BatchConfig) -> int:
     from ._remove_command import print_dry_run
 
     # No key, no lock, nothing created (no marker, no journal folder): only reads.
-    source = _read(args)
+    source, dropped = _split(_read(args))
     with _cluster(args) as workers:
-        _, text = _plan(args, source, workers, config)
+        _, text = _plan(args, source, workers, config, dropped)
     return print_dry_run(text)  # once the cluster is gone: the plan is the last word
 
 
@@ -275,12 +297,13 @@ def _compute(
     from ._dask_stop import Stopper
     from ._remove_command import EXIT_INTERRUPTED, EXIT_USAGE, _resume_command
 
-    source = _read(args)
+    entries = _read(args)
+    source, dropped = _split(entries)
     with _cluster(args) as n:
         # The plain path's rule (`may_ask`): the plan, which reads the whole input once
         # more on the cluster, only for a run that would be asked, on a terminal.
         if may_ask(args, lambda: _count(source)) and not approved(
-            args, *_plan(args, source, n, config)
+            args, *_plan(args, source, n, config, dropped)
         ):
             print("freepik-bg: not confirmed: nothing was sent", file=sys.stderr)
             return EXIT_USAGE
@@ -300,6 +323,8 @@ def _compute(
         try:
             with stopper.handling_signals():
                 result = frame.compute().sort_values("index")
+            if dropped is not None:
+                result = dropped.rows(result, entries)
         except KeyboardInterrupt:
             # The second signal: what was in flight is abandoned (its links, if paid,
             # are in the partitions' journals, and the resume downloads them).

@@ -7,8 +7,9 @@ over one partition, with the journal that partition's run resumes from and the
 same sink, and the client adds the counts up (`add_up`). Nothing is sent, and
 nothing is created: no marker, no journal folder.
 
-Duplicates are shared inside a partition only, as in the run. A URL to submit
-in two partitions is counted in both: the run pays for it twice when the two
+Duplicates are shared inside a partition only, as in the run (a text INPUT comes
+without its repeats: `_dask_repeats`). A URL to submit in two partitions is counted
+in both: the run pays for it twice when the two
 overlap, once when the first has stored it before the second looks. The plan
 counts both credits (so its count bounds what the run pays) and says how many
 such repeats there are.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -110,21 +111,34 @@ def test_a_dry_run_reads_each_partitions_journal(emu: Emulator, tmp_path: Path, 
     assert emu.stats.count("download", 200) == 1
 
 
-def test_a_url_in_two_partitions_is_counted_in_each(
-    emu: Emulator, tmp_path: Path, run: Any
-) -> None:
+def test_a_url_in_two_partitions_is_paid_once(emu: Emulator, tmp_path: Path, run: Any) -> None:
     urls = image_urls(emu, 9, "repeat")
-    # Partitions [0 1 2] [3 4 5] [6 7 8] [0]: the last line repeats the first partition's.
-    listing = _listing(tmp_path / "urls.txt", [*urls, urls[0]])
+    respelled = urls[0].replace("http://", "HTTP://") + "#top"  # the same image
+    # Cut as read, [0 1 2] [3 4 5] [6 7 8] [9 10]: line 4 leads the second partition, which
+    # runs at the same time as the first, and both paid for one image.
+    lines = [*urls[:3], respelled, *urls[3:], urls[0]]
+    listing = _listing(tmp_path / "urls.txt", lines)
+    report = tmp_path / "report.json"
     args = ["remove", str(listing), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
     dry = run([*args, "--dry-run"])
-    assert dry.credits() == 10
-    assert "0 duplicate(s)" in dry.stdout
-    assert "1 to submit repeat a URL of another partition: each is counted" in dry.stdout
-    assert run(args).returncode == 0
-    # Paid twice when the two partitions overlap, once when the first stored it in time:
-    # never more than the plan says.
-    assert 9 <= emu.stats.posts <= dry.credits()
+    assert dry.credits() == 9
+    assert "11 item(s) read" in dry.stdout
+    assert "2 duplicate(s)" in dry.stdout
+    assert "repeat a URL of another partition" not in dry.stdout
+    emu.configure(latency=1.0)  # the first POSTs of two partitions overlap (they paid 10)
+    done = run([*args, "--report", str(report)])
+    assert done.returncode == 0, done.stderr
+    assert emu.stats.posts == dry.credits()
+    items = json.loads(report.read_text())["items"]
+    # Every line has its row, in order, as written; a repeat is skipped at the first's file.
+    assert [item["url"] for item in items] == lines
+    assert [item["index"] for item in items] == list(range(len(lines)))
+    for repeat in (3, 10):
+        assert items[repeat]["status"] == "skipped"
+        assert items[repeat]["attempts"] == 0
+        assert items[repeat]["location"] == items[0]["location"]
+    assert Path(items[0]["location"]).is_file()
+    assert len(list((tmp_path / "out").glob("*.png"))) == 9
 
 
 def test_a_dry_run_creates_nothing_and_needs_no_key(
