@@ -12,6 +12,7 @@ lazily, and keeps its repeats (see docs/scale.md).
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import attrs
@@ -28,7 +29,7 @@ class Repeats:
     """What was dropped from an input: the input index of each kept entry, and of each
     repeat with its first occurrence's."""
 
-    kept_at: list[int]
+    kept_at: array[int]
     repeats: list[tuple[int, int]]
 
     @staticmethod
@@ -36,7 +37,7 @@ class Repeats:
         """The entries without later occurrences of a URL (unusable lines all kept)."""
         first: U64Map = U64Map()  # 24-48 bytes a URL: the command holds the list already
         kept: list[Any] = []
-        kept_at: list[int] = []
+        kept_at = array("q")  # 8 bytes a line, where a list of ints holds ~36
         repeats: list[tuple[int, int]] = []
         for index, entry in enumerate(entries):
             if isinstance(entry, InputLine):
@@ -56,7 +57,7 @@ class Repeats:
         import numpy as np
         import pandas as pd
 
-        result = result.assign(index=np.asarray(self.kept_at, dtype="int64")[result["index"]])
+        result = result.assign(index=np.frombuffer(self.kept_at, dtype="int64")[result["index"]])
         if not self.repeats:
             return result
         by_index = result.set_index("index", drop=False)
