@@ -163,7 +163,9 @@ def _split(source: Any) -> tuple[Any, Repeats | None]:
         return source, None
     from ._dask_repeats import Repeats
 
-    return Repeats.split(source)
+    kept, repeats = Repeats.split(source)
+    # None without repeats: then nothing is remapped or added after the compute.
+    return kept, repeats if repeats.count else None
 
 
 def _count(source: Any) -> int:
