@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, Union
 import anyio
 from anyio.abc import ObjectReceiveStream
 
+from ._claims import Claims
 from ._config import BatchConfig
 from ._errors import ConfigurationError, FreepikError
 from ._input import BadLine, InputLine, read_entries
 from ._lifecycle import BatchClient
 from ._models import BatchReport, BatchStats, ItemResult
 from ._runner import Runner
+from ._runner_create import create_runner
 from ._sinks import DirectorySink, Sink
 from ._targets import LocalImage
 from ._urls import STORAGE_SCHEMES, is_storage_url
@@ -181,15 +183,20 @@ async def open_batch(
     urls: Urls,
     dest: Dest,
     config: BatchConfig,
+    claims: Claims | None = None,
 ) -> AsyncIterator[BatchResults]:
-    """Run a batch of ``urls`` into ``dest`` under ``config``; see `AsyncClient.batch`."""
+    """Run a batch of ``urls`` into ``dest`` under ``config``; see `AsyncClient.batch`.
+
+    ``claims``: shares POSTs with batches running elsewhere (a Dask computation's
+    other partitions), see `freepik_bg._claims`.
+    """
     if isinstance(urls, str | bytes):
         raise TypeError("urls must be an iterable of URLs, not a single string")
     sink = make_sink(dest, overwrite=config.overwrite)
     check = getattr(sink, "check", None)
     if check is not None:
         await check()  # before the first POST: a destination that cannot store costs nothing
-    runner = Runner.create(client, sink, config)
+    runner = create_runner(client, sink, config, claims)
     try:
         await runner.staging.check()  # and the staging bucket, if local files go through one
     except BaseException:

@@ -29,7 +29,8 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ._breaker import AMBIGUOUS_RUN_LIMIT, Breaker
+from ._breaker import Breaker
+from ._claims import Claims, shared_or_own
 from ._config import BatchConfig
 from ._dedupe import Duplicates
 from ._errors import (
@@ -50,8 +51,7 @@ from ._models import (
     RetryEvent,
     Size,
 )
-from ._output_stage import OutputStage
-from ._ratelimit import SLOW_START, AdaptiveConcurrency, RateGate
+from ._ratelimit import AdaptiveConcurrency, RateGate
 from ._renditions import Assessment, Renditions, repay_needed
 from ._retries import hook_errors
 from ._sinks import Sink, SinkItem
@@ -79,41 +79,11 @@ class Runner:
     renditions: Renditions
     duplicates: Duplicates = attrs.field(factory=Duplicates)
     staging: Staging = attrs.field(factory=Staging)
+    claims: Claims | None = None  # shared with batches elsewhere (Dask partitions)
     fatal: BaseException | None = None
     _stopping: bool = False
     _flights: set[Flight] = attrs.field(factory=set)
     _intake: Intake | None = None
-
-    @classmethod
-    def create(cls, client: BatchClient, sink: Sink, config: BatchConfig) -> Runner:
-        """A runner for ``config``; it opens (and locks) the journal when given a path."""
-        output = OutputStage.create(config.transform_options, keep_png=config.keep_png)
-        journal = config.journal
-        if journal is not None and not isinstance(journal, Journal):
-            journal = Journal(journal)
-        if journal is not None:
-            journal.open()
-        # Without a rate, learn the server's from its 429s (and start slow), unless the
-        # client paces POSTs itself (its own rate, or a Dask cluster's shared gate).
-        learn = config.rate is None and not client.paces_posts
-        return cls(
-            client=client,
-            sink=sink,
-            config=config,
-            journal=journal,
-            gate=RateGate(config.rate, config.burst, learn=learn),
-            slots=AdaptiveConcurrency(config.concurrency, slow_start=SLOW_START if learn else None),
-            stats=BatchStats(concurrency=config.concurrency),
-            breaker=Breaker(
-                client.retry_policy.max_retry_after,
-                fail_fast=config.fail_fast,
-                ambiguous_limit=max(AMBIGUOUS_RUN_LIMIT, 2 * config.concurrency),
-            ),
-            staging=Staging.create(config.stage, keep=config.keep_staged),
-            renditions=Renditions(
-                sink, config.sizes, journal, overwrite=config.overwrite, output=output
-            ),
-        )
 
     def close(self) -> None:
         """Close the journal if the runner opened it."""
@@ -281,8 +251,7 @@ class Runner:
                 return result
             kept = self.duplicates.links(url, key) if target.stem is not None else None
             if target.stem is None or (kept is not None and kept[1] == item.name):
-                where = {size: self.renditions.location(items[size]) for size in items}
-                return attrs.evolve(result, location=where[item.size], locations=where)
+                return self._at_own_names(result, items)
             # Its own name (another SKU, say): stored from the first one's links,
             # without paying again while they live.
             return await self._stored_or_submit(target, flight, items, kept and kept[0])
@@ -315,6 +284,23 @@ class Runner:
         if plan.needs_post and plan.paid_before and not self.config.repay_missing_renditions:
             # Adding a rendition to an item an earlier run stored: its links are gone.
             return self._failure(flight, url, repay_needed(url, plan.missing), plan.stored)
+        own = partial(self._staged_and_paid, target, plan, flight, items)
+        if self.claims is None or links is not None:
+            return await own()
+        result = await shared_or_own(self.claims, url, flight.index, own, post=plan.needs_post)
+        if result.duplicate_of is None:
+            return result
+        self.stats.duplicates += 1  # of an item of another batch, which stored it (or failed)
+        return self._at_own_names(result, items) if result.ok else result
+
+    def _at_own_names(self, result: ItemResult, items: dict[Size, SinkItem]) -> ItemResult:
+        # A duplicate's outputs are its own names' (of the identity: the first's files).
+        where = {size: self.renditions.location(items[size]) for size in items}
+        return attrs.evolve(result, location=where[self.config.sizes[0]], locations=where)
+
+    async def _staged_and_paid(
+        self, target: Target, plan: Assessment, flight: Flight, items: dict[Size, SinkItem]
+    ) -> ItemResult:
         if target.local is None:  # nothing to stage: no scope to enter and leave
             return await self._paid_and_stored(Source(target, None), plan, flight, items)
         async with self.staging.scope(target) as source:
