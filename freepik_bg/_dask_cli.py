@@ -190,16 +190,16 @@ def _plan(
     import attrs
     from dask.base import compute
 
-    from ._dask_plan import add_up, build_plan, summary
+    from ._dask_plan import add_up, build_plan
 
     urls = _urls(source, workers, lines=True)
     parts = build_plan(urls, args.output, _options(config), secrets.token_hex(8))
-    plan, repeats = add_up(compute(*parts), config.rate, config.burst)
+    plan = add_up(compute(*parts), config.rate, config.burst)
     if dropped is not None:  # each shares its first occurrence's POST, as in a batch
         plan = attrs.evolve(
             plan, total=plan.total + dropped.count, duplicates=plan.duplicates + dropped.count
         )
-    return plan.credits, summary(plan, repeats, overwrite=config.overwrite)
+    return plan.credits, plan.summary()
 
 
 def _cluster(args: argparse.Namespace) -> contextlib.AbstractContextManager[int]:
@@ -390,4 +390,5 @@ def _report_record(row: dict[str, Any]) -> dict[str, Any]:
         "location": row.get("location"),
         "error": None if message is None else {"type": kind, "message": message},
         "attempts": row.get("attempts"),
+        "duplicate_of": row.get("duplicate_of"),
     }

@@ -20,20 +20,23 @@ next to a POST that takes seconds, at 10-50 requests/s.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import anyio
 import attrs
 
+from ._dask_registry import ClaimRegistry, Settlement
 from ._errors import SkippedError
 from ._ratelearn import RateLearner
 from ._ratelimit import _MARGIN, RateGate
 
-__all__ = ["Bucket", "BudgetSpec", "ClusterGate", "bucket_for"]
+__all__ = ["Bucket", "BudgetSpec", "ClusterGate", "Outbox", "bucket_for", "prepay"]
 
 logger = logging.getLogger("freepik_bg")
 
@@ -69,6 +72,8 @@ class Bucket:
         # Without a rate, the cluster learns the server's from the 429s of every worker.
         self.learner = RateLearner() if rate is None else None
         self.stop_reason: str | None = None
+        # Which partition pays for each image (`_dask_registry`): beside the budget.
+        self.claims = ClaimRegistry()
 
     def stop(self, reason: str) -> None:
         """Hand out no slot any more (`take` says why); the first reason stays."""
@@ -82,8 +87,13 @@ class Bucket:
         with self._lock:
             return self.stop_reason
 
-    def take(self) -> tuple[float, str | None]:
-        """`reserve`, or no slot and the reason once the computation is stopped."""
+    def take(self, settled: Sequence[Settlement] = ()) -> tuple[float, str | None]:
+        """`reserve`, or no slot and the reason once the computation is stopped.
+
+        ``settled``: how claimed items ended (`ClaimRegistry.settle`), riding along.
+        """
+        if settled:
+            self.claims.settle(settled)
         reason = self.stopped()
         return (0.0, reason) if reason is not None else (self.reserve(), None)
 
@@ -160,8 +170,10 @@ def _scheduler_paused_for(name: str, rate: float | None, burst: int) -> float:
     return bucket_for(name, rate, burst).paused_for()
 
 
-def _scheduler_take(name: str, rate: float | None, burst: int) -> tuple[float, str | None]:
-    return bucket_for(name, rate, burst).take()
+def _scheduler_take(
+    name: str, rate: float | None, burst: int, settled: Sequence[Settlement] = ()
+) -> tuple[float, str | None]:
+    return bucket_for(name, rate, burst).take(settled)
 
 
 def _scheduler_stop(name: str, rate: float | None, burst: int, reason: str) -> None:
@@ -176,7 +188,7 @@ class _Budget(Protocol):
     def reserve(self) -> float: ...
     def pause(self, seconds: float) -> None: ...
     def paused_for(self) -> float: ...
-    def take(self) -> tuple[float, str | None]: ...
+    def take(self, settled: Sequence[Settlement] = ()) -> tuple[float, str | None]: ...
     def stop(self, reason: str) -> None: ...
     def stopped(self) -> str | None: ...
 
@@ -201,8 +213,8 @@ class _SchedulerBudget:
     def paused_for(self) -> float:
         return float(self._call(_scheduler_paused_for))
 
-    def take(self) -> tuple[float, str | None]:
-        delay, reason = self._call(_scheduler_take)
+    def take(self, settled: Sequence[Settlement] = ()) -> tuple[float, str | None]:
+        delay, reason = self._call(_scheduler_take, settled)
         return float(delay), reason
 
     def stop(self, reason: str) -> None:
@@ -226,8 +238,9 @@ class BudgetSpec:
     rate: float | None
     burst: int
 
-    def connect(self) -> ClusterGate:
-        """The gate for a partition running here: through the scheduler on a worker."""
+    def connect(self, outbox: Outbox | None = None) -> ClusterGate:
+        """The gate for a partition running here: through the scheduler on a worker,
+        where settlements in ``outbox`` ride on its round trips."""
         try:
             from distributed import get_client, get_worker
 
@@ -235,7 +248,7 @@ class BudgetSpec:
         except (ImportError, ValueError):
             # Dask's local threaded scheduler: every partition is in this process.
             return ClusterGate(bucket_for(self.name, self.rate, self.burst), remote=False)
-        return ClusterGate(_SchedulerBudget(self, get_client()), remote=True)
+        return ClusterGate(_SchedulerBudget(self, get_client()), remote=True, outbox=outbox)
 
     def from_caller(self) -> _Budget:
         """The budget, from the process that computes the frame (to stop it, or ask why)."""
@@ -247,6 +260,64 @@ class BudgetSpec:
             return bucket_for(self.name, self.rate, self.burst)
 
 
+class Outbox:
+    """Settlements of claims (`_dask_registry`) waiting for a round trip to the scheduler.
+
+    They ride on the next one a partition makes anyway (a POST's slot, a claim), so an
+    image that no other partition repeats costs one round trip, not two; `Outbox.due`
+    says when none came soon enough, and they must go on their own.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Settlement] = []
+        self._waiting: anyio.Event | None = None
+
+    def put(self, settlement: Settlement) -> None:
+        self._items.append(settlement)
+        if self._waiting is not None:
+            self._waiting.set()
+
+    def take(self) -> list[Settlement]:
+        """Everything waiting (to send now); `put_back` if the send fails."""
+        items, self._items = self._items, []
+        return items
+
+    def put_back(self, items: list[Settlement]) -> None:
+        self._items[:0] = items
+
+    async def due(self, linger: float) -> None:
+        """Return once a settlement has waited ``linger`` seconds for a ride."""
+        while not self._items:
+            self._waiting = anyio.Event()
+            await self._waiting.wait()
+            self._waiting = None
+        await anyio.sleep(linger)
+
+
+# A claim that won an image also took its POST's slot (one round trip for both): the
+# item's own task finds it here at its POST, as (when it was granted, delay, reason).
+_prepaid: contextvars.ContextVar[tuple[float, float, str | None] | None] = contextvars.ContextVar(
+    "freepik_bg_prepaid_slot", default=None
+)
+# A slot older than this went unused (the item failed before its POST): take a new one.
+_PREPAID_TTL = 1.0
+
+
+def prepay(slot: tuple[float, str | None]) -> None:
+    """Hand the current task's next `ClusterGate.wait` the slot ``(delay, reason)``."""
+    _prepaid.set((time.monotonic(), *slot))
+
+
+def _prepaid_slot() -> tuple[float, str | None] | None:
+    found = _prepaid.get()
+    if found is None:
+        return None
+    _prepaid.set(None)
+    granted_at, delay, reason = found
+    age = time.monotonic() - granted_at
+    return None if age > _PREPAID_TTL else (delay - age, reason)
+
+
 class ClusterGate:
     """A `Gate` (see ``_ratelimit``) backed by a shared `Bucket`.
 
@@ -254,10 +325,11 @@ class ClusterGate:
     without waiting for the round trip that tells the others.
     """
 
-    def __init__(self, budget: _Budget, *, remote: bool) -> None:
+    def __init__(self, budget: _Budget, *, remote: bool, outbox: Outbox | None = None) -> None:
         self._budget = budget
         self._remote = remote
         self._local = RateGate(None)
+        self.outbox = outbox
 
     async def _call(self, function: Any) -> Any:
         if not self._remote:
@@ -272,7 +344,8 @@ class ClusterGate:
         "not attempted", without a request, as its own breaker would.
         """
         await self._local.wait()
-        delay, reason = await self._call(self._budget.take)
+        slot = _prepaid_slot()
+        delay, reason = slot if slot is not None else await self._take()
         if reason is not None:
             raise SkippedError(f"not attempted: {reason}")
         if delay <= 0:
@@ -285,6 +358,19 @@ class ClusterGate:
         # A 429 elsewhere may have paused everyone while this slot was waited for.
         await self._sit_out_shared_pause()
         await self._local.wait()
+
+    async def _take(self) -> tuple[float, str | None]:
+        outbox = self.outbox
+        if outbox is None:
+            taken: tuple[float, str | None] = await self._call(self._budget.take)
+            return taken
+        settled = outbox.take()
+        try:
+            taken = await self._call(lambda: self._budget.take(settled))
+        except BaseException:
+            outbox.put_back(settled)
+            raise
+        return taken
 
     async def _sit_out_shared_pause(self) -> None:
         while True:

@@ -4,28 +4,37 @@ This runs on a worker (or in a thread of the local scheduler). It does not
 re-implement the runner: it opens an `AsyncClient` whose gate is the
 cluster's `ClusterGate` and runs an ordinary batch, with a journal per
 partition next to the outputs, then turns the `ItemResult` objects into rows.
+The batch asks the computation's claims (`_dask_claims`) before it pays for an
+image, so that an image in several partitions is paid for once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import attrs
 import pandas as pd
 
-from ._batch import Dest
+from ._batch import Dest, open_batch, raise_single
 from ._config import BatchConfig
+from ._dask_claims import connect
 from ._dask_gate import BudgetSpec
 from ._dask_secret import KeyRef
 from ._errors import ConfigurationError
+from ._lifecycle import BatchClient
 from ._models import ItemResult
 from ._sync import batch_client
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "COLUMNS",
@@ -49,6 +58,7 @@ COLUMNS: dict[str, str] = {
     "error": "string",
     "error_type": "string",
     "attempts": "int64",
+    "duplicate_of": "Int64",
 }
 
 
@@ -118,6 +128,9 @@ def _rows(items: Iterable[ItemResult], offset: int) -> pd.DataFrame:
             None if item.error is None else type(item.error).__name__ for item in ordered
         ],
         "attempts": [item.attempts for item in ordered],
+        "duplicate_of": [
+            None if item.duplicate_of is None else offset + item.duplicate_of for item in ordered
+        ],
     }
     frame: pd.DataFrame = pd.DataFrame(
         {name: pd.Series(data[name], dtype=COLUMNS[name]) for name in COLUMNS}
@@ -125,24 +138,41 @@ def _rows(items: Iterable[ItemResult], offset: int) -> pd.DataFrame:
     return frame
 
 
-async def _run_batch(urls: list[Any], spec: JobSpec, journal: Path | None) -> list[ItemResult]:
-    gate = spec.budget.connect()
-    api_key = spec.key.resolve() if spec.key is not None else None
+async def _run_batch(
+    urls: list[Any], spec: JobSpec, journal: Path | None, number: int, offset: int
+) -> list[ItemResult]:
     config = spec.config.evolve(journal=journal)
+    gate, claims = connect(spec.budget, number, offset, ",".join(config.sizes))
+    api_key = spec.key.resolve() if spec.key is not None else None
     items: list[ItemResult] = []
-    async with (
-        batch_client(config, api_key=api_key, base_url=spec.base_url, gate=gate) as client,
-        client.batch(urls, spec.dest, config) as results,
-    ):
-        told = False
-        async for item in results:
-            items.append(item)
-            if results.stop_reason is not None and not told:
-                # What stops this batch (a refused key, nothing listening, ...) would fail
-                # every partition's items the same way: stop them all at their next POST.
-                told = True
-                await gate.stop(results.stop_reason)
-    return items
+    await claims.start()
+    try:
+        async with (
+            batch_client(config, api_key=api_key, base_url=spec.base_url, gate=gate) as client,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(claims.send_due)
+            batch = open_batch(cast(BatchClient, client), urls, spec.dest, config, claims)
+            async with batch as results:
+                told = False
+                async for item in results:
+                    items.append(item)
+                    if results.stop_reason is not None and not told:
+                        # What stops this batch (a refused key, nothing listening, ...)
+                        # would fail every partition's items the same way: stop them all
+                        # at their next POST.
+                        told = True
+                        await gate.stop(results.stop_reason)
+            tg.cancel_scope.cancel()
+    except BaseException as exc:
+        # Never leave a claim held: the other partitions would wait for it forever.
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await claims.finish([])
+        if isinstance(exc, BaseExceptionGroup):
+            raise_single(exc)
+        raise
+    # Its last settlements; and the items it found stored that another partition stored.
+    return await claims.finish(items)
 
 
 def run_partition(urls: Iterable[Any], offset: int, number: int, spec: JobSpec) -> pd.DataFrame:
@@ -154,4 +184,4 @@ def run_partition(urls: Iterable[Any], offset: int, number: int, spec: JobSpec) 
     journal = _journal_for(spec, number, items)
     if journal is not None:
         journal.parent.mkdir(parents=True, exist_ok=True)
-    return _rows(anyio.run(_run_batch, items, spec, journal), offset)
+    return _rows(anyio.run(_run_batch, items, spec, journal, number, offset), offset)

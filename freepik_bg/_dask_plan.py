@@ -7,12 +7,11 @@ over one partition, with the journal that partition's run resumes from and the
 same sink, and the client adds the counts up (`add_up`). Nothing is sent, and
 nothing is created: no marker, no journal folder.
 
-Duplicates are shared inside a partition only, as in the run (a text INPUT comes
-without its repeats: `_dask_repeats`). A URL to submit in two partitions is counted
-in both: the run pays for it twice when the two
-overlap, once when the first has stored it before the second looks. The plan
-counts both credits (so its count bounds what the run pays) and says how many
-such repeats there are.
+A partition's plan counts its own duplicates, as a batch does (a text INPUT comes
+without its repeats: `_dask_repeats`). The run pays once for an image in several
+partitions too (the partitions claim each image before paying, `_dask_claims`), so
+`add_up` counts an item to submit that repeats one of another partition as a
+duplicate, from the 64-bit keys each partition's plan returns.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from ._input import InputLine
 from ._plan import _REASONS, Plan, plan_entries
 from ._sinks import DirectorySink, SinkItem
 
-__all__ = ["PartitionPlan", "PlanSpec", "add_up", "build_plan", "plan_partition", "summary"]
+__all__ = ["PartitionPlan", "PlanSpec", "add_up", "build_plan", "plan_partition"]
 
 _COUNTS = ("total", "to_submit", "to_download", "done", "duplicates", "invalid", "need_repay")
 """The fields of `Plan` that add up across partitions."""
@@ -111,31 +110,14 @@ def build_plan(urls: object, dest: str, options: dict[str, Any], job: str) -> li
     return per_partition(plan_partition, partitions(urls, None), spec, f"plan-{job}")
 
 
-def add_up(parts: Sequence[PartitionPlan], rate: float | None, burst: int) -> tuple[Plan, int]:
-    """The whole run's plan, paced at ``rate``; and how many of its items to submit
-    repeat an item to submit of another partition (each is counted)."""
+def add_up(parts: Sequence[PartitionPlan], rate: float | None, burst: int) -> Plan:
+    """The whole run's plan, paced at ``rate``: an item to submit that repeats one of
+    another partition is a duplicate, as the run shares its POST."""
     counts = {name: sum(getattr(part.plan, name) for part in parts) for name in _COUNTS}
+    keys = np.concatenate([part.submit_keys for part in parts]) if parts else np.empty(0)
+    repeats = int(len(keys) - len(np.unique(keys)))
+    counts["to_submit"] -= repeats
+    counts["duplicates"] += repeats
     # The partitions are the input in order: their first reasons are the input's first.
     reasons = tuple(reason for part in parts for reason in part.plan.invalid_reasons)
-    plan = Plan(
-        **counts,
-        invalid_reasons=reasons[:_REASONS],
-        rate=rate,
-        burst=burst,
-    )
-    keys = np.concatenate([part.submit_keys for part in parts]) if parts else np.empty(0)
-    return plan, int(len(keys) - len(np.unique(keys)))
-
-
-def summary(plan: Plan, repeats: int, *, overwrite: bool) -> str:
-    """The plan's lines, and the repeats across partitions that the run may not pay for."""
-    text = plan.summary()
-    if not repeats or overwrite:
-        # With overwrite, no partition looks at what another has stored: each repeat
-        # is paid for, as counted.
-        return text
-    return (
-        f"{text}\n{repeats} to submit repeat a URL of another partition: each is counted "
-        "(a POST is shared inside a partition only); the run pays less for those another "
-        "partition has stored by then"
-    )
+    return Plan(**counts, invalid_reasons=reasons[:_REASONS], rate=rate, burst=burst)

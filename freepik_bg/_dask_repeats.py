@@ -1,13 +1,13 @@
 """Repeats of a URL across a Dask run's partitions, for the command's text input.
 
-A batch shares one POST among the occurrences of a URL (its `url_identity`), but
-a Dask run is one batch per partition: two partitions that reach the same image
-at the same moment both pay. The command reads a text INPUT whole before it
-partitions it, so it drops every later occurrence first (`Repeats.split`), and
-gives each its row after the computation from its first occurrence's row
-(`Repeats.rows`), as a batch reports a duplicate: skipped at the first one's
-location, or failed with its error. A .parquet INPUT is partitioned by its file,
-lazily, and keeps its repeats (see docs/scale.md).
+A batch shares one POST among the occurrences of a URL (its `url_identity`), and a
+Dask run's partitions share it through their claims (`_dask_claims`). The command
+reads a text INPUT whole before it partitions it, so it drops every later occurrence
+first (`Repeats.split`): no partition waits for another's, and each repeat is the
+duplicate of the earlier line. It gives each its row after the computation from its
+first occurrence's row (`Repeats.rows`), as a batch reports a duplicate: skipped at
+the first one's location, or failed with its error. A .parquet INPUT is partitioned by
+its file, lazily, and its repeats are shared by the claims.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Repeats:
         import numpy as np
         import pandas as pd
 
+        # No kept entry repeats another, so none is a duplicate: only the index moves.
         result = result.assign(index=np.frombuffer(self.kept_at, dtype="int64")[result["index"]])
         if not self.repeats:
             return result
@@ -69,6 +70,7 @@ class Repeats:
             # As a batch reports a duplicate: the first one's outcome, with no POST of its own.
             status=firsts["status"].where(~stored, "skipped"),
             attempts=np.zeros(len(self.repeats), dtype="int64"),
+            duplicate_of=pd.Series([earlier for _, earlier in self.repeats], dtype="Int64"),
         )
         return pd.concat([result, added], ignore_index=True).sort_values("index")
 

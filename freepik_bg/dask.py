@@ -43,7 +43,9 @@ def remove_backgrounds(
     Each input partition runs as one ordinary batch of this SDK on a worker,
     and every partition paces its POSTs on one shared budget held by the
     Dask scheduler: ``rate`` and ``burst`` are for the whole computation, not
-    per worker, and a 429 anywhere pauses every worker.
+    per worker, and a 429 anywhere pauses every worker. Beside the budget,
+    the partitions claim each image before paying for it, so an image in
+    several partitions is POSTed once (see ``docs/scale.md``).
 
     Args:
         urls: a ``dask.bag.Bag`` of URL strings, a ``dask.dataframe.Series``,
@@ -67,9 +69,12 @@ def remove_backgrounds(
             the columns ``index`` (the URL's position in the input),
             ``image_url``, ``status`` (``"ok"``, ``"failed"`` or ``"skipped"``),
             ``location``, ``error`` (a message), ``error_type`` (the class of
-            the error, as ``"BadRequestError"``) and ``attempts``, with fixed
-            dtypes. ``.compute()`` runs it on the current ``distributed.Client``,
-            else on Dask's local threaded scheduler.
+            the error, as ``"BadRequestError"``), ``attempts`` and
+            ``duplicate_of`` (the ``index`` of the item whose POST a repeat of
+            an image shares, in any partition: each image is paid for once per
+            computation), with fixed dtypes. ``.compute()`` runs it on the
+            current ``distributed.Client``, else on Dask's local threaded
+            scheduler.
 
     Raises:
         TypeError: ``urls`` is not one of the accepted kinds, or an option is unknown.

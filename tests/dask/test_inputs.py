@@ -33,6 +33,7 @@ DTYPES = {
     "error": "string",
     "error_type": "string",
     "attempts": "int64",
+    "duplicate_of": "Int64",
 }
 
 

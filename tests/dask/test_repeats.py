@@ -33,6 +33,7 @@ def row(
         "error": error,
         "error_type": kind,
         "attempts": 1,
+        "duplicate_of": None,
     }
 
 
@@ -58,7 +59,9 @@ def test_repeats_are_dropped_then_reported_with_the_first_ones_outcome() -> None
             row(3, "\ufffd", "failed", None, "not valid UTF-8"),
         ]
     )
-    rows = repeats.rows(result, entries).to_dict("records")
+    remapped = repeats.rows(result, entries)
+    assert {name: str(dtype) for name, dtype in remapped.dtypes.items()} == COLUMNS
+    rows = remapped.to_dict("records")
     assert [r["index"] for r in rows] == [0, 1, 2, 3, 4, 5]
     assert rows[3]["image_url"] == "HTTPS://IMG.test/a.png#x"
     assert (rows[3]["status"], rows[3]["location"], rows[3]["attempts"]) == (
@@ -67,6 +70,9 @@ def test_repeats_are_dropped_then_reported_with_the_first_ones_outcome() -> None
         0,
     )
     assert (rows[5]["status"], rows[5]["error"]) == ("failed", "400: Failed to download the image")
+    # As a batch says it: the index of the occurrence whose outcome a repeat shares.
+    firsts = [None if pd.isna(r["duplicate_of"]) else r["duplicate_of"] for r in rows]
+    assert firsts == [None, None, None, 0, None, 1]
     assert rows[5]["error_type"] == "BadRequestError"
     assert rows[4]["image_url"] == "\ufffd"
 
