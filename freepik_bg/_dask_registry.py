@@ -18,7 +18,7 @@ a void claim takes it over.
 Memory: the claims in flight (as many as the items in flight), the failures
 with their errors (rare, as a batch keeps them), and, for every image stored,
 its key and the index of the item that stored it, unboxed (`U64Map`, 24-48
-bytes an image: ~0.4 GB for 10 million, where a dict would hold over 1 GB).
+bytes an image: 256 MiB for 10 million, where a dict would hold over 1 GB).
 """
 
 from __future__ import annotations
