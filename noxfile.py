@@ -7,6 +7,9 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+# uv (installed with nox by the README's `nox[uv]`) builds each session's environment in
+# seconds where pip took minutes; plain virtualenv + pip where nox has no uv beside it.
+nox.options.default_venv_backend = "uv|virtualenv"
 
 
 @nox.session
