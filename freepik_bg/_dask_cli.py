@@ -296,7 +296,7 @@ def _compute(
     exit code."""
     from ._cli_plan import approved, may_ask
     from ._dask_graph import budget_spec, build_frame
-    from ._dask_stop import Stopper
+    from ._dask_stop import Stopper, quiet_abandon
     from ._remove_command import EXIT_INTERRUPTED, EXIT_USAGE, _resume_command
 
     entries = _read(args)
@@ -331,6 +331,9 @@ def _compute(
             # The second signal: what was in flight is abandoned (its links, if paid,
             # are in the partitions' journals, and the resume downloads them).
             print(f"Interrupted. Resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+            if not args.verbose:
+                # Before the cluster closes on the tasks in flight (leaving this block).
+                quiet_abandon(local=bool(args.workers))
             return EXIT_INTERRUPTED
         reason = stopper.stop_reason()
     return _finish(args, argv, result, reason, interrupted=stopper.signals > 0)

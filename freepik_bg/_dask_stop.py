@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,12 +21,79 @@ from typing import Any
 
 import attrs
 
-__all__ = ["INTERRUPTED", "Stopper", "not_attempted", "workers_ignore_sigint"]
+__all__ = [
+    "INTERRUPTED",
+    "Stopper",
+    "not_attempted",
+    "quiet_abandon",
+    "workers_ignore_sigint",
+]
 
 INTERRUPTED = "the run was interrupted"
 """The stop reason of a Ctrl-C or SIGTERM (the items' "not attempted: ..." text)."""
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# The loggers of this process that an abandoned cluster's shutdown writes to. Their
+# children too: distributed gives some their own level (distributed.client: WARNING),
+# which a level on "distributed" alone does not lower.
+_NOISY = ("asyncio", "distributed", "tornado")
+
+# How long the workers get to go quiet before the cluster closes anyway (a round trip
+# through the scheduler; milliseconds unless a worker is wedged).
+_MUTE_TIMEOUT = 5.0
+
+
+def quiet_loggers() -> None:
+    """Nothing below CRITICAL from distributed, tornado or asyncio in this process, for good.
+
+    For a command that is exiting: the tasks that an abandon cuts short end in errors
+    that they log as the client and the cluster close, and again at interpreter exit.
+    """
+    # A copy: the client's loop thread may be making loggers meanwhile.
+    for name in [*_NOISY, *logging.Logger.manager.loggerDict.copy()]:
+        if name.split(".")[0] in _NOISY:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _mute_stderr() -> None:
+    """In a worker process: nothing it writes to stderr from now on reaches the terminal."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+    finally:
+        os.close(devnull)
+
+
+def quiet_abandon(*, local: bool) -> None:
+    """Before the cluster closes on an abandoned run: nothing of it under the last words.
+
+    This process's loggers go quiet (`quiet_loggers`), and so do a local cluster's
+    worker processes (``local``), which print to this command's terminal: closing the
+    cluster stops them one by one, and one still sending a partition's data to one
+    that is gone logged an ERROR with a traceback (``failed during get data``). They
+    are muted before any of them stops, so they had nothing to say yet; their whole
+    stderr, not their loggers: an exception ignored at exit is printed past those.
+    An existing cluster's workers (``--scheduler``) keep their output.
+    """
+    quiet_loggers()
+    if not local:
+        return
+    from distributed import default_client
+
+    client = default_client()
+
+    def mute() -> None:
+        # A worker that is gone or a client that fails only costs the silence.
+        with contextlib.suppress(Exception):
+            client.run(_mute_stderr, on_error="ignore")
+
+    # In a thread: `Client.run` takes no timeout, and the exit must not hang on it.
+    thread = threading.Thread(target=mute, name="freepik-bg-mute", daemon=True)
+    thread.start()
+    thread.join(_MUTE_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -60,8 +128,7 @@ class Stopper:
             if self.quiet:
                 # Here, before the KeyboardInterrupt: the client's loop thread logs as
                 # soon as the compute is abandoned, racing any later change.
-                for name in ("asyncio", "distributed"):
-                    logging.getLogger(name).setLevel(logging.CRITICAL)
+                quiet_loggers()
             print(
                 "freepik-bg: abandoning items in flight: the links of answers that arrived "
                 "are in the journals; POSTs still waiting for an answer may have been billed, "
