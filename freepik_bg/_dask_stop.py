@@ -44,7 +44,7 @@ _NOISY = ("asyncio", "distributed", "tornado")
 _MUTE_TIMEOUT = 5.0
 
 
-def quiet_loggers() -> None:
+def _quiet_loggers() -> None:
     """Nothing below CRITICAL from distributed, tornado or asyncio in this process, for good.
 
     For a command that is exiting: the tasks that an abandon cuts short end in errors
@@ -70,7 +70,7 @@ def _mute_stderr() -> None:
 def quiet_abandon(*, local: bool) -> None:
     """Before the cluster closes on an abandoned run: nothing of it under the last words.
 
-    This process's loggers go quiet (`quiet_loggers`), and so do a local cluster's
+    This process's loggers go quiet (`_quiet_loggers`), and so do a local cluster's
     worker processes (``local``), which print to this command's terminal: closing the
     cluster stops them one by one, and one still sending a partition's data to one
     that is gone logged an ERROR with a traceback (``failed during get data``). They
@@ -78,7 +78,7 @@ def quiet_abandon(*, local: bool) -> None:
     stderr, not their loggers: an exception ignored at exit is printed past those.
     An existing cluster's workers (``--scheduler``) keep their output.
     """
-    quiet_loggers()
+    _quiet_loggers()
     if not local:
         return
     from distributed import default_client
@@ -128,7 +128,7 @@ class Stopper:
             if self.quiet:
                 # Here, before the KeyboardInterrupt: the client's loop thread logs as
                 # soon as the compute is abandoned, racing any later change.
-                quiet_loggers()
+                _quiet_loggers()
             print(
                 "freepik-bg: abandoning items in flight: the links of answers that arrived "
                 "are in the journals; POSTs still waiting for an answer may have been billed, "
