@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
@@ -10,6 +12,10 @@ nox.options.error_on_missing_interpreters = True
 # uv (installed with nox by the README's `nox[uv]`) builds each session's environment in
 # seconds where pip took minutes; plain virtualenv + pip where nox has no uv beside it.
 nox.options.default_venv_backend = "uv|virtualenv"
+# uv, unlike pip, leaves the .pyc files to the first import; where PYTHONDONTWRITEBYTECODE
+# is set, every process of the suite (CLI runs, Dask workers, emulators) then compiled
+# numpy, pandas and distributed from source: the tests took 8 min 52 s instead of 6 min 45 s.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 
 @nox.session
