@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import attrs
 
 from ._dask_gate import (
     Bucket,
@@ -268,15 +269,7 @@ class ClusterClaims:
             found = self._link.registry.finish(*args)
         for i, first in zip(skipped, found, strict=True):
             if first >= 0 and first != self._offset + items[i].index:
-                items[i] = ItemResult(
-                    items[i].index,
-                    items[i].image_url,
-                    ok=True,
-                    skipped=True,
-                    location=items[i].location,
-                    locations=items[i].locations,
-                    duplicate_of=first - self._offset,
-                )
+                items[i] = attrs.evolve(items[i], duplicate_of=first - self._offset)
         return items
 
 
